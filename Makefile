@@ -1,0 +1,36 @@
+# The two commands a newcomer runs: `make demo` and `make test`. Everything else is optional.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+# The torch extra is installed only by `make torch` (and CI). 2.13.0 is a CPU build where a
+# local wheel exists; see docs/user-guide.md.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: venv demo test lint bench torch clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+torch: $(STAMP)
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+
+demo: $(STAMP)
+	$(BIN)/dashsel demo --out demo-out
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Benchmarks on real multi-domain data: pools, baselines and the study harness."""

@@ -1,0 +1,61 @@
+"""Exceptions raised by dashsel.
+
+Every error a user can cause derives from :class:`DashselError`; its message is one line that
+names the file, key, field or dataset at fault, so the CLI can print it without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class DashselError(Exception):
+    """Base class of every error a user can cause (bad input, bad state)."""
+
+
+class ManifestError(DashselError):
+    """A pool manifest is malformed; the message names the file and the key."""
+
+
+class DataError(DashselError):
+    """An array file is missing, unreadable or inconsistent; the message names the file."""
+
+
+class UnknownDatasetError(DashselError, KeyError):
+    """A dataset id that the pool does not hold."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class RewardError(DashselError):
+    """An evaluation returned a reward that is not a finite number."""
+
+
+class JournalError(DashselError):
+    """A journal belongs to a different run, or is not a dashsel journal."""
+
+
+class MissingExtraError(DashselError, ImportError):
+    """An optional dependency (ray, torch, optuna, ...) is not installed."""
+
+
+def require(module: str, extra: str, purpose: str):
+    """Import an optional dependency or raise a :class:`MissingExtraError` that says how to get it.
+
+    Parameters
+    ----------
+    module : str
+        Module to import, e.g. ``"ray"``.
+    extra : str
+        The dashsel extra that installs it, e.g. ``"ray"``.
+    purpose : str
+        What needs it, for the message, e.g. ``"the Ray executor"``.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"{purpose} needs the optional dependency {module!r}: "
+            f"pip install 'dashsel[{extra}]'"
+        ) from exc

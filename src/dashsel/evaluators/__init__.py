@@ -1,0 +1,1 @@
+"""Evaluators: turn a dataset choice into a reward."""

@@ -1,0 +1,43 @@
+"""The evaluator protocol: turn a trial (a dataset choice and a seed) into a reward.
+
+Evaluators are stateless with respect to the run: everything a trial needs is in its
+:class:`~dashsel.trial.TrialSpec`, so the same evaluator object can be shipped to worker
+processes or Ray actors and evaluations can run in any order.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from dashsel.trial import TrialSpec
+
+Split = Literal["validation", "test"]
+
+
+class Evaluator(ABC):
+    """Base class of evaluators.
+
+    Subclasses implement :meth:`evaluate` and :meth:`describe`. Evaluators that can train a
+    model on any set of datasets (``can_train`` is True) also implement :meth:`score`, which
+    the run loop uses for the final model and the Local and Global references.
+    """
+
+    #: Whether :meth:`score` is available.
+    can_train: bool = False
+
+    @abstractmethod
+    def evaluate(self, spec: TrialSpec) -> float:
+        """Reward of adding ``spec.dataset_id`` to the local data (higher is better)."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """JSON-serialisable configuration; identical configs give identical rewards.
+
+        Journals store it to refuse resuming with a different evaluator, and caches key on it.
+        """
+
+    def score(self, dataset_ids: Sequence[str], seed: int, split: Split = "test") -> float:
+        """Accuracy on ``split`` of a model trained on local data plus ``dataset_ids``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot train a model")

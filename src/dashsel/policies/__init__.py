@@ -1,0 +1,1 @@
+"""Selection policies: DaSH and the flat baselines, all with ask/tell."""

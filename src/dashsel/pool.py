@@ -1,0 +1,258 @@
+"""A pool of candidate datasets in groups, with the local, validation and test data.
+
+Arrays are loaded lazily from their files (see :mod:`dashsel.arrays`) and kept once loaded, so
+a pool of thousands of datasets costs memory only for what is evaluated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dashsel.errors import DashselError, DataError
+from dashsel.hierarchy import Hierarchy
+
+
+@dataclass(frozen=True)
+class ArraySplit:
+    """Features ``X`` (n_samples, n_features) and labels ``y`` (n_samples,)."""
+
+    X: np.ndarray
+    y: np.ndarray
+
+    def __post_init__(self) -> None:
+        X = np.asarray(self.X)
+        y = np.asarray(self.y)
+        if X.ndim == 1:
+            raise DataError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+        if y.ndim != 1:
+            raise DataError(f"y must be 1-D (n_samples,), got shape {y.shape}")
+        if X.shape[0] != y.shape[0]:
+            raise DataError(f"X has {X.shape[0]} rows but y has {y.shape[0]} labels")
+        object.__setattr__(self, "X", X)
+        object.__setattr__(self, "y", y)
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def n_samples(self) -> int:
+        return len(self)
+
+    @staticmethod
+    def concat(parts: Sequence[ArraySplit]) -> ArraySplit:
+        """Stack splits row-wise (features must agree)."""
+        if not parts:
+            raise DataError("nothing to concatenate")
+        widths = {p.X.shape[1:] for p in parts}
+        if len(widths) > 1:
+            raise DataError(f"feature shapes differ: {sorted(widths)}")
+        return ArraySplit(
+            np.concatenate([p.X for p in parts]), np.concatenate([p.y for p in parts])
+        )
+
+
+Loader = Callable[[], ArraySplit]
+
+
+@dataclass
+class DatasetEntry:
+    """One candidate dataset: its id, group, and where its arrays come from.
+
+    Exactly one of ``data`` (in memory) and ``loader`` (called once, on first use) is set for
+    pools with arrays; replay-only pools (``table`` evaluator) have neither. ``source`` names
+    the file for error messages; ``meta`` is free-form (provenance, licence, ...).
+    """
+
+    id: str
+    group: str
+    data: ArraySplit | None = None
+    loader: Loader | None = None
+    source: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def load(self) -> ArraySplit:
+        if self.data is None:
+            if self.loader is None:
+                raise DataError(f"dataset {self.id!r} has no data (this pool is replay-only)")
+            self.data = self.loader()
+        return self.data
+
+    @property
+    def has_data(self) -> bool:
+        return self.data is not None or self.loader is not None
+
+
+class Pool:
+    """Candidate datasets in groups plus the local, validation and test splits.
+
+    Parameters
+    ----------
+    datasets : iterable of DatasetEntry
+        The candidates, in a fixed order (it is the order policies index arms by).
+    local, validation, test : ArraySplit or callable returning one, optional
+        The model's own training data, the data rewards are measured on, and the held-out data
+        the final model is scored on. Replay-only pools may have none.
+    name : str
+        A name for reports and journals.
+    """
+
+    def __init__(
+        self,
+        datasets: Iterable[DatasetEntry],
+        local: ArraySplit | Loader | None = None,
+        validation: ArraySplit | Loader | None = None,
+        test: ArraySplit | Loader | None = None,
+        name: str = "pool",
+    ) -> None:
+        self.name = name
+        self.entries: tuple[DatasetEntry, ...] = tuple(datasets)
+        self.hierarchy = Hierarchy([e.id for e in self.entries], [e.group for e in self.entries])
+        self._by_id = {e.id: e for e in self.entries}
+        self._splits: dict[str, ArraySplit | Loader | None] = {
+            "local": local,
+            "validation": validation,
+            "test": test,
+        }
+
+    # --- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_arrays(
+        cls,
+        datasets: Mapping[str, tuple[np.ndarray, np.ndarray] | ArraySplit],
+        groups: Mapping[str, str],
+        local: tuple[np.ndarray, np.ndarray] | ArraySplit | None = None,
+        validation: tuple[np.ndarray, np.ndarray] | ArraySplit | None = None,
+        test: tuple[np.ndarray, np.ndarray] | ArraySplit | None = None,
+        name: str = "pool",
+    ) -> Pool:
+        """Build a pool from in-memory arrays.
+
+        ``datasets`` maps id to ``(X, y)``; ``groups`` maps every id to its group.
+        """
+        entries = []
+        for did, arrays in datasets.items():
+            if did not in groups:
+                raise DashselError(f"dataset {did!r} has no entry in groups")
+            entries.append(
+                DatasetEntry(did, groups[did], data=_as_split(arrays, f"dataset {did!r}"))
+            )
+        extra = set(groups) - set(datasets)
+        if extra:
+            raise DashselError(f"groups names datasets not in the pool: {sorted(extra)}")
+        return cls(
+            entries,
+            local=_as_split(local, "local") if local is not None else None,
+            validation=_as_split(validation, "validation") if validation is not None else None,
+            test=_as_split(test, "test") if test is not None else None,
+            name=name,
+        )
+
+    @classmethod
+    def replay_only(cls, hierarchy: Hierarchy, name: str = "pool") -> Pool:
+        """A pool with structure but no arrays, for replay (``table``) evaluators."""
+        return cls(
+            [
+                DatasetEntry(d, g)
+                for d, g in zip(hierarchy.dataset_ids, hierarchy.groups, strict=True)
+            ],
+            name=name,
+        )
+
+    # --- access ----------------------------------------------------------------------------
+    @property
+    def dataset_ids(self) -> tuple[str, ...]:
+        return self.hierarchy.dataset_ids
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def entry(self, dataset_id: str) -> DatasetEntry:
+        self.hierarchy.index(dataset_id)  # raises UnknownDatasetError with a clear message
+        return self._by_id[dataset_id]
+
+    def dataset(self, dataset_id: str) -> ArraySplit:
+        """Arrays of one candidate dataset (loaded on first use)."""
+        return self.entry(dataset_id).load()
+
+    def split(self, name: str) -> ArraySplit:
+        """The ``"local"``, ``"validation"`` or ``"test"`` split."""
+        if name not in self._splits:
+            raise DashselError(f"unknown split {name!r}: use local, validation or test")
+        value = self._splits[name]
+        if value is None:
+            raise DataError(f"pool {self.name!r} has no {name} data")
+        if not isinstance(value, ArraySplit):
+            value = value()
+            self._splits[name] = value
+        return value
+
+    def has_split(self, name: str) -> bool:
+        return self._splits.get(name) is not None
+
+    @property
+    def has_arrays(self) -> bool:
+        return all(e.has_data for e in self.entries) and self.has_split("validation")
+
+    @property
+    def local(self) -> ArraySplit:
+        return self.split("local")
+
+    @property
+    def validation(self) -> ArraySplit:
+        return self.split("validation")
+
+    @property
+    def test(self) -> ArraySplit:
+        return self.split("test")
+
+    def check_labels(self) -> None:
+        """Raise :class:`DataError` naming any dataset or split whose labels the local data
+        lacks (a model trained on local data could never have seen them)."""
+        if not self.has_split("local"):
+            return
+        known = set(np.unique(self.local.y).tolist())
+        for e in self.entries:
+            if not e.has_data:
+                continue
+            extra = set(np.unique(e.load().y).tolist()) - known
+            if extra:
+                raise DataError(
+                    f"dataset {e.id!r}{_where(e.source)} has labels unseen in the local data: "
+                    f"{sorted(extra)[:10]}"
+                )
+        for name in ("validation", "test"):
+            if self.has_split(name):
+                extra = set(np.unique(self.split(name).y).tolist()) - known
+                if extra:
+                    raise DataError(
+                        f"{name} data has labels unseen in the local data: {sorted(extra)[:10]}"
+                    )
+
+    def __repr__(self) -> str:
+        return f"Pool(name={self.name!r}, datasets={len(self)}, groups={self.hierarchy.n_groups})"
+
+
+def _where(source: str | None) -> str:
+    return f" ({source})" if source else ""
+
+
+def _as_split(value: Any, what: str) -> ArraySplit:
+    if isinstance(value, ArraySplit):
+        return value
+    try:
+        X, y = value
+    except (TypeError, ValueError):
+        raise DataError(f"{what}: expected an (X, y) pair") from None
+    try:
+        return ArraySplit(np.asarray(X), np.asarray(y))
+    except DataError as exc:
+        raise DataError(f"{what}: {exc}") from None
+
+
+def as_path(value: str | Path) -> Path:
+    return value if isinstance(value, Path) else Path(value)
