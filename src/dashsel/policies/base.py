@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Self, overload
 
@@ -185,6 +186,35 @@ class Policy(ABC):
         self._tell(idx, r)
         self.n_told_ += 1
 
+    def replay(self, history: Iterable[tuple[str, float]], n_asked: int | None = None) -> Self:
+        """Rebuild a resumed run's state: tell each finished trial, then set the ask counter.
+
+        Parameters
+        ----------
+        history : iterable of (dataset_id, reward)
+            Finished trials in the order they were told to the original policy.
+        n_asked : int, optional
+            How many asks the original run had made (trials started, finished or not).
+            Default: the number of trials in ``history``.
+
+        Returns
+        -------
+        Policy
+            self; the next :meth:`ask` returns what the uninterrupted run would have asked.
+        """
+        self._check_reset()
+        if self.n_asked_ or self.n_told_:
+            raise DashselError(
+                f"{type(self).__name__}.replay needs a freshly reset policy "
+                f"(it has {self.n_asked_} asks and {self.n_told_} tells)"
+            )
+        if n_asked is not None and (int(n_asked) != n_asked or n_asked < 0):
+            raise DashselError(f"replay: n_asked must be a non-negative integer, got {n_asked!r}")
+        for dataset_id, reward in history:
+            self.tell(dataset_id, reward)
+        self.n_asked_ = self.n_told_ if n_asked is None else int(n_asked)
+        return self
+
     # --- to implement ----------------------------------------------------------------------
     @abstractmethod
     def _reset(self, hierarchy: Hierarchy) -> None:
@@ -225,11 +255,7 @@ class Policy(ABC):
         import inspect
 
         sig = inspect.signature(type(self).__init__)
-        return {
-            p: getattr(self, p)
-            for p in sig.parameters
-            if p != "self" and hasattr(self, p)
-        }
+        return {p: getattr(self, p) for p in sig.parameters if p != "self" and hasattr(self, p)}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

@@ -1,0 +1,398 @@
+"""The ``dashsel`` command line: run a selection, report a journal, run the benchmarks.
+
+Every user-caused error (:class:`~dashsel.errors.DashselError`) is printed as one line and
+exits with status 2; no traceback. An interrupted run exits with 130 and resumes when run
+again with the same ``--journal``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from dashsel import __version__
+from dashsel.errors import DashselError
+
+app = typer.Typer(
+    name="dashsel",
+    help="Pick whole datasets from a grouped pool with few trial trainings (DaSH).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Build the benchmark data offline (cached).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"dashsel {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """dashsel: dataset selection via hierarchies."""
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn dashsel errors into one-line messages and interrupts into a resume hint."""
+    try:
+        yield
+    except DashselError as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err_console.print(
+            "[yellow]interrupted[/]: finished trials are in the journal; run the same "
+            "command again to resume."
+        )
+        raise typer.Exit(130) from None
+
+
+def _parse_params(items: list[str] | None, what: str) -> dict[str, Any]:
+    """``key=value`` pairs; values parsed as JSON when they can be (numbers, true, ...)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise DashselError(f"{what} {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("best so far {task.fields[best]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+
+
+@app.command()
+def run(
+    manifest: Annotated[Path, typer.Argument(help="Pool manifest (TOML).")],
+    policy: Annotated[str, typer.Option(help="Policy name (see `dashsel policies`).")] = "dash",
+    budget: Annotated[int, typer.Option(min=1, help="Number of evaluations.")] = 60,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", min=1, help="Select the top-k datasets.")
+    ] = None,
+    percentile: Annotated[
+        float | None,
+        typer.Option(help="Select everything above this percentile of posterior means."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Run seed.")] = 0,
+    journal: Annotated[
+        Path | None, typer.Option(help="SQLite journal: records trials, resumes a run.")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the result as JSON here.")
+    ] = None,
+    executor: Annotated[
+        str, typer.Option(help="Where evaluations run: inprocess, process or ray.")
+    ] = "inprocess",
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Parallel workers (process/ray).")
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Evaluations asked for at once (parallel batch).")
+    ] = 1,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Policy parameter key=value (repeatable)."),
+    ] = None,
+    no_final: Annotated[
+        bool, typer.Option("--no-final", help="Skip training the final/Local/Global models.")
+    ] = False,
+) -> None:
+    """Select datasets from the pool in MANIFEST."""
+    with _user_errors():
+        from dashsel.evaluators import make_evaluator
+        from dashsel.executors import make_executor
+        from dashsel.manifest import load_manifest
+        from dashsel.policies import make_policy
+        from dashsel.run import select
+
+        m = load_manifest(manifest)
+        evaluator = make_evaluator(m.evaluator, m.pool, manifest.parent)
+        pol = make_policy(policy, **_parse_params(param, "--param"))
+        exe = make_executor(executor, workers)
+        best = {"r": float("-inf")}
+        with exe, _progress() as bar:
+            task = bar.add_task(f"{pol.name} on {m.pool.name}", total=budget, best="-")
+
+            def on_trial(outcome: Any) -> None:
+                if outcome.reward is not None:
+                    best["r"] = max(best["r"], outcome.reward)
+                bar.update(task, advance=1, best=f"{best['r']:.4f}")
+
+            result = select(
+                m.pool,
+                pol,
+                evaluator,
+                budget,
+                journal=journal,
+                seed=seed,
+                executor=exe,
+                batch_size=batch_size,
+                k=top_k,
+                percentile=percentile,
+                score_final=not no_final,
+                callback=on_trial,
+            )
+            # Trials replayed from the journal count toward the bar too.
+            bar.update(task, completed=result.n_evaluations)
+        _print_result(result)
+        if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            result.to_json(json_out)
+            console.print(f"wrote {json_out}")
+
+
+def _fmt(x: float | None, pct: bool = False) -> str:
+    if x is None:
+        return "-"
+    return f"{100 * x:.1f}%" if pct else f"{x:.4f}"
+
+
+def _print_result(result: Any) -> None:
+    chosen = set(result.selected)
+    table = Table(title=f"posterior after {result.n_evaluations} evaluations", show_lines=False)
+    for col in ("dataset", "group", "mean", "std", "pulls", "selected"):
+        table.add_column(col, justify="right" if col in ("mean", "std", "pulls") else "left")
+    beliefs = sorted(
+        result.posterior.datasets,
+        key=lambda b: (-(b.mean if b.mean == b.mean else float("-inf")), b.id),
+    )
+    for b in beliefs[:25]:
+        table.add_row(
+            b.id,
+            b.group or "",
+            _fmt(b.mean),
+            _fmt(b.std),
+            str(b.pulls),
+            "✓" if b.id in chosen else "",
+        )
+    if len(beliefs) > 25:
+        table.add_row(f"... {len(beliefs) - 25} more", "", "", "", "", "")
+    console.print(table)
+    console.print(f"[bold]selected[/]: {', '.join(result.selected)}")
+    console.print(f"[bold]groups[/]:   {', '.join(result.selected_groups)}")
+    if result.test_accuracy is not None:
+        console.print(
+            f"test accuracy: selected {_fmt(result.test_accuracy, True)}  ·  "
+            f"local only {_fmt(result.local_accuracy, True)}  ·  "
+            f"all datasets {_fmt(result.global_accuracy, True)}"
+        )
+    console.print(
+        f"time: {result.evaluation_seconds:.1f}s in evaluations, "
+        f"{result.overhead_seconds:.3f}s selection overhead"
+    )
+
+
+@app.command()
+def report(
+    journal: Annotated[Path, typer.Argument(help="A journal written by `dashsel run`.")],
+    trials: Annotated[int, typer.Option(help="How many of the latest trials to list.")] = 20,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1)] = None,
+) -> None:
+    """Show the posterior and the trials recorded in a JOURNAL."""
+    with _user_errors():
+        from dashsel.journal import read_journal, replay_posterior
+
+        meta, frame = read_journal(journal)
+        console.print(
+            f"[bold]{journal}[/]: pool {meta.get('pool', {}).get('name', '?')}, "
+            f"policy {meta.get('policy', {}).get('name', '?')}, seed {meta.get('seed')}, "
+            f"{int((frame['state'] == 'complete').sum()) if len(frame) else 0} complete trials"
+        )
+        posterior, rec = replay_posterior(meta, frame, k=top_k)
+        if posterior is not None:
+            chosen = set(rec.datasets)
+            table = Table(title="posterior")
+            for col in ("dataset", "group", "mean", "std", "pulls", "selected"):
+                table.add_column(col)
+            for b in sorted(posterior.datasets, key=lambda b: (-_nan_low(b.mean), b.id)):
+                table.add_row(
+                    b.id,
+                    b.group or "",
+                    _fmt(b.mean),
+                    _fmt(b.std),
+                    str(b.pulls),
+                    "✓" if b.id in chosen else "",
+                )
+            console.print(table)
+        t = Table(title=f"last {min(trials, len(frame))} trials")
+        for col in ("number", "dataset_id", "seed", "pull", "state", "reward", "duration"):
+            t.add_column(col)
+        for row in frame.tail(trials).itertuples(index=False):
+            t.add_row(
+                str(row.number),
+                str(row.dataset_id),
+                str(row.seed),
+                str(row.pull),
+                str(row.state),
+                _fmt(row.reward if row.reward == row.reward else None),
+                f"{row.duration:.2f}s" if row.duration == row.duration else "-",
+            )
+        console.print(t)
+
+
+def _nan_low(x: float) -> float:
+    return x if x == x else float("-inf")
+
+
+@app.command()
+def policies() -> None:
+    """List the available policies."""
+    with _user_errors():
+        from dashsel.policies import POLICIES
+
+        table = Table(title="policies")
+        table.add_column("name")
+        table.add_column("class")
+        table.add_column("what it is")
+        for name, cls in sorted(POLICIES.items()):
+            doc = (cls.__doc__ or "").strip().splitlines()
+            table.add_row(name, cls.__name__, doc[0] if doc else "")
+        console.print(table)
+
+
+def _split_csv(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@app.command()
+def bench(
+    suite: Annotated[str, typer.Argument(help="Benchmark suite: digits5 or spam.")],
+    policies_: Annotated[
+        str | None,
+        typer.Option("--policies", help="Comma-separated methods (policies, baselines, peers)."),
+    ] = None,
+    runs: Annotated[int, typer.Option(min=1, help="Independent runs (seeds) per cell.")] = 5,
+    budget: Annotated[str, typer.Option(help="Comma-separated evaluation budgets.")] = "15,45,150",
+    targets: Annotated[str | None, typer.Option(help="Comma-separated target domains.")] = None,
+    studies: Annotated[
+        str | None, typer.Option(help="Comma-separated studies (default: all).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("results"),
+    quick: Annotated[bool, typer.Option(help="The short preset `make demo` runs.")] = False,
+) -> None:
+    """Run the paper's studies on a benchmark SUITE and write tables, plots and JSON."""
+    with _user_errors():
+        from dashsel.bench.harness import StudyConfig, run_study
+
+        config = StudyConfig.from_options(
+            suite=suite,
+            methods=_split_csv(policies_),
+            runs=runs,
+            budgets=[int(b) for b in _split_csv(budget) or []],
+            targets=_split_csv(targets),
+            studies=_split_csv(studies),
+            quick=quick,
+            command=" ".join(["dashsel", *sys.argv[1:]]),
+        )
+        _run_and_write(config, out)
+
+
+def _run_and_write(config: Any, out: Path) -> Any:
+    from dashsel.bench.harness import run_study
+
+    start = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task("study", total=None, best="-")
+
+        def on_progress(message: str, done: int | None = None, total: int | None = None) -> None:
+            bar.update(task, description=message, completed=done, total=total)
+
+        result = run_study(config, progress=on_progress)
+    result.write(out)
+    console.print(result.headline_markdown())
+    console.print(f"wrote {out}/ in {time.perf_counter() - start:.0f}s")
+    return result
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Output folder for the report and plots.")] = Path(
+        "demo-out"
+    ),
+) -> None:
+    """Build the digits5 pool offline and run a short version of the paper's comparison."""
+    with _user_errors():
+        from dashsel.bench.harness import StudyConfig
+
+        console.print(
+            "[bold]dashsel demo[/]: DaSH vs flat Thompson sampling, UCB and random on the "
+            "digits5 pool (built offline from data that PyPI packages ship)."
+        )
+        config = StudyConfig.from_options(
+            suite="digits5", quick=True, command="dashsel demo --out " + str(out)
+        )
+        _run_and_write(config, out)
+
+
+@data_app.command("build")
+def data_build(
+    suite: Annotated[str, typer.Argument(help="digits5 or spam")],
+    rebuild: Annotated[bool, typer.Option(help="Build again even if cached.")] = False,
+) -> None:
+    """Build and cache a benchmark suite's data."""
+    with _user_errors():
+        from dashsel.bench.suites import get_suite
+
+        start = time.perf_counter()
+        s = get_suite(suite)
+        build: Callable[..., Any] | None = getattr(s, "build", None)
+        if build is None:
+            raise DashselError(f"suite {suite!r} has nothing to build")
+        info = build(rebuild=rebuild)
+        console.print(f"built {suite} in {time.perf_counter() - start:.1f}s")
+        if info:
+            console.print(info)
+
+
+def run_cli() -> None:  # pragma: no cover - console entry point alias
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

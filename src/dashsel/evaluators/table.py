@@ -1,0 +1,174 @@
+"""Replay logged rewards from a table instead of training models.
+
+The table has one row per logged evaluation: a dataset id and the reward it got. Several rows
+for one dataset are several seeds; the k-th pull of a dataset in a run (``TrialSpec.pull``)
+gets the dataset's k-th row, cycling when the run pulls it more often than the table has rows.
+A run therefore sees the same reward sequence whatever the trial seeds are, which makes
+policies comparable on exactly the same evaluations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dashsel.errors import DataError, UnknownDatasetError
+from dashsel.evaluators.base import Evaluator
+from dashsel.trial import TrialSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from dashsel.pool import Pool
+
+
+class TableEvaluator(Evaluator):
+    """Rewards replayed from a CSV file or a DataFrame.
+
+    Parameters
+    ----------
+    path_or_frame : str, Path or pandas.DataFrame
+        A CSV file, or a frame, with a dataset column and a reward column (other columns are
+        ignored).
+    dataset_column, reward_column : str
+        Names of those columns.
+
+    Notes
+    -----
+    Empty or NaN rewards load and are returned as NaN; the run loop reports them as a
+    :class:`~dashsel.errors.RewardError`. Call :meth:`check_pool` to make sure every dataset
+    of a pool has at least one row.
+    """
+
+    can_train = False
+    kind = "table"
+
+    def __init__(
+        self,
+        path_or_frame: str | Path | pd.DataFrame,
+        *,
+        dataset_column: str = "dataset",
+        reward_column: str = "reward",
+    ) -> None:
+        import pandas as pd
+
+        self.dataset_column = dataset_column
+        self.reward_column = reward_column
+        if isinstance(path_or_frame, pd.DataFrame):
+            self.path: Path | None = None
+            self._name = "<DataFrame>"
+            frame = path_or_frame
+            self._sha256 = hashlib.sha256(frame.to_csv(index=False).encode("utf-8")).hexdigest()
+            header_offset = 0  # rows named 0-based for frames
+        else:
+            self.path = Path(path_or_frame)
+            self._name = str(self.path)
+            frame = self._read(self.path)
+            self._sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()
+            header_offset = 2  # line numbers in the file: header is line 1
+        self._rewards = self._parse(frame, header_offset)
+
+    # --- reading -------------------------------------------------------------------------------
+    def _read(self, path: Path) -> pd.DataFrame:
+        import pandas as pd
+
+        if not path.is_file():
+            raise DataError(f"{path}: no such reward table")
+        try:
+            # Ids are text even when they look like numbers ("007" must stay "007").
+            return pd.read_csv(path, dtype={self.dataset_column: str}, keep_default_na=True)
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{path}: empty reward table") from None
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+            msg = " ".join(str(exc).split())
+            raise DataError(f"{path}: not a readable CSV file ({msg})") from None
+
+    def _parse(self, frame: pd.DataFrame, header_offset: int) -> dict[str, np.ndarray]:
+        import pandas as pd
+
+        for col in (self.dataset_column, self.reward_column):
+            if col not in frame.columns:
+                cols = ", ".join(str(c) for c in frame.columns) or "none"
+                raise DataError(f"{self._name}: missing column {col!r} (columns: {cols})")
+        if len(frame) == 0:
+            raise DataError(f"{self._name}: the reward table has no rows")
+        ids = frame[self.dataset_column]
+        empty_id = np.flatnonzero(ids.isna().to_numpy())
+        if empty_id.size:
+            raise DataError(
+                f"{self._name}: column {self.dataset_column!r} is empty on "
+                f"{self._row(empty_id[0], header_offset)}"
+            )
+        raw = frame[self.reward_column]
+        rewards = pd.to_numeric(raw, errors="coerce")
+        bad = np.flatnonzero((rewards.isna() & raw.notna()).to_numpy())
+        if bad.size:
+            i = int(bad[0])
+            raise DataError(
+                f"{self._name}: column {self.reward_column!r} is not a number on "
+                f"{self._row(i, header_offset)}: {raw.iloc[i]!r}"
+            )
+        values = rewards.to_numpy(dtype=float)
+        out: dict[str, list[float]] = {}
+        for did, r in zip(ids.astype(str).to_numpy(), values, strict=True):
+            out.setdefault(did, []).append(float(r))
+        return {d: np.asarray(v, dtype=float) for d, v in out.items()}
+
+    @staticmethod
+    def _row(index: int, header_offset: int) -> str:
+        if header_offset:
+            return f"line {int(index) + header_offset}"
+        return f"row {int(index)}"
+
+    # --- evaluator protocol --------------------------------------------------------------------
+    def evaluate(self, spec: TrialSpec) -> float:
+        """The ``spec.pull``-th logged reward of ``spec.dataset_id`` (cycling); NaN as is."""
+        rows = self._rewards.get(spec.dataset_id)
+        if rows is None:
+            raise UnknownDatasetError(f"{self._name}: no rewards for dataset {spec.dataset_id!r}")
+        return float(rows[spec.pull % rows.size])
+
+    def check_pool(self, pool: Pool) -> None:
+        """Raise :class:`DataError` naming a dataset of ``pool`` that has no row."""
+        missing = [d for d in pool.dataset_ids if d not in self._rewards]
+        if missing:
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            raise DataError(
+                f"{self._name}: no rewards for dataset {missing[0]!r}{more} of pool {pool.name!r}"
+            )
+
+    def describe(self) -> dict[str, Any]:
+        """Kind, file, columns and the SHA-256 of the table's content."""
+        return {
+            "kind": self.kind,
+            "path": str(self.path) if self.path is not None else None,
+            "dataset_column": self.dataset_column,
+            "reward_column": self.reward_column,
+            "sha256": self._sha256,
+        }
+
+    # --- extras --------------------------------------------------------------------------------
+    @property
+    def dataset_ids(self) -> tuple[str, ...]:
+        """Ids that have rows, in order of first appearance."""
+        return tuple(self._rewards)
+
+    def rewards(self, dataset_id: str) -> np.ndarray:
+        """All logged rewards of one dataset, in file order."""
+        if dataset_id not in self._rewards:
+            raise UnknownDatasetError(f"{self._name}: no rewards for dataset {dataset_id!r}")
+        return self._rewards[dataset_id].copy()
+
+    def mean_rewards(self) -> dict[str, float]:
+        """Mean logged reward of every dataset (NaN rows ignored; NaN if all are NaN)."""
+        out = {}
+        for d, r in self._rewards.items():
+            finite = r[~np.isnan(r)]
+            out[d] = float(finite.mean()) if finite.size else float("nan")
+        return out
+
+    def __repr__(self) -> str:
+        return f"TableEvaluator({self._name!r}, datasets={len(self._rewards)})"

@@ -1,0 +1,466 @@
+"""Pool manifests: a TOML file that lists the candidate datasets, their groups and the data.
+
+Example
+-------
+.. code-block:: toml
+
+    [pool]
+    name = "example"
+
+    [evaluator]
+    kind = "logistic"             # logistic | sklearn | table | torch (see dashsel.evaluators)
+    C = 1.0
+
+    [local]
+    path = "data/local.npz"
+
+    [validation]
+    path = "data/val.npz"
+
+    [test]
+    path = "data/test.npz"
+
+    [[datasets]]
+    id = "mn0"
+    group = "mnist"
+    path = "data/mn0.npz"
+    meta = { relevant = true }
+
+Keys
+----
+Top level (any other key is an error, with a suggestion for typos):
+
+``[pool]`` (required)
+    ``name`` (str, required): a name for reports and journals.
+    ``description`` (str, optional): free text.
+    ``label_column`` (str, optional, default ``"label"``): default label column of every
+    ``.csv``/``.parquet`` file below.
+``[[datasets]]`` (required, at least one)
+    ``id`` (str, required, unique): the dataset's id; results refer to it.
+    ``group`` (str, required): the group (source) it belongs to.
+    ``path`` (str): its array file, ``.npz`` (arrays ``X`` and ``y``), ``.csv`` or ``.parquet``
+    (a label column, every other column a numeric feature). Relative paths are relative to the
+    manifest's folder. Required unless the evaluator kind is ``table`` (replay only).
+    ``label_column`` (str, optional): label column of this file.
+    ``x_key``, ``y_key`` (str, optional, default ``"X"``/``"y"``): array names in an ``.npz``.
+    ``meta`` (table, optional): free-form, kept in ``DatasetEntry.meta`` (e.g.
+    ``relevant = true`` marks the datasets the *Global* reference trains on).
+``[local]``, ``[validation]``, ``[test]``
+    The model's own training data, the data trial rewards are measured on, and the held-out
+    data the final model is scored on. Keys ``path`` (required), ``label_column``, ``x_key``,
+    ``y_key`` as for datasets. ``local`` and ``validation`` are required when the evaluator
+    trains models (every kind but ``table``); ``test`` is optional.
+``[evaluator]`` (optional, default ``kind = "logistic"``)
+    ``kind`` plus that kind's keys; see :func:`dashsel.evaluators.make_evaluator`.
+
+Arrays are not read when the manifest is loaded: each entry gets a picklable lazy loader, so a
+manifest of thousands of datasets loads at once. Loading does check that every file exists and
+has a known extension. Every problem raises :class:`~dashsel.errors.ManifestError` with a
+one-line message ``"<manifest file>: <key>: <problem>"``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dashsel.arrays import FORMATS, load_arrays, save_npz
+from dashsel.errors import DashselError, DataError, ManifestError
+from dashsel.pool import ArraySplit, DatasetEntry, Pool
+
+if TYPE_CHECKING:
+    from dashsel.evaluators.base import Evaluator
+
+TOP_KEYS = ("pool", "evaluator", "local", "validation", "test", "datasets")
+POOL_KEYS = ("name", "description", "label_column")
+DATASET_KEYS = ("id", "group", "path", "label_column", "x_key", "y_key", "meta")
+SPLIT_KEYS = ("path", "label_column", "x_key", "y_key")
+SPLITS = ("local", "validation", "test")
+
+
+@dataclass
+class Manifest:
+    """A loaded manifest.
+
+    Attributes
+    ----------
+    path : Path
+        The manifest file (resolved).
+    pool : Pool
+        Its pool; arrays load lazily on first use.
+    evaluator : dict
+        The ``[evaluator]`` table (``{"kind": "logistic"}`` when absent).
+    raw : dict
+        The whole parsed TOML document.
+    """
+
+    path: Path
+    pool: Pool
+    evaluator: dict[str, Any]
+    raw: dict[str, Any]
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths in the manifest are resolved against."""
+        return self.path.parent
+
+    def make_evaluator(self) -> Evaluator:
+        """Build the evaluator the ``[evaluator]`` table describes, bound to :attr:`pool`."""
+        from dashsel.evaluators import make_evaluator
+
+        return make_evaluator(self.evaluator, self.pool, self.base_dir, source=self.path)
+
+    def check(self) -> None:
+        """Read every array file and check labels (slow for big pools; for ``dashsel check``).
+
+        Raises :class:`~dashsel.errors.DataError` naming the first file or dataset at fault.
+        """
+        for e in self.pool.entries:
+            if e.has_data:
+                e.load()
+        for name in SPLITS:
+            if self.pool.has_split(name):
+                self.pool.split(name)
+        self.pool.check_labels()
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read and validate a pool manifest (see the module docstring for the format).
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.toml`` file.
+
+    Returns
+    -------
+    Manifest
+
+    Raises
+    ------
+    ManifestError
+        The file is missing, is not valid TOML, or a key is missing, unknown, of the wrong type
+        or names a file that does not exist. The message names the file and the key.
+    """
+    from dashsel.evaluators import validate_evaluator_config
+
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise ManifestError(f"{path}: no such manifest file")
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(f"{path}: TOML syntax error: {_one_line(exc)}") from None
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not UTF-8 text") from None
+    ctx = _Ctx(path)
+    ctx.known_keys(raw, TOP_KEYS, "")
+
+    pool_table = ctx.table(raw, "pool", required=True)
+    ctx.known_keys(pool_table, POOL_KEYS, "pool.")
+    name = ctx.string(pool_table, "name", "pool.name", required=True)
+    ctx.string(pool_table, "description", "pool.description")
+    default_label = ctx.string(pool_table, "label_column", "pool.label_column") or "label"
+
+    evaluator = raw.get("evaluator", {"kind": "logistic"})
+    if not isinstance(evaluator, dict):
+        raise ManifestError(f"{path}: evaluator: must be a table ([evaluator])")
+    kind = validate_evaluator_config(evaluator, source=path)
+    trains = kind.trains
+
+    datasets = raw.get("datasets")
+    if datasets is None:
+        raise ManifestError(f"{path}: datasets: missing; list candidates as [[datasets]] tables")
+    if not isinstance(datasets, list) or not all(isinstance(d, dict) for d in datasets):
+        raise ManifestError(f"{path}: datasets: must be an array of tables ([[datasets]])")
+    if not datasets:
+        raise ManifestError(f"{path}: datasets: empty; the pool needs at least one dataset")
+
+    entries: list[DatasetEntry] = []
+    seen: dict[str, int] = {}
+    for k, d in enumerate(datasets):
+        key = f"datasets[{k}]"
+        ctx.known_keys(d, DATASET_KEYS, f"{key}.")
+        did = ctx.string(d, "id", f"{key}.id", required=True)
+        if did in seen:
+            raise ManifestError(
+                f"{path}: {key}.id: duplicate dataset id {did!r} (also datasets[{seen[did]}])"
+            )
+        seen[did] = k
+        group = ctx.string(d, "group", f"{key}.group", required=True)
+        meta = d.get("meta", {})
+        if not isinstance(meta, dict):
+            raise ManifestError(f"{path}: {key}.meta: must be a table, e.g. meta = {{ a = 1 }}")
+        loader, source = ctx.loader(
+            d, key, f"dataset {did!r}", default_label, required=trains, reason=kind.name
+        )
+        entries.append(DatasetEntry(did, group, loader=loader, source=source, meta=dict(meta)))
+
+    splits: dict[str, Any] = {}
+    for split in SPLITS:
+        table = ctx.table(raw, split, required=trains and split != "test", reason=kind.name)
+        if table is None:
+            continue
+        ctx.known_keys(table, SPLIT_KEYS, f"{split}.")
+        loader, _ = ctx.loader(table, split, f"{split} data", default_label, required=True)
+        splits[split] = loader
+
+    try:
+        pool = Pool(entries, name=name, **splits)
+    except DashselError as exc:  # hierarchy problems not caught above; keep the file in front
+        raise ManifestError(f"{path}: datasets: {exc}") from None
+    return Manifest(path=path, pool=pool, evaluator=dict(evaluator), raw=raw)
+
+
+class _Ctx:
+    """Validation helpers that put the manifest file and key in front of every message."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.base = path.parent
+
+    def fail(self, key: str, problem: str) -> ManifestError:
+        return ManifestError(f"{self.path}: {key}: {problem}")
+
+    def known_keys(self, table: dict[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
+        for key in table:
+            if key not in allowed:
+                near = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"did you mean {near[0]!r}?" if near else f"use {', '.join(allowed)}"
+                raise self.fail(f"{prefix}{key}", f"unknown key; {hint}")
+
+    def table(
+        self, raw: dict[str, Any], key: str, *, required: bool, reason: str = ""
+    ) -> dict[str, Any] | None:
+        value = raw.get(key)
+        if value is None:
+            if required:
+                why = f" (evaluator kind {reason!r} trains models)" if reason else ""
+                raise self.fail(key, f"missing [{key}] table{why}")
+            return None
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be a table ([{key}]), not {_toml_type(value)}")
+        return value
+
+    def string(
+        self, table: dict[str, Any], key: str, where: str, *, required: bool = False
+    ) -> str | None:
+        value = table.get(key)
+        if value is None:
+            if required:
+                raise self.fail(where, "missing")
+            return None
+        if not isinstance(value, str):
+            raise self.fail(where, f"must be a string, not {_toml_type(value)} {value!r}")
+        if not value:
+            raise self.fail(where, "must not be empty")
+        return value
+
+    def loader(
+        self,
+        table: dict[str, Any],
+        key: str,
+        what: str,
+        default_label: str,
+        *,
+        required: bool,
+        reason: str = "",
+    ) -> tuple[partial[ArraySplit] | None, str | None]:
+        rel = self.string(table, "path", f"{key}.path")
+        if rel is None:
+            if required:
+                why = f" (evaluator kind {reason!r} trains models)" if reason else ""
+                raise self.fail(f"{key}.path", f"missing{why}")
+            return None, None
+        file = (self.base / Path(rel).expanduser()).resolve()
+        if file.suffix.lower() not in FORMATS:
+            raise self.fail(
+                f"{key}.path",
+                f"unknown file extension in {rel!r}: use one of {', '.join(FORMATS)}",
+            )
+        if not file.is_file():
+            raise self.fail(f"{key}.path", f"{what}: no such file {file}")
+        label = self.string(table, "label_column", f"{key}.label_column") or default_label
+        x_key = self.string(table, "x_key", f"{key}.x_key") or "X"
+        y_key = self.string(table, "y_key", f"{key}.y_key") or "y"
+        # functools.partial of a module-level function, not a lambda: pools are pickled to
+        # worker processes, and lazy loaders must travel with them.
+        loader = partial(_load_named, what, str(file), label_column=label, x_key=x_key, y_key=y_key)
+        return loader, str(file)
+
+
+def _load_named(what: str, path: str, **kwargs: str) -> ArraySplit:
+    """:func:`load_arrays` whose errors also name the dataset or split (``what``)."""
+    try:
+        return load_arrays(path, **kwargs)
+    except DataError as exc:
+        raise DataError(f"{what}: {exc}") from None
+
+
+# --- writing ---------------------------------------------------------------------------------
+def save_pool(
+    pool: Pool,
+    directory: str | Path,
+    *,
+    evaluator: dict[str, Any] | None = None,
+    manifest_name: str = "manifest.toml",
+    data_dir: str = "data",
+    description: str | None = None,
+) -> Path:
+    """Write a pool's arrays as ``.npz`` files plus a manifest that :func:`load_manifest` reads.
+
+    Parameters
+    ----------
+    pool : Pool
+        The pool; entries without arrays are written without ``path`` (replay only).
+    directory : str or Path
+        Output folder (created); arrays go to ``directory/data_dir``.
+    evaluator : dict, optional
+        The ``[evaluator]`` table; default ``{"kind": "logistic"}``.
+    manifest_name, data_dir, description : str
+        File name of the manifest, folder of the arrays, and ``pool.description``.
+
+    Returns
+    -------
+    Path
+        The manifest file.
+    """
+    directory = Path(directory)
+    (directory / data_dir).mkdir(parents=True, exist_ok=True)
+    doc: dict[str, Any] = {"pool": {"name": pool.name}}
+    if description:
+        doc["pool"]["description"] = description
+    doc["evaluator"] = dict(evaluator or {"kind": "logistic"})
+    for name in SPLITS:
+        if pool.has_split(name):
+            rel = f"{data_dir}/{name}.npz"
+            save_npz(directory / rel, pool.split(name))
+            doc[name] = {"path": rel}
+    rows = []
+    used: set[str] = {s.lower() for s in SPLITS}
+    for e in pool.entries:
+        row: dict[str, Any] = {"id": e.id, "group": e.group}
+        if e.has_data:
+            stem = _file_stem(e.id, used)
+            rel = f"{data_dir}/{stem}.npz"
+            save_npz(directory / rel, e.load())
+            row["path"] = rel
+        if e.meta:
+            row["meta"] = {
+                k: _toml_value(v, f"dataset {e.id!r} meta {k!r}") for k, v in e.meta.items()
+            }
+        rows.append(row)
+    doc["datasets"] = rows
+    return write_manifest(directory / manifest_name, doc)
+
+
+def write_manifest(path: str | Path, doc: dict[str, Any]) -> Path:
+    """Write a manifest document (the dict :func:`load_manifest` parses) as TOML.
+
+    Top-level tables become ``[name]`` sections, lists of tables ``[[name]]`` sections, nested
+    tables inline tables. Returns the path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+    scalars = {k: v for k, v in doc.items() if not isinstance(v, dict | list)}
+    lines += [f"{_key(k)} = {_dump(v)}" for k, v in scalars.items()]
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            lines += ["", f"[{_key(k)}]"] + [f"{_key(a)} = {_dump(b)}" for a, b in v.items()]
+    for k, v in doc.items():
+        if isinstance(v, list):
+            if all(isinstance(x, dict) for x in v):
+                for item in v:
+                    lines += ["", f"[[{_key(k)}]]"]
+                    lines += [f"{_key(a)} = {_dump(b)}" for a, b in item.items()]
+            else:
+                lines.insert(0, f"{_key(k)} = {_dump(v)}")
+    path.write_text("\n".join(lines).lstrip("\n") + "\n", encoding="utf-8")
+    return path
+
+
+_BARE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _key(k: str) -> str:
+    return k if _BARE.match(k) else _quote(k)
+
+
+def _quote(text: str) -> str:
+    # A TOML basic string: escape quote, backslash and every control character (TOML, unlike
+    # JSON, also forbids a raw DEL).
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _dump(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, str):
+        return _quote(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_dump(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{_key(a)} = {_dump(b)}" for a, b in v.items()) + " }"
+    raise DashselError(f"cannot write {type(v).__name__} value {v!r} to TOML")
+
+
+def _toml_value(v: Any, what: str) -> Any:
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, bool | int | float | str):
+        return v
+    if isinstance(v, list | tuple):
+        return [_toml_value(x, what) for x in v]
+    if isinstance(v, dict):
+        return {str(a): _toml_value(b, what) for a, b in v.items()}
+    raise DashselError(f"{what}: cannot write {type(v).__name__} value {v!r} to a manifest")
+
+
+def _file_stem(dataset_id: str, used: set[str]) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", dataset_id).strip(".") or "dataset"
+    candidate, n = stem, 1
+    while candidate.lower() in used:  # case-insensitive file systems
+        candidate, n = f"{stem}-{n}", n + 1
+    used.add(candidate.lower())
+    return candidate
+
+
+def _toml_type(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())

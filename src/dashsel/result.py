@@ -1,0 +1,141 @@
+"""The result of a selection run: what was chosen, why, and what it cost."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dashsel.policies.base import Posterior
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _json(value: Any) -> Any:
+    """JSON-able copy with non-finite floats as None (JSON has no NaN; beliefs about arms
+    never pulled are NaN in some policies)."""
+    from dashsel.journal import to_jsonable
+
+    if isinstance(value, float | np.floating) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    return to_jsonable(value)
+
+
+@dataclass
+class SelectionResult:
+    """What :func:`dashsel.select` returns.
+
+    Attributes
+    ----------
+    selected : tuple of str
+        Chosen dataset ids, best first.
+    selected_groups : tuple of str
+        Groups of the chosen datasets.
+    posterior : Posterior
+        The policy's final beliefs about every dataset and group.
+    trials : pandas.DataFrame
+        One row per finished trial, in number order (columns ``number``, ``batch``,
+        ``dataset_id``, ``group``, ``seed``, ``pull``, ``reward``, ``started``, ``finished``,
+        ``duration``).
+    test_accuracy, local_accuracy, global_accuracy : float or None
+        Test accuracy of local + selected data, of local data only, and of local + every
+        dataset of the pool; None when the evaluator cannot train or scoring was skipped.
+    n_evaluations : int
+        Finished trials in the whole run (journaled ones included).
+    evaluation_seconds : float
+        Sum of the trials' evaluation times (compute spent, whatever ran in parallel).
+    overhead_seconds : float
+        Time this call spent in the policy (ask, tell, replay, recommend), outside evaluations.
+    policy, policy_params, seed, budget, pool
+        What produced the result.
+    n_resumed : int
+        Trials taken from the journal instead of being evaluated by this call.
+    """
+
+    selected: tuple[str, ...]
+    selected_groups: tuple[str, ...]
+    posterior: Posterior
+    trials: pd.DataFrame
+    test_accuracy: float | None = None
+    local_accuracy: float | None = None
+    global_accuracy: float | None = None
+    n_evaluations: int = 0
+    evaluation_seconds: float = 0.0
+    overhead_seconds: float = 0.0
+    policy: str = ""
+    policy_params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    budget: int = 0
+    pool: str = ""
+    batch_size: int = 1
+    n_resumed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of everything in the result."""
+        return {
+            "selected": list(self.selected),
+            "selected_groups": list(self.selected_groups),
+            "posterior": [_json(b.to_dict()) for b in self.posterior.datasets],
+            "group_posterior": [_json(b.to_dict()) for b in self.posterior.groups],
+            "trials": _json(self.trials.to_dict(orient="records")),
+            "test_accuracy": _json(self.test_accuracy),
+            "local_accuracy": _json(self.local_accuracy),
+            "global_accuracy": _json(self.global_accuracy),
+            "n_evaluations": self.n_evaluations,
+            "evaluation_seconds": self.evaluation_seconds,
+            "overhead_seconds": self.overhead_seconds,
+            "policy": self.policy,
+            "policy_params": _json(self.policy_params),
+            "seed": self.seed,
+            "budget": self.budget,
+            "batch_size": self.batch_size,
+            "pool": self.pool,
+            "n_resumed": self.n_resumed,
+        }
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as indented JSON to ``path`` (folders created); returns it."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+        return path
+
+    def summary(self) -> str:
+        """A few lines for a terminal: the choice, the accuracies and the cost."""
+
+        def pct(x: float | None) -> str:
+            return "n/a" if x is None else f"{100 * x:.1f}%"
+
+        lines = [
+            f"{self.policy} on {self.pool}: selected {len(self.selected)} dataset(s) "
+            f"from {len(self.selected_groups)} group(s)",
+            f"  datasets: {', '.join(self.selected)}",
+            f"  groups:   {', '.join(self.selected_groups)}",
+        ]
+        if self.test_accuracy is not None:
+            lines.append(
+                f"  test accuracy {pct(self.test_accuracy)} "
+                f"(local {pct(self.local_accuracy)}, global {pct(self.global_accuracy)})"
+            )
+        resumed = f", {self.n_resumed} from the journal" if self.n_resumed else ""
+        lines.append(
+            f"  {self.n_evaluations}/{self.budget} evaluations{resumed}: "
+            f"{self.evaluation_seconds:.2f} s evaluating, "
+            f"{self.overhead_seconds:.3f} s policy overhead"
+        )
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"SelectionResult(selected={self.selected!r}, policy={self.policy!r}, "
+            f"n_evaluations={self.n_evaluations}, test_accuracy={self.test_accuracy!r})"
+        )

@@ -1,0 +1,247 @@
+"""Tests of dashsel.arrays: reading .npz/.csv/.parquet and the error messages."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from dashsel.arrays import data_fingerprint, file_digest, load_arrays, save_npz, split_digest
+from dashsel.errors import DashselError, DataError
+from dashsel.pool import ArraySplit, Pool
+
+UNPICKLED: list[str] = []
+
+
+def _boom() -> str:
+    UNPICKLED.append("ran")
+    return "boom"
+
+
+class Boom:
+    """Unpickling this runs code; loading a pool file must never do that."""
+
+    def __reduce__(self):
+        return (_boom, ())
+
+
+def _error(path: Path, **kwargs) -> str:
+    with pytest.raises(DataError) as info:
+        load_arrays(path, **kwargs)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert str(path) in msg
+    return msg
+
+
+def _frame(n: int = 4) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"a": np.arange(n, dtype=float), "b": np.arange(n) * 2, "label": [0, 1] * (n // 2)}
+    )
+
+
+# --- round trips -------------------------------------------------------------------------------
+@settings(max_examples=25, deadline=None)
+@given(
+    X=hnp.arrays(
+        dtype=st.sampled_from([np.float32, np.float64, np.int64, np.uint8]),
+        shape=hnp.array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=5),
+        elements={"allow_nan": False, "allow_infinity": False},
+    ),
+    text_labels=st.booleans(),
+)
+def test_npz_round_trip(tmp_path_factory, X, text_labels):
+    n = X.shape[0]
+    y = np.array([f"c{i % 3}" for i in range(n)]) if text_labels else np.arange(n) % 3
+    path = tmp_path_factory.mktemp("npz") / "d.npz"
+    save_npz(path, ArraySplit(X, y))
+    got = load_arrays(path)
+    assert got.X.dtype == X.dtype and got.y.dtype == y.dtype
+    np.testing.assert_array_equal(got.X, X)
+    np.testing.assert_array_equal(got.y, y)
+
+
+def test_save_npz_keeps_the_given_name(tmp_path):
+    path = save_npz(tmp_path / "sub" / "d.data.npz", ArraySplit(np.ones((2, 2)), np.arange(2)))
+    assert path.is_file() and path.name == "d.data.npz"
+
+
+def test_npz_custom_keys(tmp_path):
+    np.savez(tmp_path / "d.npz", features=np.ones((3, 2)), labels=np.arange(3))
+    got = load_arrays(tmp_path / "d.npz", x_key="features", y_key="labels")
+    assert got.X.shape == (3, 2)
+
+
+def test_csv_round_trip_with_text_labels(tmp_path):
+    frame = _frame()
+    frame["label"] = ["cat", "dog", "cat", "dog"]
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    got = load_arrays(tmp_path / "d.csv")
+    np.testing.assert_array_equal(got.X, frame[["a", "b"]].to_numpy(dtype=float))
+    assert got.y.tolist() == ["cat", "dog", "cat", "dog"]
+    assert got.y.dtype.kind == "U"  # not object
+
+
+def test_csv_custom_label_column(tmp_path):
+    _frame().rename(columns={"label": "target"}).to_csv(tmp_path / "d.csv", index=False)
+    assert load_arrays(tmp_path / "d.csv", label_column="target").X.shape == (4, 2)
+
+
+def test_parquet_round_trip(tmp_path):
+    pytest.importorskip("pyarrow")
+    frame = _frame(6)
+    frame.to_parquet(tmp_path / "d.parquet")
+    got = load_arrays(tmp_path / "d.parquet")
+    assert got.X.shape == (6, 2)
+    assert got.y.tolist() == [0, 1, 0, 1, 0, 1]
+
+
+# --- errors ------------------------------------------------------------------------------------
+def test_missing_file(tmp_path):
+    assert "no such file" in _error(tmp_path / "nope.npz")
+
+
+def test_unknown_extension(tmp_path):
+    (tmp_path / "d.txt").write_text("1,2\n")
+    assert "'.txt'" in _error(tmp_path / "d.txt")
+
+
+@pytest.mark.parametrize("key", ["X", "y"])
+def test_npz_missing_array(tmp_path, key):
+    arrays = {"X": np.ones((2, 2)), "y": np.arange(2)}
+    del arrays[key]
+    np.savez(tmp_path / "d.npz", **arrays)
+    assert f"missing array {key!r}" in _error(tmp_path / "d.npz")
+
+
+def test_object_npz_is_refused_without_unpickling(tmp_path):
+    X = np.empty((2, 1), dtype=object)
+    X[0, 0], X[1, 0] = Boom(), Boom()
+    np.savez(tmp_path / "d.npz", X=X, y=np.arange(2))
+    msg = _error(tmp_path / "d.npz")
+    assert "'X'" in msg and "object array" in msg
+    assert UNPICKLED == []
+
+
+def test_npz_mismatched_lengths(tmp_path):
+    np.savez(tmp_path / "d.npz", X=np.ones((3, 2)), y=np.arange(2))
+    assert "3 rows but there are 2 labels" in _error(tmp_path / "d.npz")
+
+
+def test_npz_zero_rows(tmp_path):
+    np.savez(tmp_path / "d.npz", X=np.ones((0, 2)), y=np.arange(0))
+    assert "no rows" in _error(tmp_path / "d.npz")
+
+
+def test_npz_one_dimensional_features(tmp_path):
+    np.savez(tmp_path / "d.npz", X=np.ones(3), y=np.arange(3))
+    assert "'X' must be at least 2-D" in _error(tmp_path / "d.npz")
+
+
+def test_npz_non_finite_features(tmp_path):
+    X = np.ones((3, 2))
+    X[2, 1] = np.inf
+    np.savez(tmp_path / "d.npz", X=X, y=np.arange(3))
+    assert "NaN or infinite" in _error(tmp_path / "d.npz")
+
+
+def test_npz_text_features(tmp_path):
+    np.savez(tmp_path / "d.npz", X=np.array([["a", "b"]]), y=np.arange(1))
+    assert "not numeric" in _error(tmp_path / "d.npz")
+
+
+def test_not_a_zip(tmp_path):
+    (tmp_path / "d.npz").write_bytes(b"not a zip at all")
+    assert "not a readable .npz" in _error(tmp_path / "d.npz")
+
+
+def test_csv_missing_label_column(tmp_path):
+    _frame().drop(columns="label").to_csv(tmp_path / "d.csv", index=False)
+    msg = _error(tmp_path / "d.csv")
+    assert "missing label column 'label'" in msg and "a, b" in msg
+
+
+def test_csv_non_numeric_feature_names_the_column(tmp_path):
+    frame = _frame()
+    frame["colour"] = ["red", "green", "blue", "red"]
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    assert "feature column 'colour' is not numeric" in _error(tmp_path / "d.csv")
+
+
+def test_csv_nan_feature_names_column_and_line(tmp_path):
+    frame = _frame()
+    frame.loc[2, "b"] = np.nan
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    assert "column 'b' is empty or NaN on line 4" in _error(tmp_path / "d.csv")
+
+
+def test_csv_infinite_feature_names_column_and_line(tmp_path):
+    frame = _frame()
+    frame.loc[1, "a"] = np.inf
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    assert "line 3, column 'a'" in _error(tmp_path / "d.csv")
+
+
+def test_csv_empty_label(tmp_path):
+    (tmp_path / "d.csv").write_text("a,label\n1,0\n2,\n")
+    assert "label column 'label' is empty on line 3" in _error(tmp_path / "d.csv")
+
+
+def test_csv_header_only(tmp_path):
+    (tmp_path / "d.csv").write_text("a,label\n")
+    assert "no rows" in _error(tmp_path / "d.csv")
+
+
+def test_csv_empty_file(tmp_path):
+    (tmp_path / "d.csv").write_text("")
+    assert "empty file" in _error(tmp_path / "d.csv")
+
+
+def test_csv_label_only(tmp_path):
+    (tmp_path / "d.csv").write_text("label\n1\n")
+    assert "no feature columns" in _error(tmp_path / "d.csv")
+
+
+def test_parquet_corrupt(tmp_path):
+    pytest.importorskip("pyarrow")
+    (tmp_path / "d.parquet").write_bytes(b"garbage")
+    assert "not a readable parquet" in _error(tmp_path / "d.parquet")
+
+
+def test_save_npz_refuses_object_arrays(tmp_path):
+    split = ArraySplit(np.array([[1]], dtype=object), np.arange(1))
+    with pytest.raises(DataError, match="object arrays"):
+        save_npz(tmp_path / "d.npz", split)
+
+
+def test_errors_are_dashsel_errors():
+    assert issubclass(DataError, DashselError)
+
+
+# --- fingerprints ------------------------------------------------------------------------------
+def test_file_digest_follows_content(tmp_path):
+    path = tmp_path / "d.npz"
+    save_npz(path, ArraySplit(np.zeros((200, 200)), np.zeros(200)))
+    before = file_digest(path)
+    X = np.zeros((200, 200))
+    X[100, 100] = 1.0  # a change in the middle of a file larger than two chunks
+    save_npz(path, ArraySplit(X, np.zeros(200)))
+    assert file_digest(path) != before
+
+
+def test_data_fingerprint_sees_changed_arrays_and_is_picklable():
+    def pool(v: float) -> Pool:
+        return Pool.from_arrays(
+            {"a": (np.full((2, 2), v), np.arange(2))}, {"a": "g"}, local=(np.ones((2, 2)), [0, 1])
+        )
+
+    assert data_fingerprint(pool(0.0)) == data_fingerprint(pool(0.0))
+    assert data_fingerprint(pool(0.0)) != data_fingerprint(pool(1.0))
+    split = ArraySplit(np.ones((2, 2)), np.arange(2))
+    assert split_digest(pickle.loads(pickle.dumps(split))) == split_digest(split)

@@ -1,0 +1,200 @@
+"""Executors: same outcomes wherever trials run; failures become FAILED outcomes."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dashsel.errors import DashselError, MissingExtraError
+from dashsel.evaluators.base import Evaluator
+from dashsel.executors import (
+    InProcessExecutor,
+    ProcessExecutor,
+    evaluate_spec,
+    make_executor,
+)
+from dashsel.trial import TrialOutcome, TrialSpec, TrialState
+
+
+class ToyEvaluator(Evaluator):
+    """Reward = a per-dataset base + seeded noise; 'bad' raises, 'nan' returns NaN.
+
+    With ``log_dir`` set, every unpickling writes a file named after the process, so a test can
+    count how often the evaluator was shipped.
+    """
+
+    def __init__(self, log_dir: str | None = None) -> None:
+        self.log_dir = log_dir
+
+    def evaluate(self, spec: TrialSpec) -> float:
+        if spec.dataset_id == "bad":
+            raise ValueError("no such file: bad.npz")
+        if spec.dataset_id == "nan":
+            return float("nan")
+        base = sum(map(ord, spec.dataset_id)) % 7 / 10
+        return base + 0.01 * float(np.random.default_rng(spec.seed).normal())
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "toy"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.log_dir:
+            Path(self.log_dir, f"unpickled-{os.getpid()}-{id(self)}").touch()
+
+
+SPECS = [TrialSpec(n, d, 1000 + n, 0) for n, d in enumerate(["a", "b", "bad", "c", "nan", "d"])]
+
+
+def key(o: TrialOutcome) -> tuple:
+    return (o.spec, o.state, o.reward, o.error)
+
+
+def test_evaluate_spec_outcomes() -> None:
+    ev = ToyEvaluator()
+    ok = evaluate_spec(ev, SPECS[0])
+    assert ok.state is TrialState.COMPLETE and ok.error is None
+    assert ok.reward == ev.evaluate(SPECS[0])
+    assert ok.started <= ok.finished and ok.duration >= 0
+
+    bad = evaluate_spec(ev, SPECS[2])
+    assert bad.state is TrialState.FAILED and bad.reward is None
+    assert bad.error == "ValueError: evaluating dataset 'bad' (trial 2): no such file: bad.npz"
+
+    nan = evaluate_spec(ev, SPECS[4])
+    assert nan.state is TrialState.FAILED
+    assert nan.error.startswith("RewardError: reward for dataset 'nan' (trial 4) is not finite")
+
+
+def test_multiline_and_non_numeric_errors_are_one_line() -> None:
+    class Weird(ToyEvaluator):
+        def evaluate(self, spec: TrialSpec) -> Any:
+            if spec.number == 0:
+                raise RuntimeError("line one\nline two\n" + "x" * 2000)
+            return "high"
+
+    a = evaluate_spec(Weird(), SPECS[0])
+    assert "\n" not in a.error and len(a.error) <= 500
+    assert a.error.startswith("RuntimeError: evaluating dataset 'a' (trial 0): line one line two")
+    b = evaluate_spec(Weird(), SPECS[1])
+    assert b.error == "RewardError: reward for dataset 'b' (trial 1) is not a number: 'high'"
+
+
+def test_inprocess_keyboard_interrupt_propagates() -> None:
+    class Interrupt(ToyEvaluator):
+        def evaluate(self, spec: TrialSpec) -> float:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        list(InProcessExecutor().map_unordered(Interrupt(), SPECS[:1]))
+
+
+def test_process_executor_matches_inprocess_and_pickles_once_per_worker(tmp_path) -> None:
+    ev = ToyEvaluator(log_dir=str(tmp_path))
+    expected = Counter(key(o) for o in InProcessExecutor().map_unordered(ev, SPECS))
+    with ProcessExecutor(2) as ex:
+        first = list(ex.map_unordered(ev, SPECS))
+        second = list(ex.map_unordered(ev, SPECS[:2]))  # same evaluator: same workers
+    assert Counter(key(o) for o in first) == expected
+    assert sorted(map(key, second), key=repr) == sorted(
+        map(key, InProcessExecutor().map_unordered(ev, SPECS[:2])), key=repr
+    )
+    unpickled = list(tmp_path.glob("unpickled-*"))
+    assert 1 <= len(unpickled) <= 2, unpickled  # once per worker, not per trial (8 trials)
+
+
+def test_process_executor_reports_unpicklable_evaluator() -> None:
+    class Local(ToyEvaluator):  # a class defined in a function cannot be pickled
+        pass
+
+    with ProcessExecutor(1) as ex, pytest.raises(DashselError, match="cannot pickle evaluator"):
+        list(ex.map_unordered(Local(), SPECS[:1]))
+
+
+def test_make_executor() -> None:
+    assert isinstance(make_executor("inprocess"), InProcessExecutor)
+    ex = make_executor("process", 3)
+    assert isinstance(ex, ProcessExecutor) and ex.n_workers == 3
+    ex.close()
+    with pytest.raises(DashselError, match="unknown executor 'dask'"):
+        make_executor("dask")
+    with pytest.raises(DashselError, match="n_workers"):
+        ProcessExecutor(0)
+
+
+def test_ray_missing_extra_message(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
+    with pytest.raises(MissingExtraError, match=r"pip install 'dashsel\[ray\]'"):
+        make_executor("ray")
+
+
+# --- Ray (one local instance for the module) -----------------------------------------------
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray")
+    # Ray workers unpickle this module's classes by value: they cannot import a test file.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.ray
+@pytest.mark.xdist_group("ray")
+def test_ray_executor_matches_inprocess_and_keeps_user_session(ray_session) -> None:
+    from dashsel.executors import RayExecutor
+
+    ev = ToyEvaluator()
+    expected = Counter(key(o) for o in InProcessExecutor().map_unordered(ev, SPECS))
+    with RayExecutor() as ex:
+        got = list(ex.map_unordered(ev, SPECS))
+        assert ex.n_workers == 2
+    assert Counter(key(o) for o in got) == expected
+    assert all(math.isfinite(o.duration) for o in got)
+    assert ray_session.is_initialized()  # the user's session is not shut down
+
+
+@pytest.mark.ray
+@pytest.mark.xdist_group("ray")
+def test_select_on_ray_matches_inprocess(ray_session) -> None:
+    from dashsel import select
+    from dashsel.executors import RayExecutor
+    from dashsel.hierarchy import Hierarchy
+    from dashsel.policies.base import Policy, Posterior
+
+    class Cycle(Policy):
+        name = "cycle"
+
+        def _reset(self, hierarchy: Hierarchy) -> None:
+            self.sums_ = np.zeros(hierarchy.n_datasets)
+
+        def _ask_one(self, rng: np.random.Generator, step: int) -> str:
+            return self.hierarchy_.dataset_ids[int(rng.integers(self.hierarchy_.n_datasets))]
+
+        def _tell(self, index: int, reward: float) -> None:
+            self.sums_[index] += reward
+
+        def posterior(self) -> Posterior:
+            from dashsel.policies.base import Belief
+
+            h = self.hierarchy_
+            ds = tuple(
+                Belief(d, g, float(s), 1.0, 0)
+                for d, g, s in zip(h.dataset_ids, h.groups, self.sums_, strict=True)
+            )
+            return Posterior(ds, tuple(Belief(g, None, 0.0, 1.0, 0) for g in h.group_ids))
+
+    h = Hierarchy.from_mapping({"g": ["a", "b"], "h": ["c", "d"]})
+    seq = select(h, Cycle(), ToyEvaluator(), 6, batch_size=2, seed=1)
+    with RayExecutor() as ex:
+        par = select(h, Cycle(), ToyEvaluator(), 6, batch_size=2, seed=1, executor=ex)
+    cols = ["number", "dataset_id", "seed", "reward"]
+    assert par.trials[cols].equals(seq.trials[cols])
+    assert par.selected == seq.selected
