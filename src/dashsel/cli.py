@@ -282,13 +282,13 @@ def _nan_low(x: float) -> float:
 def policies() -> None:
     """List the available policies."""
     with _user_errors():
-        from dashsel.policies import POLICIES
+        from dashsel.policies import available_policies
 
         table = Table(title="policies")
         table.add_column("name")
         table.add_column("class")
         table.add_column("what it is")
-        for name, cls in sorted(POLICIES.items()):
+        for name, cls in sorted(available_policies().items()):
             doc = (cls.__doc__ or "").strip().splitlines()
             table.add_row(name, cls.__name__, doc[0] if doc else "")
         console.print(table)
@@ -307,8 +307,12 @@ def bench(
         str | None,
         typer.Option("--policies", help="Comma-separated methods (policies, baselines, peers)."),
     ] = None,
-    runs: Annotated[int, typer.Option(min=1, help="Independent runs (seeds) per cell.")] = 5,
-    budget: Annotated[str, typer.Option(help="Comma-separated evaluation budgets.")] = "15,45,150",
+    runs: Annotated[
+        int | None, typer.Option(min=1, help="Independent runs (seeds) per cell [default: 5].")
+    ] = None,
+    budget: Annotated[
+        str | None, typer.Option(help="Comma-separated evaluation budgets [default: 15,45,150].")
+    ] = None,
     targets: Annotated[str | None, typer.Option(help="Comma-separated target domains.")] = None,
     studies: Annotated[
         str | None, typer.Option(help="Comma-separated studies (default: all).")
@@ -318,13 +322,13 @@ def bench(
 ) -> None:
     """Run the paper's studies on a benchmark SUITE and write tables, plots and JSON."""
     with _user_errors():
-        from dashsel.bench.harness import StudyConfig, run_study
+        from dashsel.bench.harness import StudyConfig
 
         config = StudyConfig.from_options(
             suite=suite,
             methods=_split_csv(policies_),
             runs=runs,
-            budgets=[int(b) for b in _split_csv(budget) or []],
+            budgets=budget,
             targets=_split_csv(targets),
             studies=_split_csv(studies),
             quick=quick,

@@ -30,6 +30,7 @@ __all__ = [
     "Random",
     "Recommendation",
     "RoundRobin",
+    "available_policies",
     "make_policy",
     "register_policy",
 ]
@@ -86,6 +87,11 @@ def make_policy(name: str, **params: object) -> Policy:
     key = str(name).strip().lower()
     factory = POLICIES.get(key)
     if factory is None:
+        # Registered on first need: importing dashsel.peers from here at import time would
+        # be circular (the peers subclass dashsel.policies.base.Policy).
+        _register_builtin_peers()
+        factory = POLICIES.get(key)
+    if factory is None:
         raise DashselError(f"unknown policy {name!r}: use one of {', '.join(sorted(POLICIES))}")
     try:
         sig = inspect.signature(factory)
@@ -106,3 +112,20 @@ def make_policy(name: str, **params: object) -> Policy:
                 f"it takes: {', '.join(valid) or 'none'}"
             ) from None
     return factory(**params)
+
+
+def _register_builtin_peers() -> None:
+    # The peer adapters (Optuna, MABWiser) import their libraries only when used, so
+    # registering them here costs nothing and makes "optuna", "mabwiser-ts", "mabwiser-ucb"
+    # valid names everywhere (CLI, harness) without an extra step.
+    from dashsel.peers import PEER_POLICIES
+
+    for peer_name, factory in PEER_POLICIES.items():
+        if peer_name not in POLICIES:
+            register_policy(peer_name, factory)
+
+
+def available_policies() -> dict[str, PolicyFactory]:
+    """Every registered policy name, the built-in peers (Optuna, MABWiser) included."""
+    _register_builtin_peers()
+    return dict(POLICIES)

@@ -1,0 +1,430 @@
+"""One interface for everything a study compares: references, bandit policies, peers, baselines.
+
+A :class:`Method` turns a :class:`RunContext` (one pool, one run seed, one budget) into a
+:class:`MethodOutcome`: the datasets (or samples) it chose and the test accuracy of a model
+trained on the local data plus that choice. The harness loops over methods without knowing
+what kind each is:
+
+* references: ``local`` (no extra data, the paper's lower bound) and ``global`` (every
+  same-domain candidate, the oracle upper bound);
+* bandit policies from :func:`dashsel.policies.make_policy` (``dash``, ``flat``, ``ucb``, ...)
+  and the peer policies ``optuna``, ``mabwiser-ts``, ``mabwiser-ucb``, run through
+  :func:`dashsel.run.select` against the context's (replayed) reward evaluator; a suffix
+  ``-mixed`` or ``-cross`` runs the policy on the same datasets regrouped (the paper's
+  DaSH (mixed) and cross-domain ablations);
+* ``pydvl-banzhaf``: pyDVL's Data Banzhaf valuation of whole datasets, which evaluates
+  *subsets* and so uses the real evaluator, not the single-dataset reward bank;
+* instance-level baselines (``coresets``, ``activeft``, ``bilaf``, ``freesel``,
+  ``random-samples``) that pick samples from the union of all candidates. Their sample budget
+  is the number of samples in the datasets the reference method (DaSH) chose in the same run,
+  so both add the same amount of data.
+
+Methods whose optional dependency is missing report it from :meth:`Method.unavailable` and
+the harness skips them with a note instead of failing the whole study.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dashsel.bench.common import GROUPINGS, regroup, relevant_ids
+from dashsel.errors import DashselError
+from dashsel.evaluators.base import Evaluator
+from dashsel.hierarchy import Hierarchy
+from dashsel.pool import ArraySplit, Pool
+
+#: Reference rows of every table.
+REFERENCES: tuple[str, ...] = ("local", "global")
+#: Instance-level selectors of :mod:`dashsel.bench.baselines` (the paper's Table 1 baselines).
+INSTANCE_METHODS: tuple[str, ...] = ("coresets", "activeft", "bilaf", "freesel", "random-samples")
+#: Dataset-level peers from :mod:`dashsel.peers`.
+PEER_POLICIES: tuple[str, ...] = ("optuna", "mabwiser-ts", "mabwiser-ucb")
+PEER_METHODS: tuple[str, ...] = (*PEER_POLICIES, "pydvl-banzhaf")
+
+#: Display names for tables and plots (anything else is shown as its name).
+LABELS: dict[str, str] = {
+    "local": "Local",
+    "global": "Global",
+    "dash": "DaSH",
+    "dash-mixed": "DaSH (mixed)",
+    "dash-cross": "DaSH (cross)",
+    "flat": "DaS (flat)",
+    "ucb": "UCB",
+    "egreedy": "ε-greedy",
+    "roundrobin": "Round robin",
+    "random": "Random (datasets)",
+    "coresets": "Core-sets",
+    "activeft": "ActiveFT",
+    "bilaf": "BiLAF",
+    "freesel": "FreeSel",
+    "random-samples": "Random (samples)",
+    "optuna": "Optuna (TPE)",
+    "mabwiser-ts": "MABWiser TS",
+    "mabwiser-ucb": "MABWiser UCB1",
+    "pydvl-banzhaf": "pyDVL Banzhaf",
+}
+
+
+def label(name: str) -> str:
+    """Display name of a method (``"dash-mixed"`` -> ``"DaSH (mixed)"``)."""
+    if name in LABELS:
+        return LABELS[name]
+    base, _, grouping = name.rpartition("-")
+    if base and grouping in GROUPINGS:
+        return f"{LABELS.get(base, base)} ({grouping})"
+    return name
+
+
+@dataclass(frozen=True)
+class MethodOutcome:
+    """What one method produced in one run.
+
+    Attributes
+    ----------
+    selected : tuple of str
+        Chosen dataset ids (empty for Local and for instance-level methods).
+    accuracy : float
+        Test accuracy (fraction in [0, 1]) of the model trained on local data plus the choice.
+    n_evaluations : int
+        Trial trainings the method used to decide (0 for references and one-shot baselines).
+    evaluation_seconds : float
+        Wall time inside those evaluations (replays are nearly free).
+    overhead_seconds : float
+        Wall time spent deciding, outside evaluations and outside the final scoring.
+    n_samples : int
+        Training samples added to the local data.
+    n_relevant : int
+        Chosen datasets from the target domain (-1 where it does not apply).
+    """
+
+    selected: tuple[str, ...]
+    accuracy: float
+    n_evaluations: int = 0
+    evaluation_seconds: float = 0.0
+    overhead_seconds: float = 0.0
+    n_samples: int = 0
+    n_relevant: int = -1
+
+
+@dataclass
+class RunContext:
+    """Everything one method needs for one run on one pool.
+
+    Attributes
+    ----------
+    pool : Pool
+        The pool with the default (perfect) grouping and its arrays.
+    rewards : Evaluator
+        Single-dataset reward evaluator for policies (the harness passes a replaying
+        :class:`~dashsel.bench.harness.BankEvaluator`).
+    scorer : Evaluator
+        The real, trainable evaluator: final test accuracies and subset evaluations.
+    budget : int
+        Evaluations allowed.
+    run : int
+        Run index; the seed of the policy and of the final model's training.
+    k : int or None
+        Datasets to keep at the end (top-k by posterior mean); None with ``percentile``.
+    percentile : float or None
+        Alternative percentile selection rule.
+    reference : callable or None
+        Returns the reference method's outcome for this run and budget (DaSH's), which sets
+        the sample budget of instance-level methods.
+    """
+
+    pool: Pool
+    rewards: Evaluator
+    scorer: Evaluator
+    budget: int
+    run: int
+    k: int | None = None
+    percentile: float | None = None
+    reference: Callable[[], MethodOutcome] | None = None
+    _regrouped: dict[str, Pool] = field(default_factory=dict, repr=False)
+
+    def pool_for(self, grouping: str) -> Pool:
+        """The same datasets regrouped (``perfect`` is the pool itself)."""
+        if grouping == "perfect":
+            return self.pool
+        if grouping not in self._regrouped:
+            self._regrouped[grouping] = regrouped(self.pool, grouping)
+        return self._regrouped[grouping]
+
+    def outcome(self, selected: tuple[str, ...], accuracy: float, **timing: Any) -> MethodOutcome:
+        """An outcome for a dataset-level choice, with sample and relevance counts filled in."""
+        relevant = set(relevant_ids(self.pool))
+        return MethodOutcome(
+            selected=tuple(selected),
+            accuracy=float(accuracy),
+            n_samples=dataset_samples(self.pool, selected),
+            n_relevant=sum(d in relevant for d in selected),
+            **timing,
+        )
+
+
+def regrouped(pool: Pool, grouping: str) -> Pool:
+    """A pool with the same datasets and splits but the groups of ``grouping``.
+
+    Only the hierarchy changes, so rewards (which depend on a dataset and a seed, never on its
+    group) can be shared between groupings: one reward bank serves DaSH, DaSH (mixed) and the
+    cross-domain ablation.
+    """
+    splits = {
+        name: pool.split(name) for name in ("local", "validation", "test") if pool.has_split(name)
+    }
+    return Pool(regroup(pool.entries, grouping), name=f"{pool.name}-{grouping}", **splits)
+
+
+def dataset_samples(pool: Pool, ids: tuple[str, ...] | list[str]) -> int:
+    """Total samples in the given candidates (``meta["n"]`` when present, else the arrays)."""
+    total = 0
+    for d in ids:
+        entry = pool.entry(d)
+        n = entry.meta.get("n")
+        total += int(n) if n is not None else len(entry.load())
+    return total
+
+
+class Method(ABC):
+    """A way of choosing extra training data, scored by the harness.
+
+    Attributes
+    ----------
+    name : str
+        The method's key in configs and result files.
+    kind : str
+        ``"reference"``, ``"policy"``, ``"peer"`` or ``"instance"``.
+    uses_budget : bool
+        Whether the evaluation budget changes what it does (False for references and
+        instance-level baselines, so the harness can reuse one outcome across budgets).
+    """
+
+    name: str = "method"
+    kind: str = "method"
+    uses_budget: bool = True
+
+    @property
+    def label(self) -> str:
+        return label(self.name)
+
+    def unavailable(self) -> str | None:
+        """None when the method can run, else why not (a missing optional dependency)."""
+        return None
+
+    @abstractmethod
+    def run(self, ctx: RunContext) -> MethodOutcome:
+        """Choose data for one run and score the result on the test split."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class LocalMethod(Method):
+    """Local data only (the paper's lower bound)."""
+
+    name, kind, uses_budget = "local", "reference", False
+
+    def run(self, ctx: RunContext) -> MethodOutcome:
+        return ctx.outcome((), ctx.scorer.score([], ctx.run, "test"))
+
+
+class GlobalMethod(Method):
+    """Local data plus every same-domain candidate (the oracle upper bound)."""
+
+    name, kind, uses_budget = "global", "reference", False
+
+    def run(self, ctx: RunContext) -> MethodOutcome:
+        ids = tuple(relevant_ids(ctx.pool))
+        return ctx.outcome(ids, ctx.scorer.score(list(ids), ctx.run, "test"))
+
+
+class PolicyMethod(Method):
+    """A bandit policy run through :func:`dashsel.run.select` on the reward evaluator.
+
+    Parameters
+    ----------
+    name : str
+        Method key, e.g. ``"dash"`` or ``"dash-mixed"``.
+    policy : str
+        Name for :func:`dashsel.policies.make_policy`.
+    grouping : str
+        ``"perfect"``, ``"mixed"`` or ``"cross"``: the groups the policy sees.
+    params : dict
+        Extra policy parameters.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        policy: str | None = None,
+        grouping: str = "perfect",
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.policy = policy or name
+        self.grouping = grouping
+        self.params = dict(params or {})
+        self.kind = "peer" if self.policy in PEER_POLICIES else "policy"
+
+    def _make(self) -> Any:
+        if self.policy in PEER_POLICIES:
+            import dashsel.peers as peers
+
+            # Registration is idempotent; it makes the names known to make_policy.
+            register = getattr(peers, "register_peers", None)
+            if register is not None:
+                register()
+        from dashsel.policies import make_policy
+
+        return make_policy(self.policy, **self.params)
+
+    def unavailable(self) -> str | None:
+        try:
+            # Peers import their library in reset(), so bind to a one-dataset hierarchy to
+            # find a missing optional dependency now rather than in the middle of a study.
+            self._make().reset(Hierarchy(["probe"], ["probe"]), 0)
+        except ImportError as exc:
+            return f"{self.name}: {exc}"
+        return None
+
+    def run(self, ctx: RunContext) -> MethodOutcome:
+        from dashsel.run import select
+
+        result = select(
+            ctx.pool_for(self.grouping),
+            self._make(),
+            ctx.rewards,
+            ctx.budget,
+            seed=ctx.run,
+            k=ctx.k,
+            percentile=ctx.percentile,
+            score_final=False,
+        )
+        selected = tuple(result.selected)
+        return ctx.outcome(
+            selected,
+            ctx.scorer.score(list(selected), ctx.run, "test"),
+            n_evaluations=int(result.n_evaluations),
+            evaluation_seconds=float(result.evaluation_seconds),
+            overhead_seconds=float(result.overhead_seconds),
+        )
+
+
+class PyDVLMethod(Method):
+    """pyDVL's Data Banzhaf values of whole datasets, top-k by value.
+
+    Banzhaf evaluates utility on random *subsets* of datasets, so it needs the real evaluator
+    (one training per subset, cached on disk), with the same evaluation budget as the policies.
+    """
+
+    name, kind = "pydvl-banzhaf", "peer"
+
+    def unavailable(self) -> str | None:
+        try:
+            from dashsel.peers.pydvl_banzhaf import pydvl_banzhaf_select  # noqa: F401
+        except ImportError as exc:
+            return f"{self.name}: {exc}"
+        return None
+
+    def run(self, ctx: RunContext) -> MethodOutcome:
+        from dashsel.peers.pydvl_banzhaf import pydvl_banzhaf_select
+
+        peer = pydvl_banzhaf_select(
+            ctx.pool, ctx.scorer, ctx.budget, k=ctx.k, percentile=ctx.percentile, seed=ctx.run
+        )
+        selected = tuple(peer.selected)
+        return ctx.outcome(
+            selected,
+            ctx.scorer.score(list(selected), ctx.run, "test"),
+            n_evaluations=int(peer.n_evaluations),
+            evaluation_seconds=float(peer.evaluation_seconds),
+            overhead_seconds=float(peer.overhead_seconds),
+        )
+
+
+class InstanceMethod(Method):
+    """An instance-level selector picking samples from the union of all candidates.
+
+    The sample budget is the number of samples in the datasets the reference method chose in
+    the same run (``ctx.reference()``), so the comparison adds equal amounts of data. Labels of
+    the chosen samples are used only to train the final model.
+    """
+
+    kind, uses_budget = "instance", True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def unavailable(self) -> str | None:
+        try:
+            from dashsel.bench.baselines import SAMPLE_SELECTORS
+        except ImportError as exc:
+            return f"{self.name}: {exc}"
+        if self.name not in SAMPLE_SELECTORS:
+            return f"{self.name}: not among dashsel.bench.baselines.SAMPLE_SELECTORS"
+        return None
+
+    def run(self, ctx: RunContext) -> MethodOutcome:
+        from dashsel.bench.baselines import select_samples
+
+        if ctx.reference is None:
+            raise DashselError(f"{self.name} needs a reference selection to size its budget")
+        n_budget = sample_budget(ctx.reference())
+        union = candidate_union(ctx.pool)
+        local = ctx.pool.local.X if ctx.pool.has_split("local") else None
+        start = time.perf_counter()
+        # Selectors work on flat feature vectors; the evaluator flattens images itself.
+        flat = union.X.reshape(len(union), -1)
+        if local is not None:
+            local = local.reshape(local.shape[0], -1)
+        idx = np.asarray(
+            select_samples(self.name, flat, n_budget, local=local, random_state=ctx.run),
+            dtype=np.intp,
+        )
+        seconds = time.perf_counter() - start
+        extra = ArraySplit(union.X[idx], union.y[idx]) if idx.size else None
+        acc = ctx.scorer.score_arrays(extra, ctx.run, "test")  # type: ignore[attr-defined]
+        return MethodOutcome(
+            selected=(), accuracy=float(acc), overhead_seconds=seconds, n_samples=int(idx.size)
+        )
+
+
+def sample_budget(reference: MethodOutcome) -> int:
+    """Sample budget of instance-level methods: the samples in the reference's datasets."""
+    return int(reference.n_samples)
+
+
+def candidate_union(pool: Pool) -> ArraySplit:
+    """All candidate datasets stacked in pool order (the instance-level selection pool)."""
+    return ArraySplit.concat([pool.dataset(d) for d in pool.dataset_ids])
+
+
+def make_method(name: str) -> Method:
+    """The method called ``name``.
+
+    ``local`` / ``global``, an instance-level selector, ``pydvl-banzhaf`` (alias ``pydvl``),
+    a policy name, or a policy name with ``-mixed`` / ``-cross`` (or ``-perfect``) to run it
+    on regrouped datasets. Whether a policy name exists is checked when the method runs (see
+    :meth:`Method.unavailable`), since policies register themselves on import.
+    """
+    name = name.strip().lower()
+    if not name:
+        raise DashselError("empty method name")
+    if name == "local":
+        return LocalMethod()
+    if name == "global":
+        return GlobalMethod()
+    if name in ("pydvl", "pydvl-banzhaf"):
+        return PyDVLMethod()
+    if name in INSTANCE_METHODS:
+        return InstanceMethod(name)
+    base, _, grouping = name.rpartition("-")
+    if base and grouping in GROUPINGS and base not in PEER_POLICIES:
+        return PolicyMethod(name, policy=base, grouping=grouping)
+    return PolicyMethod(name)

@@ -1,0 +1,161 @@
+"""The method abstraction: name parsing, regrouping, references, policies, instance baselines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from dashsel.bench.harness import BankEvaluator, build_bank
+from dashsel.bench.methods import (
+    GlobalMethod,
+    InstanceMethod,
+    LocalMethod,
+    MethodOutcome,
+    PolicyMethod,
+    PyDVLMethod,
+    RunContext,
+    candidate_union,
+    dataset_samples,
+    label,
+    make_method,
+    regrouped,
+    sample_budget,
+)
+from dashsel.errors import DashselError
+from dashsel.evaluators.sklearn import LogisticEvaluator
+from dashsel.pool import ArraySplit, DatasetEntry, Pool
+
+DOMAINS = ("x", "y", "z")
+
+
+def make_pool(n_subsets: int = 2, size: int = 20) -> Pool:
+    """Three domains with different class means; target x; local data is tiny."""
+    rng = np.random.default_rng(0)
+    means = {d: rng.normal(0, 1.0, size=(2, 4)) for d in DOMAINS}
+
+    def draw(d: str, n: int) -> ArraySplit:
+        y = np.arange(n) % 2
+        return ArraySplit(means[d][y] + rng.normal(size=(n, 4)), y)
+
+    entries = [
+        DatasetEntry(
+            f"{d}{j}",
+            d,
+            data=draw(d, size + j),  # sizes differ, so sample counts are checked for real
+            meta={"domain": d, "subset": j, "relevant": d == "x", "n": size + j},
+        )
+        for d in DOMAINS
+        for j in range(n_subsets)
+    ]
+    return Pool(entries, local=draw("x", 4), validation=draw("x", 40), test=draw("x", 60))
+
+
+@pytest.fixture(autouse=True)
+def _single_thread() -> Iterator[None]:
+    with threadpool_limits(limits=1):  # tiny models: BLAS threads only add contention
+        yield
+
+
+@pytest.fixture
+def ctx() -> RunContext:
+    pool = make_pool()
+    scorer = LogisticEvaluator(pool, bootstrap=True)
+    bank = BankEvaluator(build_bank(scorer, pool.dataset_ids, 2))
+    return RunContext(pool=pool, rewards=bank, scorer=scorer, budget=8, run=1, k=2)
+
+
+# --- names -----------------------------------------------------------------------------------
+def test_make_method_kinds_and_groupings() -> None:
+    assert isinstance(make_method("local"), LocalMethod)
+    assert isinstance(make_method("Global "), GlobalMethod)
+    assert isinstance(make_method("pydvl"), PyDVLMethod)
+    assert make_method("pydvl-banzhaf").kind == "peer"
+    inst = make_method("coresets")
+    assert isinstance(inst, InstanceMethod) and inst.kind == "instance"
+    mixed = make_method("dash-mixed")
+    assert isinstance(mixed, PolicyMethod) and (mixed.policy, mixed.grouping) == ("dash", "mixed")
+    assert make_method("flat").kind == "policy" and make_method("flat").grouping == "perfect"
+    # "-ucb" is not a grouping: the MABWiser peer keeps its full name.
+    peer = make_method("mabwiser-ucb")
+    assert isinstance(peer, PolicyMethod) and peer.kind == "peer"
+    assert peer.policy == "mabwiser-ucb"
+    with pytest.raises(DashselError):
+        make_method("  ")
+
+
+def test_labels() -> None:
+    assert label("dash") == "DaSH" and label("flat") == "DaS (flat)"
+    assert label("dash-cross") == "DaSH (cross)" and label("ucb-mixed") == "UCB (mixed)"
+    assert label("something-new") == "something-new"
+
+
+# --- pools -----------------------------------------------------------------------------------
+def test_regrouped_keeps_datasets_and_splits() -> None:
+    pool = make_pool(n_subsets=3)
+    for grouping in ("mixed", "cross"):
+        other = regrouped(pool, grouping)
+        assert other.dataset_ids == pool.dataset_ids
+        assert other.local is pool.local and other.test is pool.test
+        assert other.dataset("y1") is pool.dataset("y1")
+    mixed = regrouped(pool, "mixed").hierarchy
+    for g in mixed.group_ids:
+        domains = [pool.entry(d).meta["domain"] for d in mixed.members(g)]
+        assert len(set(domains)) == 2  # each mixed group holds one foreign dataset
+    cross = regrouped(pool, "cross").hierarchy
+    assert cross.n_groups == 3
+    for g in cross.group_ids:
+        assert sorted(pool.entry(d).meta["domain"] for d in cross.members(g)) == list(DOMAINS)
+
+
+def test_sample_counts_and_union() -> None:
+    pool = make_pool()
+    assert dataset_samples(pool, ["x0", "x1"]) == 20 + 21
+    union = candidate_union(pool)
+    assert len(union) == sum(len(pool.dataset(d)) for d in pool.dataset_ids)
+    np.testing.assert_array_equal(union.X[:20], pool.dataset("x0").X)
+    assert sample_budget(MethodOutcome(("x0",), 0.5, n_samples=20)) == 20
+
+
+# --- running ---------------------------------------------------------------------------------
+def test_references(ctx: RunContext) -> None:
+    local = LocalMethod().run(ctx)
+    glob = GlobalMethod().run(ctx)
+    assert local.selected == () and local.n_samples == 0 and local.n_evaluations == 0
+    assert glob.selected == ("x0", "x1") and glob.n_relevant == 2 and glob.n_samples == 41
+    assert glob.accuracy == ctx.scorer.score(["x0", "x1"], ctx.run, "test")
+    assert glob.accuracy > local.accuracy
+
+
+def test_policy_method_is_deterministic_and_uses_budget(ctx: RunContext) -> None:
+    method = make_method("dash")
+    first, second = method.run(ctx), method.run(ctx)
+    assert first.selected == second.selected and first.accuracy == second.accuracy
+    assert first.n_evaluations == 8 and len(first.selected) == 2
+    assert first.n_samples == dataset_samples(ctx.pool, first.selected)
+    assert first.accuracy == ctx.scorer.score(list(first.selected), ctx.run, "test")
+    cross = make_method("dash-cross").run(ctx)
+    assert cross.n_evaluations == 8 and set(cross.selected) <= set(ctx.pool.dataset_ids)
+
+
+def test_instance_method_matches_reference_sample_count(ctx: RunContext) -> None:
+    ctx.reference = lambda: MethodOutcome(("x0", "y1"), 0.0, n_samples=41)
+    out = InstanceMethod("random-samples").run(ctx)
+    assert out.n_samples == 41 and out.selected == () and 0.0 <= out.accuracy <= 1.0
+    ctx.reference = None
+    with pytest.raises(DashselError, match="reference"):
+        InstanceMethod("random-samples").run(ctx)
+
+
+def test_unavailable_reports_import_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert make_method("dash").unavailable() is None
+    assert make_method("coresets").unavailable() is None
+
+    def missing(self: PolicyMethod) -> None:
+        raise ImportError("No module named 'optuna'")
+
+    monkeypatch.setattr(PolicyMethod, "_make", missing)
+    assert "optuna" in (make_method("optuna").unavailable() or "")
+    assert "not among" in (InstanceMethod("bogus").unavailable() or "")
