@@ -152,7 +152,7 @@ def test_config_from_cli_options() -> None:
     assert cfg.studies == ("main_table", "curve")
     assert cfg.targets == ("a", "b") and cfg.runs == 4
     quick = StudyConfig.from_options(GaussianSuite(), quick=True)
-    assert quick.targets == ("a", "b") and quick.runs == 3 and quick.budgets == (15, 45)
+    assert quick.targets == ("a", "b") and quick.runs == 5 and quick.budgets == (10, 15)
     assert StudyConfig().studies == STUDIES
 
 

@@ -56,6 +56,5 @@ def require(module: str, extra: str, purpose: str):
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingExtraError(
-            f"{purpose} needs the optional dependency {module!r}: "
-            f"pip install 'dashsel[{extra}]'"
+            f"{purpose} needs the optional dependency {module!r}: pip install 'dashsel[{extra}]'"
         ) from exc

@@ -34,9 +34,7 @@ class Hierarchy:
         ids = tuple(str(d) for d in dataset_ids)
         grp = tuple(str(g) for g in groups)
         if len(ids) != len(grp):
-            raise DashselError(
-                f"hierarchy: {len(ids)} dataset ids but {len(grp)} group labels"
-            )
+            raise DashselError(f"hierarchy: {len(ids)} dataset ids but {len(grp)} group labels")
         if not ids:
             raise DashselError("hierarchy: the pool holds no datasets")
         index: dict[str, int] = {}

@@ -393,7 +393,7 @@ class Digits5:
         root: str | Path | None = None,
         build_seed: int = 0,
         sizes: Mapping[str, tuple[int, int]] | None = None,
-        local_size: int = 50,
+        local_size: int = 20,
         val_size: int = 300,
         max_train: int | None = 5000,
         max_test: int | None = 1000,

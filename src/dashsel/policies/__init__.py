@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from functools import partial
 
 from dashsel.errors import DashselError
 from dashsel.policies.base import Belief, Policy, Posterior, Recommendation
@@ -42,6 +43,8 @@ PolicyFactory = Callable[..., Policy]
 #: :func:`register_policy`.
 POLICIES: dict[str, PolicyFactory] = {
     "dash": DaSH,
+    # DaSH with its priors set by empirical Bayes from the first observations.
+    "dash-eb": partial(DaSH, prior="empirical"),
     "flat": FlatTS,
     "das": FlatTS,
     "flat_ts": FlatTS,
