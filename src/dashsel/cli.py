@@ -143,14 +143,13 @@ def run(
 ) -> None:
     """Select datasets from the pool in MANIFEST."""
     with _user_errors():
-        from dashsel.evaluators import make_evaluator
         from dashsel.executors import make_executor
         from dashsel.manifest import load_manifest
         from dashsel.policies import make_policy
         from dashsel.run import select
 
         m = load_manifest(manifest)
-        evaluator = make_evaluator(m.evaluator, m.pool, manifest.parent)
+        evaluator = m.make_evaluator()
         pol = make_policy(policy, **_parse_params(param, "--param"))
         exe = make_executor(executor, workers)
         best = {"r": float("-inf")}
