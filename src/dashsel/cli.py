@@ -287,9 +287,13 @@ def policies() -> None:
         table.add_column("name")
         table.add_column("class")
         table.add_column("what it is")
-        for name, cls in sorted(available_policies().items()):
+        for name, factory in sorted(available_policies().items()):
+            # A registered factory may be a functools.partial (e.g. dash-eb).
+            cls = getattr(factory, "func", factory)
+            kw = getattr(factory, "keywords", None) or {}
+            args = ", ".join(f"{k}={v!r}" for k, v in kw.items())
             doc = (cls.__doc__ or "").strip().splitlines()
-            table.add_row(name, cls.__name__, doc[0] if doc else "")
+            table.add_row(name, f"{cls.__name__}({args})", doc[0] if doc else "")
         console.print(table)
 
 
@@ -391,6 +395,25 @@ def data_build(
         console.print(f"built {suite} in {time.perf_counter() - start:.1f}s")
         if info:
             console.print(info)
+
+
+@data_app.command("example")
+def data_example(
+    directory: Annotated[Path, typer.Argument(help="Folder to write the example pools into.")],
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic pool.")] = 0,
+) -> None:
+    """Write two small example pools to try `dashsel run` on: arrays and a replay table.
+
+    DIRECTORY/arrays/manifest.toml has .npz arrays and a logistic evaluator;
+    DIRECTORY/table/manifest.toml replays logged rewards from a CSV. Four groups of three
+    datasets; one group's datasets help the local model, the others hurt it.
+    """
+    with _user_errors():
+        from dashsel.toy import write_toy_manifest, write_toy_table
+
+        arrays = write_toy_manifest(directory / "arrays", seed=seed)
+        table = write_toy_table(directory / "table", seed=seed)
+        console.print(f"wrote {arrays}\nwrote {table}")
 
 
 def run_cli() -> None:  # pragma: no cover - console entry point alias
