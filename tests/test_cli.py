@@ -144,6 +144,22 @@ def test_nan_reward_is_reported_with_dataset(tmp_path: Path) -> None:
     assert bad_id in res.output and "Traceback" not in res.output
 
 
+def test_labels_unseen_in_local_data_name_the_dataset(tmp_path: Path) -> None:
+    manifest = write_toy_manifest(tmp_path / "p", seed=0)
+    bad = tmp_path / "p" / "data" / "g1-1.npz"
+    with np.load(bad, allow_pickle=False) as z:
+        X, y = z["X"], z["y"].copy()
+    y[0] = 99
+    np.savez(bad, X=X, y=y)
+    for args in (["check", str(manifest)], ["run", str(manifest), "--policy", "roundrobin"]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2 and "Traceback" not in res.output
+        assert "'g1-1'" in res.output and "unseen in the local data" in res.output
+    ok = write_toy_manifest(tmp_path / "ok", seed=0)
+    res = invoke("check", ok)
+    assert res.exit_code == 0 and "12 datasets in 4 groups" in res.stdout
+
+
 def test_data_example_and_policies(tmp_path: Path) -> None:
     res = invoke("data", "example", tmp_path / "ex")
     assert res.exit_code == 0

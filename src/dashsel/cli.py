@@ -226,6 +226,24 @@ def _print_result(result: Any) -> None:
 
 
 @app.command()
+def check(
+    manifest: Annotated[Path, typer.Argument(help="Pool manifest (TOML).")],
+) -> None:
+    """Read every file of MANIFEST and check it (arrays, shapes, labels) before a long run."""
+    with _user_errors():
+        from dashsel.manifest import load_manifest
+
+        m = load_manifest(manifest)
+        m.check()
+        m.make_evaluator()
+        h = m.pool.hierarchy
+        console.print(
+            f"{manifest}: ok: {h.n_datasets} datasets in {h.n_groups} groups, "
+            f"evaluator {m.evaluator.get('kind', 'logistic')}"
+        )
+
+
+@app.command()
 def report(
     journal: Annotated[Path, typer.Argument(help="A journal written by `dashsel run`.")],
     trials: Annotated[int, typer.Option(help="How many of the latest trials to list.")] = 20,

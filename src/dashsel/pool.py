@@ -118,6 +118,8 @@ class Pool:
             "validation": validation,
             "test": test,
         }
+        self._labels_checked: set[str] = set()
+        self._known_labels: set[Any] | None = None
 
     # --- construction ----------------------------------------------------------------------
     @classmethod
@@ -176,8 +178,31 @@ class Pool:
         return self._by_id[dataset_id]
 
     def dataset(self, dataset_id: str) -> ArraySplit:
-        """Arrays of one candidate dataset (loaded on first use)."""
-        return self.entry(dataset_id).load()
+        """Arrays of one candidate dataset (loaded on first use).
+
+        On first access its labels are checked against the local data's: a class the local
+        model has never seen is a :class:`DataError` naming the dataset and its file.
+        """
+        entry = self.entry(dataset_id)
+        data = entry.load()
+        if dataset_id not in self._labels_checked:
+            known = self._local_labels()
+            if known is not None:
+                extra = set(np.unique(data.y).tolist()) - known
+                if extra:
+                    raise DataError(
+                        f"dataset {entry.id!r}{_where(entry.source)} has labels unseen in the "
+                        f"local data: {sorted(extra)[:10]}"
+                    )
+            self._labels_checked.add(dataset_id)
+        return data
+
+    def _local_labels(self) -> set[Any] | None:
+        if not self.has_split("local"):
+            return None
+        if self._known_labels is None:
+            self._known_labels = set(np.unique(self.local.y).tolist())
+        return self._known_labels
 
     def split(self, name: str) -> ArraySplit:
         """The ``"local"``, ``"validation"`` or ``"test"`` split."""
