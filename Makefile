@@ -30,6 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/run_all.py
 
 clean:

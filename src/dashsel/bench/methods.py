@@ -57,6 +57,7 @@ LABELS: dict[str, str] = {
     "dash-cross": "DaSH (cross)",
     "flat": "DaS (flat)",
     "ucb": "UCB",
+    "dash-eb": "DaSH (EB prior)",
     "egreedy": "ε-greedy",
     "roundrobin": "Round robin",
     "random": "Random (datasets)",

@@ -100,7 +100,8 @@ def top_by_mean(
     """
     means = np.asarray(means, dtype=float)
     key = np.where(np.isnan(means), -np.inf, means)
-    order = sorted(range(len(ids)), key=lambda i: (-key[i], i))
+    # Stable sort on -mean: ties keep pool order. O(n log n) in numpy, not Python.
+    order = np.argsort(-key, kind="stable").tolist()
     if percentile is not None:
         finite = means[~np.isnan(means)]
         if finite.size == 0:
