@@ -338,6 +338,9 @@ def bench(
     studies: Annotated[
         str | None, typer.Option(help="Comma-separated studies (default: all).")
     ] = None,
+    subsets: Annotated[
+        int | None, typer.Option(min=1, help="Candidate subsets per domain [default: 3].")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("results"),
     quick: Annotated[bool, typer.Option(help="The short preset `make demo` runs.")] = False,
 ) -> None:
@@ -354,6 +357,7 @@ def bench(
             studies=_split_csv(studies),
             quick=quick,
             command=" ".join(["dashsel", *sys.argv[1:]]),
+            **({"n_subsets": subsets} if subsets is not None else {}),
         )
         _run_and_write(config, out)
 
