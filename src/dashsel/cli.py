@@ -438,9 +438,5 @@ def data_example(
         console.print(f"wrote {arrays}\nwrote {table}")
 
 
-def run_cli() -> None:  # pragma: no cover - console entry point alias
-    app()
-
-
 if __name__ == "__main__":  # pragma: no cover
     app()

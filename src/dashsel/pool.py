@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -277,7 +276,3 @@ def _as_split(value: Any, what: str) -> ArraySplit:
         return ArraySplit(np.asarray(X), np.asarray(y))
     except DataError as exc:
         raise DataError(f"{what}: {exc}") from None
-
-
-def as_path(value: str | Path) -> Path:
-    return value if isinstance(value, Path) else Path(value)

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from dashsel.pool import Pool
 from dashsel.trial import TrialSpec
 
 Split = Literal["validation", "test"]
@@ -41,3 +42,18 @@ class Evaluator(ABC):
     def score(self, dataset_ids: Sequence[str], seed: int, split: Split = "test") -> float:
         """Accuracy on ``split`` of a model trained on local data plus ``dataset_ids``."""
         raise NotImplementedError(f"{type(self).__name__} cannot train a model")
+
+
+def pool_identity(pool: Pool) -> dict[str, Any]:
+    """The part of an evaluator's :meth:`~Evaluator.describe` that names its data.
+
+    Pool name, hierarchy fingerprint and a data fingerprint, so two pools with the same ids
+    but different arrays never share journal identities or cache entries.
+    """
+    from dashsel.arrays import data_fingerprint
+
+    return {
+        "pool": pool.name,
+        "hierarchy": pool.hierarchy.fingerprint(),
+        "data": data_fingerprint(pool),
+    }

@@ -18,9 +18,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from dashsel.arrays import data_fingerprint
 from dashsel.errors import DashselError, DataError
-from dashsel.evaluators.base import Evaluator, Split
+from dashsel.evaluators.base import Evaluator, Split, pool_identity
 from dashsel.pool import ArraySplit, Pool
 from dashsel.trial import TrialSpec
 
@@ -154,9 +153,7 @@ class SklearnEvaluator(Evaluator):
                 "params": _jsonable(est.get_params(deep=False)),
                 "bootstrap": self.bootstrap,
                 "standardize": self.standardize,
-                "pool": self.pool.name,
-                "hierarchy": self.pool.hierarchy.fingerprint(),
-                "data": data_fingerprint(self.pool),
+                **pool_identity(self.pool),
             }
         return copy.deepcopy(self._description)
 

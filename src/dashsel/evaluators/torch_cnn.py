@@ -25,9 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from dashsel.arrays import data_fingerprint
 from dashsel.errors import DashselError, DataError, require
-from dashsel.evaluators.base import Evaluator, Split
+from dashsel.evaluators.base import Evaluator, Split, pool_identity
 from dashsel.pool import ArraySplit, Pool
 from dashsel.trial import TrialSpec
 
@@ -165,9 +164,7 @@ class TorchCNNEvaluator(Evaluator):
                     "hidden": list(self.hidden),
                     "dropout": self.dropout,
                 },
-                "pool": self.pool.name,
-                "hierarchy": self.pool.hierarchy.fingerprint(),
-                "data": data_fingerprint(self.pool),
+                **pool_identity(self.pool),
             }
         return copy.deepcopy(self._description)
 
