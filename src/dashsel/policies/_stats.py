@@ -28,6 +28,7 @@ __all__ = [
     "argmax_random_tie",
     "beliefs",
     "check_finite",
+    "check_range",
     "check_std",
     "empirical",
     "group_posterior",
@@ -241,3 +242,11 @@ def check_finite(owner: str, **values: float) -> None:
     for name, v in values.items():
         if not is_number(v):
             raise DashselError(f"{owner}: {name} must be a finite number, got {v!r}")
+
+
+def check_range(owner: str, name: str, value: float, low: float, high: float = math.inf) -> None:
+    """Raise a one-line :class:`DashselError` unless ``value`` is a number in [low, high]."""
+    check_finite(owner, **{name: value})
+    if not low <= value <= high:
+        bounds = f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
+        raise DashselError(f"{owner}: {name} must be {bounds}, got {value!r}")

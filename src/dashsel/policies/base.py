@@ -175,8 +175,13 @@ class Policy(ABC):
         self.seed_ = int(rng.integers(0, 2**32 - 1))
         self.n_asked_ = 0
         self.n_told_ = 0
+        self._validate()  # parameters may have been set since construction
         self._reset(hierarchy)
         return self
+
+    def _validate(self) -> None:
+        """Check the constructor parameters (one-line :class:`DashselError`); a no-op here."""
+        return None
 
     def _check_reset(self) -> None:
         if not hasattr(self, "hierarchy_"):

@@ -187,7 +187,6 @@ class DaSH(Policy):
 
     # --- state -----------------------------------------------------------------------------
     def _reset(self, hierarchy: Hierarchy) -> None:
-        self._validate()
         self.stats_ = ArmStats(hierarchy)
         self.prior_ = self._fixed_prior()
         self.prior_fitted_ = False

@@ -15,12 +15,12 @@ import math
 
 import numpy as np
 
-from dashsel.errors import DashselError
 from dashsel.hierarchy import Hierarchy
 from dashsel.policies._stats import (
     ArmStats,
     argmax_random_tie,
     check_finite,
+    check_range,
     check_std,
     empirical,
     masked_argmax,
@@ -88,7 +88,6 @@ class FlatTS(_EmpiricalPolicy):
         check_std("FlatTS", sigma0=self.sigma0, sigma_r=self.sigma_r)
 
     def _reset(self, hierarchy: Hierarchy) -> None:
-        self._validate()
         super()._reset(hierarchy)
         n = hierarchy.n_datasets
         self.mean_ = np.full(n, float(self.mu0))
@@ -138,12 +137,9 @@ class UCB1(_EmpiricalPolicy):
         self._validate()
 
     def _validate(self) -> None:
-        check_finite("UCB1", alpha=self.alpha)
-        if self.alpha < 0:
-            raise DashselError(f"UCB1: alpha must be >= 0, got {self.alpha!r}")
+        check_range("UCB1", "alpha", self.alpha, 0.0)
 
     def _reset(self, hierarchy: Hierarchy) -> None:
-        self._validate()
         super()._reset(hierarchy)
         # 1/sqrt(n) per dataset, +inf before the first pull (so the score is +inf there):
         # kept up to date at each tell, so an ask is one multiply-add over the datasets.
@@ -182,13 +178,7 @@ class EpsilonGreedy(_EmpiricalPolicy):
         self._validate()
 
     def _validate(self) -> None:
-        check_finite("EpsilonGreedy", epsilon=self.epsilon)
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise DashselError(f"EpsilonGreedy: epsilon must be in [0, 1], got {self.epsilon!r}")
-
-    def _reset(self, hierarchy: Hierarchy) -> None:
-        self._validate()
-        super()._reset(hierarchy)
+        check_range("EpsilonGreedy", "epsilon", self.epsilon, 0.0, 1.0)
 
     def _ask_one(
         self, rng: np.random.Generator, step: int, excluded: np.ndarray | None = None
@@ -208,9 +198,6 @@ class RoundRobin(_EmpiricalPolicy):
 
     name = "roundrobin"
 
-    def __init__(self) -> None:
-        pass
-
     def _ask_one(
         self, rng: np.random.Generator, step: int, excluded: np.ndarray | None = None
     ) -> int:
@@ -228,9 +215,6 @@ class Random(_EmpiricalPolicy):
     batch holds distinct datasets while the pool has them)."""
 
     name = "random"
-
-    def __init__(self) -> None:
-        pass
 
     def _ask_one(
         self, rng: np.random.Generator, step: int, excluded: np.ndarray | None = None
