@@ -24,9 +24,7 @@ from dashsel.testing import toy_hierarchy
 _SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, database=None)
 
 
-@given(
-    picks=st.lists(st.tuples(st.integers(0, 4), st.floats(-1e6, 1e6)), min_size=1, max_size=40)
-)
+@given(picks=st.lists(st.tuples(st.integers(0, 4), st.floats(-1e6, 1e6)), min_size=1, max_size=40))
 @_SETTINGS
 def test_arm_stats_match_numpy(picks: list[tuple[int, float]]) -> None:
     h = toy_hierarchy([2, 3])

@@ -328,4 +328,3 @@ class DaSH(Policy):
             tuple(h.dataset_ids[c] for c in chosen),
             tuple(h.groups[int(s.members[g][0])] for g in kept if g in held_groups),
         )
-
