@@ -135,22 +135,21 @@ def top_by_mean(
     # Stable sort on -mean: ties keep pool order. O(n log n) in numpy, not Python.
     if percentile is None:
         n = min(int(k or 1), means.size)
-        if n < means.size:  # partial selection first: O(n) for a small k of a large pool
-            top = np.argpartition(-key, n - 1)[:n]
-            cut = key[top].min()
-            # Every position tied with the cut competes, so ties still keep pool order.
-            cand = np.flatnonzero(key >= cut)
-            order = cand[np.argsort(-key[cand], kind="stable")][:n]
-        else:
+        if n == means.size:
             order = np.argsort(-key, kind="stable")
+        else:  # partial selection first: O(N) for a small k of a large pool
+            cut = key[np.argpartition(-key, n - 1)[:n]].min()
+            above = np.flatnonzero(key > cut)
+            # Ties at the cut fill the remaining places in pool order.
+            tied = np.flatnonzero(key == cut)[: n - above.size]
+            order = np.concatenate([above[np.argsort(-key[above], kind="stable")], tied])
         return [ids[i] for i in order.tolist()]
-    order = np.argsort(-key, kind="stable")
     finite = means[~np.isnan(means)]
     if finite.size == 0:
-        return [ids[int(order[0])]]
+        return [ids[0]]
     cut = float(np.percentile(finite, percentile))
-    kept = order[means[order] >= cut]  # NaN compares False: never kept
-    return [ids[i] for i in kept.tolist()] or [ids[int(order[0])]]
+    kept = np.flatnonzero(means >= cut)  # NaN compares False: never kept
+    return [ids[i] for i in kept[np.argsort(-means[kept], kind="stable")].tolist()]
 
 
 class Policy(ABC):

@@ -46,7 +46,7 @@ class _EmpiricalPolicy(Policy):
         return empirical(s.counts, s.means, s.m2)
 
     def _dataset_means(self) -> np.ndarray:
-        return self._dataset_estimates()[0]
+        return self.stats_.empirical_means()
 
     def posterior(self) -> Posterior:
         """Dataset estimates (see the class) and, for groups, the empirical mean and standard
@@ -111,7 +111,9 @@ class FlatTS(_EmpiricalPolicy):
     def _ask_one(
         self, rng: np.random.Generator, step: int, excluded: np.ndarray | None = None
     ) -> int:
-        draw = self.mean_ + self.std_ * rng.standard_normal(self.mean_.size)
+        draw = rng.standard_normal(self.mean_.size)
+        draw *= self.std_  # in place: one array of N floats per ask
+        draw += self.mean_
         return masked_argmax(draw, excluded)
 
 
