@@ -228,6 +228,12 @@ def _uniform(rng: np.random.Generator, n: int, excluded: np.ndarray | None) -> i
     """A uniformly random position among the ``n`` datasets that ``excluded`` allows."""
     if excluded is None:
         return int(rng.integers(n))
+    # A few rejection draws first: O(1) while few datasets are excluded (a batch's earlier
+    # slots, a study's pending trials), and uniform over the allowed ones all the same.
+    for _ in range(8):
+        i = int(rng.integers(n))
+        if not excluded[i]:
+            return i
     free = np.flatnonzero(~excluded)
     return int(free[rng.integers(free.size)])
 
