@@ -13,8 +13,8 @@ from dashsel.journal import (
     Journal,
     SQLiteJournal,
     identity_mismatches,
-    read_journal,
 )
+from dashsel.report import read_journal
 from dashsel.trial import TrialOutcome, TrialSpec, TrialState
 
 META = {

@@ -22,10 +22,11 @@ from dashsel.errors import DashselError, JournalError, RewardError
 from dashsel.evaluators.base import Evaluator
 from dashsel.executors import InProcessExecutor, ProcessExecutor
 from dashsel.hierarchy import Hierarchy
-from dashsel.journal import SQLiteJournal, read_journal, replay_posterior
+from dashsel.journal import SQLiteJournal
 from dashsel.policies.base import Belief, Policy, Posterior
 from dashsel.pool import Pool
 from dashsel.random_state import derive_seed
+from dashsel.report import read_journal, replay_posterior
 from dashsel.trial import TrialSpec
 
 BASE = {"a0": 0.8, "a1": 0.7, "a2": 0.75, "b0": 0.3, "b1": 0.4, "b2": 0.2, "c0": 0.5, "c1": 0.55}
