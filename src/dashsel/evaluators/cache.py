@@ -57,6 +57,9 @@ class CachedEvaluator(Evaluator):
 
     Attributes
     ----------
+    inner : Evaluator
+        The wrapped evaluator: reach its own extras (``pool``, ``score_arrays``) through it;
+        the cache passes on only the :class:`~dashsel.evaluators.base.Evaluator` protocol.
     hits, misses : int
         Cache hits and misses of :meth:`evaluate` and :meth:`score` in this process.
     """
@@ -149,12 +152,6 @@ class CachedEvaluator(Evaluator):
     def describe(self) -> dict[str, Any]:
         """The inner evaluator's description (a cache does not change results)."""
         return self.inner.describe()
-
-    def __getattr__(self, name: str) -> Any:
-        # Extras of the inner evaluator (pool, score_arrays, check_pool, ...) pass through.
-        if name.startswith("_") or name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     def __repr__(self) -> str:
         return f"CachedEvaluator({self.inner!r}, {str(self.path)!r})"
