@@ -57,6 +57,10 @@ class DataError(DashselError):
     """An array file is missing, unreadable or inconsistent; the message names the file."""
 
 
+class LabelWarning(UserWarning):
+    """Rows of a candidate dataset were dropped: their labels are none of the task's classes."""
+
+
 class UnknownDatasetError(DashselError, KeyError):
     """A dataset id that the pool does not hold."""
 
