@@ -123,9 +123,13 @@ def _read_npz(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarra
                         f"{path}: array {key!r} is an object array, which would need pickle "
                         f"to load; save numeric X and numeric or string y instead"
                     ) from None
-                raise DataError(f"{path}: array {key!r} unreadable ({one_line(exc, 200)})") from None
+                raise DataError(
+                    f"{path}: array {key!r} unreadable ({one_line(exc, 200)})"
+                ) from None
             except (OSError, zipfile.BadZipFile) as exc:
-                raise DataError(f"{path}: array {key!r} unreadable ({one_line(exc, 200)})") from None
+                raise DataError(
+                    f"{path}: array {key!r} unreadable ({one_line(exc, 200)})"
+                ) from None
     return out[0], out[1]
 
 
