@@ -22,9 +22,9 @@ import pickle
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
+from dashsel.closeable import Closeable
 from dashsel.errors import DashselError, RewardError, one_line, require
 from dashsel.trial import TrialOutcome, TrialSpec, TrialState
 
@@ -92,7 +92,7 @@ def evaluate_spec(evaluator: Evaluator, spec: TrialSpec) -> TrialOutcome:
     return TrialOutcome(spec, TrialState.COMPLETE, reward, started, finished)
 
 
-class Executor(ABC):
+class Executor(Closeable, ABC):
     """Runs trials and yields their outcomes as they complete.
 
     Use as a context manager, or call :meth:`close`, to release workers.
@@ -114,20 +114,6 @@ class Executor(ABC):
     def n_workers(self) -> int:
         """How many trials run at once (the natural batch size)."""
         return 1
-
-    def close(self) -> None:  # noqa: B027 - nothing to release by default
-        """Release workers. Safe to call twice."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_workers={self.n_workers})"

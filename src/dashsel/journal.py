@@ -23,9 +23,9 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
+from dashsel.closeable import Closeable
 from dashsel.errors import JournalError, one_line
 from dashsel.jsonable import to_jsonable
 from dashsel.trial import TrialOutcome, TrialRecord, TrialSpec, TrialState, trials_frame
@@ -95,7 +95,7 @@ def identity_mismatches(stored: Mapping[str, Any], new: Mapping[str, Any]) -> li
     return [f for f in IDENTITY_FIELDS if canon(meta_field(stored, f)) != canon(meta_field(new, f))]
 
 
-class Journal(ABC):
+class Journal(Closeable, ABC):
     """Where a run's metadata and trials are recorded.
 
     Backends implement :meth:`open_run`, :meth:`record_start`, :meth:`record_outcome`,
@@ -135,9 +135,6 @@ class Journal(ABC):
     def meta(self) -> dict[str, Any]:
         """The run's metadata ({} before :meth:`open_run`)."""
 
-    def close(self) -> None:  # noqa: B027 - optional for backends without resources
-        """Release resources; the journal cannot be written afterwards."""
-
     # --- derived ---------------------------------------------------------------------------
     def completed(self) -> list[TrialOutcome]:
         """Outcomes of the complete trials, in number order."""
@@ -154,17 +151,6 @@ class Journal(ABC):
     def trials_frame(self) -> pd.DataFrame:
         """Every started trial as a DataFrame with :data:`~dashsel.trial.TRIAL_COLUMNS`."""
         return trials_frame(self.records())
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # --- shared checks ---------------------------------------------------------------------
     def _check_start(self, existing: TrialRecord | None, spec: TrialSpec) -> None:
