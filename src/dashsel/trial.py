@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -89,18 +89,6 @@ class TrialOutcome:
     @property
     def duration(self) -> float:
         return self.finished - self.started
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self.spec)
-        d.update(
-            state=str(self.state),
-            reward=self.reward,
-            started=self.started,
-            finished=self.finished,
-            duration=self.duration,
-            error=self.error,
-        )
-        return d
 
 
 @dataclass(frozen=True)
