@@ -22,6 +22,7 @@ from typing import Any
 
 from dashsel.errors import DashselError
 from dashsel.evaluators.base import Evaluator, Split
+from dashsel.jsonable import to_jsonable
 from dashsel.trial import TrialSpec
 
 _SCHEMA = """
@@ -39,7 +40,7 @@ CREATE TABLE IF NOT EXISTS scores (
 
 def config_hash(description: dict[str, Any]) -> str:
     """Hash of an evaluator's :meth:`~Evaluator.describe` output (key order does not matter)."""
-    text = json.dumps(description, sort_keys=True, separators=(",", ":"), default=repr)
+    text = json.dumps(to_jsonable(description), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
