@@ -59,9 +59,7 @@ class ConfigContext:
 
     def sub(self, prefix: str) -> ConfigContext:
         """A context for a nested table: ``prefix`` (e.g. ``"datasets[2]."``) is appended."""
-        new = ConfigContext(None, self.prefix + prefix)
-        new.source = self.source
-        return new
+        return ConfigContext(self.source, self.prefix + prefix)
 
     def key(self, key: str | None) -> str:
         """The full dotted key (the prefix alone, without its dot, for None)."""
