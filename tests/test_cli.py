@@ -144,17 +144,21 @@ def test_nan_reward_is_reported_with_dataset(tmp_path: Path) -> None:
     assert bad_id in res.output and "Traceback" not in res.output
 
 
-def test_labels_unseen_in_local_data_name_the_dataset(tmp_path: Path) -> None:
+def test_labels_outside_the_task_name_the_dataset(tmp_path: Path) -> None:
     manifest = write_toy_manifest(tmp_path / "p", seed=0)
     bad = tmp_path / "p" / "data" / "g1-1.npz"
     with np.load(bad, allow_pickle=False) as z:
         X, y = z["X"], z["y"].copy()
-    y[0] = 99
+    y[0] = 99  # one row outside the task: dropped with a warning, the run goes on
     np.savez(bad, X=X, y=y)
     for args in (["check", str(manifest)], ["run", str(manifest), "--policy", "roundrobin"]):
         res = runner.invoke(app, args)
+        assert res.exit_code == 0 and "Traceback" not in res.output
+    np.savez(bad, X=X, y=np.full_like(y, 99))  # nothing left: an error naming the dataset
+    for args in (["check", str(manifest)], ["run", str(manifest), "--policy", "roundrobin"]):
+        res = runner.invoke(app, args)
         assert res.exit_code == 2 and "Traceback" not in res.output
-        assert "'g1-1'" in res.output and "unseen in the local data" in res.output
+        assert "'g1-1'" in res.output and "none of the task's classes" in res.output
     ok = write_toy_manifest(tmp_path / "ok", seed=0)
     res = invoke("check", ok)
     assert res.exit_code == 0 and "12 datasets in 4 groups" in res.stdout

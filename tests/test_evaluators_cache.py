@@ -11,6 +11,9 @@ import pytest
 
 from dashsel.evaluators.base import Evaluator
 from dashsel.evaluators.cache import CachedEvaluator, config_hash
+from dashsel.evaluators.sklearn import LogisticEvaluator
+from dashsel.testing import EvaluatorConformance
+from dashsel.toy import make_toy_pool
 from dashsel.trial import TrialSpec
 
 
@@ -98,12 +101,13 @@ def test_config_hash_ignores_key_order():
     assert config_hash({"a": 1}) != config_hash({"a": 2})
 
 
-def test_describe_and_passthrough(tmp_path):
+def test_describe_and_inner(tmp_path):
     ev = CachedEvaluator(Counting(2.0), tmp_path / "c.sqlite")
     assert ev.describe() == {"kind": "counting", "offset": 2.0}
-    assert ev.can_train and ev.extra() == "passed through"
+    # Only the Evaluator protocol passes through; the wrapped evaluator's extras are on .inner.
+    assert ev.can_train and ev.inner.extra() == "passed through"
     with pytest.raises(AttributeError):
-        ev.no_such_thing  # noqa: B018
+        ev.extra  # noqa: B018
 
 
 def test_uses_wal(tmp_path):
@@ -149,3 +153,15 @@ def test_unopenable_path_fails_at_construction(tmp_path):
     (tmp_path / "c.sqlite").write_text("this is not a database " * 100)
     with pytest.raises(DashselError, match="cannot open the evaluation cache"):
         CachedEvaluator(Counting(), tmp_path / "c.sqlite")
+
+
+# --- the conformance suite ---------------------------------------------------------------------
+class TestCachedConformance(EvaluatorConformance):
+    dataset_ids = ("g0-0", "g1-0", "g2-1")
+
+    @pytest.fixture
+    def evaluator(self, tmp_path):
+        pool = make_toy_pool(seed=0, relevant_group=1)
+        ev = CachedEvaluator(LogisticEvaluator(pool), tmp_path / "c.db")
+        yield ev
+        ev.close()

@@ -21,6 +21,7 @@ from dashsel.evaluators import (
 )
 from dashsel.manifest import load_manifest
 from dashsel.pool import Pool
+from dashsel.testing import EvaluatorConformance
 from dashsel.toy import make_toy_pool, write_toy_manifest
 from dashsel.trial import TrialSpec
 
@@ -263,3 +264,19 @@ def test_plain_logistic_regression_matches_evaluator(pool):
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(X, y)
     expected = float(np.mean(model.predict(pool.validation.X) == pool.validation.y))
     assert LogisticEvaluator(pool).evaluate(spec("g1-0")) == expected
+
+
+# --- the conformance suite ---------------------------------------------------------------------
+class TestLogisticConformance(EvaluatorConformance):
+    @pytest.fixture
+    def evaluator(self):
+        return LogisticEvaluator(make_toy_pool(seed=0, relevant_group=1))
+
+
+class TestSklearnConformance(EvaluatorConformance):
+    @pytest.fixture
+    def evaluator(self):
+        from sklearn.tree import DecisionTreeClassifier
+
+        pool = make_toy_pool(seed=0, relevant_group=1)
+        return SklearnEvaluator(pool, DecisionTreeClassifier(max_depth=3), bootstrap=True)

@@ -16,6 +16,7 @@ from dashsel.evaluators import TableEvaluator, make_evaluator
 from dashsel.hierarchy import Hierarchy
 from dashsel.manifest import load_manifest
 from dashsel.pool import Pool
+from dashsel.testing import EvaluatorConformance
 from dashsel.toy import write_toy_table
 from dashsel.trial import TrialSpec
 
@@ -170,3 +171,12 @@ def test_make_evaluator_checks_the_pool(table, tmp_path):
         make_evaluator({"kind": "table", "path": str(table)}, pool, tmp_path)
     with pytest.raises(ManifestError, match=r"m\.toml: evaluator\.path: no such file"):
         make_evaluator({"kind": "table", "path": "nope.csv"}, pool, tmp_path, source="m.toml")
+
+
+# --- the conformance suite ---------------------------------------------------------------------
+class TestTableConformance(EvaluatorConformance):
+    dataset_ids = ("a", "b")
+
+    @pytest.fixture
+    def evaluator(self, table):
+        return TableEvaluator(table)

@@ -11,6 +11,7 @@ import pytest
 from dashsel.errors import DashselError, DataError, MissingExtraError
 from dashsel.evaluators.torch_cnn import TorchCNNEvaluator
 from dashsel.pool import ArraySplit, Pool
+from dashsel.testing import EvaluatorConformance
 from dashsel.trial import TrialSpec
 
 SHAPE = (1, 16, 16)
@@ -125,3 +126,10 @@ def test_bad_configuration(torch) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(DashselError, match="CUDA is not available"):
             TorchCNNEvaluator(pool, **{**SMALL, "device": "cuda"}).score([], seed=0)
+
+
+# --- the conformance suite (skipped without torch) ---------------------------------------------
+class TestTorchConformance(EvaluatorConformance):
+    @pytest.fixture
+    def evaluator(self, evaluator: TorchCNNEvaluator) -> TorchCNNEvaluator:
+        return evaluator

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dashsel.errors import DashselError, MissingExtraError
+from dashsel.errors import DashselError, DataError, MissingExtraError, RewardError
 from dashsel.evaluators.base import Evaluator
 from dashsel.executors import (
     InProcessExecutor,
@@ -198,3 +198,36 @@ def test_select_on_ray_matches_inprocess(ray_session) -> None:
     cols = ["number", "dataset_id", "seed", "reward"]
     assert par.trials[cols].equals(seq.trials[cols])
     assert par.selected == seq.selected
+
+
+# --- exceptions come back as exceptions ---------------------------------------------------------
+class Raising(ToyEvaluator):
+    """'data' raises a DataError, 'odd' an exception that cannot be pickled back."""
+
+    def evaluate(self, spec: TrialSpec) -> float:
+        if spec.dataset_id == "data":
+            raise DataError("x.npz: unreadable")
+        if spec.dataset_id == "odd":
+            raise Unpicklable("cannot travel")
+        return super().evaluate(spec)
+
+
+class Unpicklable(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.lock = __import__("threading").Lock()
+
+
+@pytest.mark.parametrize("executor", [InProcessExecutor, lambda: ProcessExecutor(1)])
+def test_failures_carry_the_exception_object(executor) -> None:
+    specs = [TrialSpec(0, "data", 1, 0), TrialSpec(1, "odd", 2, 0), TrialSpec(2, "nan", 3, 0)]
+    with executor() as ex:
+        got = {o.spec.dataset_id: o for o in ex.map_unordered(Raising(), specs)}
+    data = got["data"]
+    assert type(data.exception) is DataError
+    assert str(data.exception) == "evaluating dataset 'data' (trial 0): x.npz: unreadable"
+    assert data.error == f"DataError: {data.exception}"
+    # An exception that cannot cross processes is left out; its text stays in error.
+    assert got["odd"].exception is None
+    assert got["odd"].error == "Unpicklable: evaluating dataset 'odd' (trial 1): cannot travel"
+    assert type(got["nan"].exception) is RewardError

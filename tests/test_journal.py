@@ -13,8 +13,9 @@ from dashsel.journal import (
     Journal,
     SQLiteJournal,
     identity_mismatches,
-    read_journal,
 )
+from dashsel.report import read_journal
+from dashsel.testing import JournalConformance
 from dashsel.trial import TrialOutcome, TrialSpec, TrialState
 
 META = {
@@ -198,3 +199,33 @@ def test_nonfinite_meta_values_serialise(tmp_path) -> None:
     with SQLiteJournal(tmp_path / "run.db") as j:
         j.open_run(changed("policy.params", {"prior_std": float("inf")}))
         assert j.meta()["policy"]["params"] == {"prior_std": "inf"}
+
+
+# --- the conformance suite on every backend --------------------------------------------------
+class TestSQLiteJournalConformance(JournalConformance):
+    @pytest.fixture
+    def journal(self, tmp_path):
+        with SQLiteJournal(tmp_path / "run.db") as j:
+            yield j
+
+    def reopen(self, journal: Journal) -> Journal:
+        assert isinstance(journal, SQLiteJournal)
+        return SQLiteJournal(journal.path)
+
+
+class TestInMemoryJournalConformance(JournalConformance):
+    @pytest.fixture
+    def journal(self):
+        with InMemoryJournal() as j:
+            yield j
+
+
+def test_the_suite_catches_a_journal_that_forgets_outcomes(tmp_path) -> None:
+    class Forgetful(InMemoryJournal):
+        def record_outcome(self, outcome: TrialOutcome) -> None:
+            if outcome.state is TrialState.COMPLETE:
+                super().record_outcome(outcome)
+
+    suite = TestInMemoryJournalConformance()
+    with pytest.raises(AssertionError):
+        suite.test_records_come_back_in_number_order(Forgetful())

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dashsel.arrays import save_npz
-from dashsel.errors import DataError, ManifestError
+from dashsel.errors import DataError, LabelWarning, ManifestError
 from dashsel.manifest import Manifest, load_manifest, save_pool, write_manifest
 from dashsel.pool import ArraySplit, Pool
 from dashsel.toy import make_toy_pool
@@ -270,12 +270,20 @@ def test_missing_file_message_names_resolved_file(folder):
 
 
 # --- data problems found when arrays are read ---------------------------------------------------
-def test_unseen_labels_name_the_dataset(folder):
+def test_rows_outside_the_task_are_dropped_with_a_warning_naming_the_dataset(folder):
     save_npz(folder / "data" / "b0.npz", ArraySplit(np.ones((2, 3)), np.array([0, 7])))
+    m = load_manifest(_write(folder, VALID))
+    with pytest.warns(LabelWarning, match=r"dataset 'b0'.*dropped 1 of 2 rows.*\[7\]"):
+        m.check()
+    assert m.pool.dataset("b0").y.tolist() == [0]
+
+
+def test_dataset_with_no_task_rows_names_the_dataset(folder):
+    save_npz(folder / "data" / "b0.npz", ArraySplit(np.ones((2, 3)), np.array([7, 8])))
     m = load_manifest(_write(folder, VALID))
     with pytest.raises(DataError) as info:
         m.check()
-    assert "dataset 'b0'" in str(info.value) and "[7]" in str(info.value)
+    assert "dataset 'b0'" in str(info.value) and "[7, 8]" in str(info.value)
 
 
 def test_bad_array_file_names_dataset_and_file(folder):

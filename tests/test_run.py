@@ -18,14 +18,15 @@ import numpy as np
 import pytest
 
 from dashsel import SelectionResult, select
-from dashsel.errors import DashselError, JournalError, RewardError
+from dashsel.errors import DashselError, DataError, JournalError, RewardError
 from dashsel.evaluators.base import Evaluator
 from dashsel.executors import InProcessExecutor, ProcessExecutor
 from dashsel.hierarchy import Hierarchy
-from dashsel.journal import SQLiteJournal, read_journal, replay_posterior
+from dashsel.journal import SQLiteJournal
 from dashsel.policies.base import Belief, Policy, Posterior
 from dashsel.pool import Pool
 from dashsel.random_state import derive_seed
+from dashsel.report import read_journal, replay_posterior
 from dashsel.trial import TrialSpec
 
 BASE = {"a0": 0.8, "a1": 0.7, "a2": 0.75, "b0": 0.3, "b1": 0.4, "b2": 0.2, "c0": 0.5, "c1": 0.55}
@@ -415,3 +416,25 @@ def test_dash_end_to_end_resume(tmp_path) -> None:
     d = res.to_dict()
     json.dumps(d, allow_nan=False)
     assert all(math.isfinite(b["mean"]) for b in d["group_posterior"] if b["mean"] is not None)
+
+
+class DataFailing(ToyEvaluator):
+    """Raises a DataError (a DashselError subclass) on dataset b1."""
+
+    def evaluate(self, spec: TrialSpec) -> float:
+        if spec.dataset_id == "b1":
+            raise DataError("b1.npz: unreadable")
+        return super().evaluate(spec)
+
+
+@pytest.mark.parametrize("executor", [InProcessExecutor, lambda: ProcessExecutor(1)])
+def test_a_trial_error_stops_the_run_as_itself(tmp_path, executor) -> None:
+    # The exception object comes back from the worker; nothing is parsed from text.
+    path = tmp_path / "run.db"
+    with executor() as ex, pytest.raises(DataError) as info:
+        select(make_pool(), "roundrobin", DataFailing(), 8, journal=path, executor=ex)
+    msg = str(info.value)
+    assert msg.startswith("evaluating dataset 'b1' (trial ") and "b1.npz: unreadable" in msg
+    assert str(path) in msg and "\n" not in msg
+    _, frame = read_journal(path)
+    assert frame["error"].str.startswith("DataError: evaluating dataset 'b1'").any()

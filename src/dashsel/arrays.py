@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dashsel.errors import DataError
+from dashsel.errors import DataError, one_line
 from dashsel.pool import ArraySplit
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def _read_npz(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarra
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({_one_line(exc)})") from None
+        raise DataError(f"{path}: not a readable .npz file ({one_line(exc, 200)})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy saved under .npz
         raise DataError(f"{path}: not an .npz archive (expected arrays {x_key!r} and {y_key!r})")
     with archive:
@@ -123,9 +123,13 @@ def _read_npz(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarra
                         f"{path}: array {key!r} is an object array, which would need pickle "
                         f"to load; save numeric X and numeric or string y instead"
                     ) from None
-                raise DataError(f"{path}: array {key!r} unreadable ({_one_line(exc)})") from None
+                raise DataError(
+                    f"{path}: array {key!r} unreadable ({one_line(exc, 200)})"
+                ) from None
             except (OSError, zipfile.BadZipFile) as exc:
-                raise DataError(f"{path}: array {key!r} unreadable ({_one_line(exc)})") from None
+                raise DataError(
+                    f"{path}: array {key!r} unreadable ({one_line(exc, 200)})"
+                ) from None
     return out[0], out[1]
 
 
@@ -183,7 +187,7 @@ def _read_frame(path: Path, suffix: str) -> pd.DataFrame:
         except pd.errors.EmptyDataError:
             raise DataError(f"{path}: empty file (no header, no rows)") from None
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-            raise DataError(f"{path}: not a readable CSV file ({_one_line(exc)})") from None
+            raise DataError(f"{path}: not a readable CSV file ({one_line(exc, 200)})") from None
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -195,7 +199,7 @@ def _read_frame(path: Path, suffix: str) -> pd.DataFrame:
     try:
         return pq.read_table(path).to_pandas()
     except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
-        raise DataError(f"{path}: not a readable parquet file ({_one_line(exc)})") from None
+        raise DataError(f"{path}: not a readable parquet file ({one_line(exc, 200)})") from None
 
 
 def _checked(
@@ -289,8 +293,3 @@ def data_fingerprint(pool: Pool) -> str:
 def _row(index: int, suffix: str) -> str:
     # Name the line a user sees in an editor for CSV (header is line 1); 0-based rows otherwise.
     return f"line {index + 2}" if suffix == ".csv" else f"row {index} (0-based)"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:200] or type(exc).__name__

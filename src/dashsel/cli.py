@@ -251,7 +251,7 @@ def report(
 ) -> None:
     """Show the posterior and the trials recorded in a JOURNAL."""
     with _user_errors():
-        from dashsel.journal import read_journal, replay_posterior
+        from dashsel.report import read_journal, replay_posterior
 
         meta, frame = read_journal(journal)
         console.print(

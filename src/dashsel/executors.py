@@ -3,9 +3,11 @@
 An executor turns :class:`~dashsel.trial.TrialSpec` objects into
 :class:`~dashsel.trial.TrialOutcome` objects and yields each as soon as it completes. It never
 raises for a failed evaluation: an exception inside ``evaluate`` or a reward that is not a
-finite number becomes a ``FAILED`` outcome whose ``error`` is one line of the form
-``"<ExceptionType>: <message naming the dataset and trial>"``. The run loop decides what a
-failure means. Because every trial carries its own seed, the outcomes do not depend on which
+finite number becomes a ``FAILED`` outcome whose ``exception`` is the exception itself (sent
+back from worker processes as an object; a :class:`~dashsel.errors.DashselError` with the
+dataset and trial put in front of its message) and whose ``error`` is the one line a journal
+stores, ``"<ExceptionType>: <message naming the dataset and trial>"``. The run loop decides
+what a failure means. Because every trial carries its own seed, the outcomes do not depend on which
 worker ran a trial or in which order trials completed.
 """
 
@@ -20,10 +22,10 @@ import pickle
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
-from dashsel.errors import DashselError, require
+from dashsel.closeable import Closeable
+from dashsel.errors import DashselError, RewardError, one_line, require
 from dashsel.trial import TrialOutcome, TrialSpec, TrialState
 
 if TYPE_CHECKING:
@@ -32,21 +34,37 @@ if TYPE_CHECKING:
 
 EXECUTORS: tuple[str, ...] = ("inprocess", "process", "ray")
 
-_MAX_ERROR_CHARS = 500
-
-
-def one_line(text: str, limit: int = _MAX_ERROR_CHARS) -> str:
-    """``text`` squeezed onto one line and cut to ``limit`` characters."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
 
 def failed_outcome(
-    spec: TrialSpec, exc_type: str, message: str, started: float, finished: float
+    spec: TrialSpec,
+    exc: BaseException,
+    started: float,
+    finished: float,
+    context: str | None = None,
 ) -> TrialOutcome:
-    """A FAILED outcome whose error reads ``"<exc_type>: <message>"`` on one line."""
+    """A FAILED outcome for ``exc``, raised while running ``spec`` (``context`` says where).
+
+    ``error`` reads ``"<type>: <context>: <message>"`` on one line. ``exception`` is ``exc``, a
+    DashselError with ``context`` put in front of its message; an exception that would not
+    survive a trip between processes (pickle out and back) is left out, ``error`` keeps its
+    text.
+    """
+    message = one_line(f"{context}: {one_line(exc)}" if context else exc)
+    sent: BaseException | None = exc
+    if isinstance(exc, DashselError):
+        sent = exc.with_message(message)
+    try:
+        pickle.loads(pickle.dumps(sent))
+    except Exception:
+        sent = None
     return TrialOutcome(
-        spec, TrialState.FAILED, None, started, finished, error=one_line(f"{exc_type}: {message}")
+        spec,
+        TrialState.FAILED,
+        None,
+        started,
+        finished,
+        error=one_line(f"{type(exc).__name__}: {message}"),
+        exception=sent,
     )
 
 
@@ -61,25 +79,20 @@ def evaluate_spec(evaluator: Evaluator, spec: TrialSpec) -> TrialOutcome:
     try:
         value = evaluator.evaluate(spec)
     except Exception as exc:
-        finished = time.time()
-        return failed_outcome(
-            spec, type(exc).__name__, f"evaluating {where}: {exc}", started, finished
-        )
+        return failed_outcome(spec, exc, started, time.time(), f"evaluating {where}")
     finished = time.time()
     try:
         reward = float(value)
     except (TypeError, ValueError):
-        return failed_outcome(
-            spec, "RewardError", f"reward for {where} is not a number: {value!r}", started, finished
-        )
+        bad = RewardError(f"reward for {where} is not a number: {value!r}")
+        return failed_outcome(spec, bad, started, finished)
     if not math.isfinite(reward):
-        return failed_outcome(
-            spec, "RewardError", f"reward for {where} is not finite: {reward!r}", started, finished
-        )
+        bad = RewardError(f"reward for {where} is not finite: {reward!r}")
+        return failed_outcome(spec, bad, started, finished)
     return TrialOutcome(spec, TrialState.COMPLETE, reward, started, finished)
 
 
-class Executor(ABC):
+class Executor(Closeable, ABC):
     """Runs trials and yields their outcomes as they complete.
 
     Use as a context manager, or call :meth:`close`, to release workers.
@@ -101,20 +114,6 @@ class Executor(ABC):
     def n_workers(self) -> int:
         """How many trials run at once (the natural batch size)."""
         return 1
-
-    def close(self) -> None:  # noqa: B027 - nothing to release by default
-        """Release workers. Safe to call twice."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_workers={self.n_workers})"
@@ -194,7 +193,7 @@ class ProcessExecutor(Executor):
         except Exception as exc:
             raise DashselError(
                 f"the process executor cannot pickle evaluator {type(evaluator).__name__}: "
-                f"{one_line(str(exc), 200)}"
+                f"{one_line(exc, 200)}"
             ) from None
         self._pool = cf.ProcessPoolExecutor(
             max_workers=self._n_workers,
@@ -231,11 +230,10 @@ class ProcessExecutor(Executor):
                     )
                     yield failed_outcome(
                         spec,
-                        type(exc).__name__,
-                        f"worker failed on dataset {spec.dataset_id!r} (trial {spec.number}): "
-                        f"{exc}{hint}",
+                        exc,
                         submitted,
                         time.time(),
+                        f"worker failed on dataset {spec.dataset_id!r} (trial {spec.number}){hint}",
                     )
         finally:
             for fut in futures:
@@ -340,11 +338,10 @@ class RayExecutor(Executor):
                     except Exception as exc:  # the task's worker crashed or was killed
                         yield failed_outcome(
                             spec,
-                            type(exc).__name__,
-                            f"Ray task failed on dataset {spec.dataset_id!r} (trial "
-                            f"{spec.number}): {exc}",
+                            exc,
                             submitted,
                             time.time(),
+                            f"Ray task failed on dataset {spec.dataset_id!r} (trial {spec.number})",
                         )
         finally:
             for obj in pending:

@@ -1,11 +1,14 @@
 """Journals: a crash-safe record of a selection run, from which the run can be resumed.
 
+A journal is storage only and knows nothing of policies (the model is Optuna's journal
+backend): open or create the run header, record that a trial starts, record its outcome, read
+the records back, close. What a run does with them (resuming, replaying a posterior for
+``dashsel report``) lives with its users, in :mod:`dashsel.run` and :mod:`dashsel.report`.
+
 A journal holds the run's identity (pool fingerprint, policy, evaluator, seed, batch size) and
 one record per trial. A trial is written when it starts (state ``running``) and updated when it
 finishes; every write is its own committed transaction, so a killed process loses nothing that
-had finished. Resuming reads the journal back: finished trials are replayed into the policy,
-trials that were started but not finished are evaluated again with the same spec (see
-:func:`dashsel.run.select`).
+had finished. Resuming reads the journal back (see :func:`dashsel.run.select`).
 
 :class:`SQLiteJournal` is the file backend (SQLite in WAL mode); :class:`InMemoryJournal` keeps
 a run without a file. Other backends subclass :class:`Journal` and implement its abstract
@@ -15,25 +18,20 @@ methods; everything else is derived from :meth:`Journal.records`.
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from dashsel.errors import JournalError
-from dashsel.trial import TrialOutcome, TrialSpec, TrialState
+from dashsel.closeable import Closeable
+from dashsel.errors import JournalError, one_line
+from dashsel.jsonable import to_jsonable
+from dashsel.trial import TrialOutcome, TrialRecord, TrialSpec, TrialState, trials_frame
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from dashsel.policies.base import Posterior, Recommendation
 
 #: Metadata fields (dotted paths into the metadata) that define a run. Resuming with any of them
 #: different is refused; the rest (budget, pool name, created time, version) may differ, so a
@@ -45,22 +43,6 @@ IDENTITY_FIELDS: tuple[str, ...] = (
     "evaluator",
     "seed",
     "batch_size",
-)
-
-#: Columns of :meth:`Journal.trials_frame`, in order.
-TRIAL_COLUMNS: tuple[str, ...] = (
-    "number",
-    "batch",
-    "dataset_id",
-    "group",
-    "seed",
-    "pull",
-    "state",
-    "reward",
-    "started",
-    "finished",
-    "duration",
-    "error",
 )
 
 # 'DSH1' as a big-endian int: marks the SQLite file as a dashsel journal (PRAGMA application_id).
@@ -92,66 +74,6 @@ CREATE TABLE trials (
 """
 
 
-@dataclass(frozen=True)
-class TrialRecord:
-    """One journaled trial: its spec, where it sits, and its outcome once it has finished.
-
-    ``batch`` is the 0-based index of the ``ask`` batch the trial came from; resuming tells the
-    policy each batch's rewards together, as the original run did. ``outcome`` is None while
-    the trial is running.
-    """
-
-    spec: TrialSpec
-    batch: int
-    group: str | None
-    state: TrialState
-    started: float
-    outcome: TrialOutcome | None = None
-
-    def to_row(self) -> dict[str, Any]:
-        o = self.outcome
-        return {
-            "number": self.spec.number,
-            "batch": self.batch,
-            "dataset_id": self.spec.dataset_id,
-            "group": self.group,
-            "seed": self.spec.seed,
-            "pull": self.spec.pull,
-            "state": str(self.state),
-            "reward": None if o is None else o.reward,
-            "started": self.started if o is None else o.started,
-            "finished": None if o is None else o.finished,
-            "duration": None if o is None else o.duration,
-            "error": None if o is None else o.error,
-        }
-
-
-def to_jsonable(value: Any) -> Any:
-    """A JSON-serialisable copy of ``value`` (numpy scalars and arrays, tuples, paths, sets).
-
-    Anything else unknown becomes its ``repr``, so metadata never fails to serialise and
-    compares equal across processes.
-    """
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        f = float(value)
-        return f if math.isfinite(f) else repr(f)  # JSON has no NaN/inf
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, (set, frozenset)):
-        return sorted((to_jsonable(v) for v in value), key=repr)
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, Path):
-        return str(value)
-    return repr(value)
-
-
 def meta_field(meta: Mapping[str, Any], field: str) -> Any:
     """The value at a dotted path such as ``"policy.params"`` (None where missing)."""
     value: Any = meta
@@ -173,7 +95,7 @@ def identity_mismatches(stored: Mapping[str, Any], new: Mapping[str, Any]) -> li
     return [f for f in IDENTITY_FIELDS if canon(meta_field(stored, f)) != canon(meta_field(new, f))]
 
 
-class Journal(ABC):
+class Journal(Closeable, ABC):
     """Where a run's metadata and trials are recorded.
 
     Backends implement :meth:`open_run`, :meth:`record_start`, :meth:`record_outcome`,
@@ -213,9 +135,6 @@ class Journal(ABC):
     def meta(self) -> dict[str, Any]:
         """The run's metadata ({} before :meth:`open_run`)."""
 
-    def close(self) -> None:  # noqa: B027 - optional for backends without resources
-        """Release resources; the journal cannot be written afterwards."""
-
     # --- derived ---------------------------------------------------------------------------
     def completed(self) -> list[TrialOutcome]:
         """Outcomes of the complete trials, in number order."""
@@ -230,21 +149,8 @@ class Journal(ABC):
         return [r.spec for r in self.records() if r.state is not TrialState.COMPLETE]
 
     def trials_frame(self) -> pd.DataFrame:
-        """Every started trial as a DataFrame with :data:`TRIAL_COLUMNS`."""
-        import pandas as pd
-
-        return pd.DataFrame([r.to_row() for r in self.records()], columns=list(TRIAL_COLUMNS))
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        """Every started trial as a DataFrame with :data:`~dashsel.trial.TRIAL_COLUMNS`."""
+        return trials_frame(self.records())
 
     # --- shared checks ---------------------------------------------------------------------
     def _check_start(self, existing: TrialRecord | None, spec: TrialSpec) -> None:
@@ -275,9 +181,8 @@ class Journal(ABC):
             )
 
 
-def _short(value: Any, limit: int = 200) -> str:
-    text = json.dumps(to_jsonable(value), sort_keys=True)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _short(value: Any) -> str:
+    return one_line(json.dumps(to_jsonable(value), sort_keys=True), 200)
 
 
 def _max_budget(stored: Any, new: Any) -> Any:
@@ -547,57 +452,3 @@ def open_journal(journal: str | Path | Journal | None) -> tuple[Journal, bool]:
     if isinstance(journal, (str, Path)):
         return SQLiteJournal(journal), True
     raise TypeError(f"journal must be a path, a Journal or None, not {type(journal).__name__}")
-
-
-def read_journal(path: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Read a journal file without changing it: its run metadata and its trials.
-
-    Raises
-    ------
-    JournalError
-        If ``path`` does not exist or is not a dashsel journal.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise JournalError(f"journal {path} does not exist")
-    if path.stat().st_size == 0:
-        raise JournalError(f"journal {path} is empty")
-    with SQLiteJournal(path) as j:
-        meta = j.meta()
-        if not meta:
-            raise JournalError(f"journal {path} holds no run yet")
-        return meta, j.trials_frame()
-
-
-def replay_posterior(
-    meta: Mapping[str, Any],
-    frame: pd.DataFrame,
-    *,
-    k: int | None = None,
-    percentile: float | None = None,
-) -> tuple[Posterior | None, Recommendation | None]:
-    """The posterior and recommendation of a journaled run, rebuilt from its trials.
-
-    The run's policy is made again from the metadata (``make_policy(name, **params)``), bound
-    to the journaled hierarchy with the run's seed, and told the complete trials in number
-    order. Returns ``(None, None)`` when that is impossible (a policy that is not registered,
-    or a journal without the hierarchy).
-    """
-    from dashsel.errors import DashselError
-    from dashsel.hierarchy import Hierarchy
-    from dashsel.policies import make_policy
-
-    ids, groups = meta_field(meta, "pool.dataset_ids"), meta_field(meta, "pool.groups")
-    name, params = meta_field(meta, "policy.name"), meta_field(meta, "policy.params") or {}
-    if not ids or not groups or not name:
-        return None, None
-    try:
-        policy = make_policy(name, **params)
-    except (DashselError, TypeError, ValueError):
-        return None, None
-    policy.reset(Hierarchy(ids, groups), random_state=int(meta.get("seed", 0)))
-    done = frame[frame["state"] == "complete"].sort_values("number")
-    policy.replay(
-        zip(done["dataset_id"], done["reward"].astype(float), strict=True), n_asked=len(frame)
-    )
-    return policy.posterior(), policy.recommend(k=k, percentile=percentile)

@@ -61,7 +61,6 @@ one-line message ``"<manifest file>: <key>: <problem>"``.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import tomllib
@@ -73,7 +72,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dashsel.arrays import FORMATS, load_arrays, save_npz
-from dashsel.errors import DashselError, DataError, ManifestError
+from dashsel.config import ConfigContext
+from dashsel.errors import DashselError, DataError, ManifestError, one_line
 from dashsel.pool import ArraySplit, DatasetEntry, Pool
 
 if TYPE_CHECKING:
@@ -159,143 +159,98 @@ def load_manifest(path: str | Path) -> Manifest:
         with path.open("rb") as fh:
             raw = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
-        raise ManifestError(f"{path}: TOML syntax error: {_one_line(exc)}") from None
+        raise ManifestError(f"{path}: TOML syntax error: {one_line(exc)}") from None
     except UnicodeDecodeError:
         raise ManifestError(f"{path}: not UTF-8 text") from None
-    ctx = _Ctx(path)
-    ctx.known_keys(raw, TOP_KEYS, "")
+    ctx = ConfigContext(path)
+    ctx.known_keys(raw, TOP_KEYS)
 
+    pool_ctx = ctx.sub("pool.")
     pool_table = ctx.table(raw, "pool", required=True)
-    ctx.known_keys(pool_table, POOL_KEYS, "pool.")
-    name = ctx.string(pool_table, "name", "pool.name", required=True)
-    ctx.string(pool_table, "description", "pool.description")
-    default_label = ctx.string(pool_table, "label_column", "pool.label_column") or "label"
+    pool_ctx.known_keys(pool_table, POOL_KEYS)
+    name = pool_ctx.string(pool_table, "name", required=True)
+    pool_ctx.string(pool_table, "description")
+    default_label = pool_ctx.string(pool_table, "label_column") or "label"
 
     evaluator = raw.get("evaluator", {"kind": "logistic"})
     if not isinstance(evaluator, dict):
-        raise ManifestError(f"{path}: evaluator: must be a table ([evaluator])")
+        raise ctx.fail("evaluator", "must be a table ([evaluator])")
     kind = validate_evaluator_config(evaluator, source=path)
-    trains = kind.trains
+    trains = f" (evaluator kind {kind.name!r} trains models)" if kind.trains else ""
 
     datasets = raw.get("datasets")
     if datasets is None:
-        raise ManifestError(f"{path}: datasets: missing; list candidates as [[datasets]] tables")
+        raise ctx.fail("datasets", "missing; list candidates as [[datasets]] tables")
     if not isinstance(datasets, list) or not all(isinstance(d, dict) for d in datasets):
-        raise ManifestError(f"{path}: datasets: must be an array of tables ([[datasets]])")
+        raise ctx.fail("datasets", "must be an array of tables ([[datasets]])")
     if not datasets:
-        raise ManifestError(f"{path}: datasets: empty; the pool needs at least one dataset")
+        raise ctx.fail("datasets", "empty; the pool needs at least one dataset")
 
     entries: list[DatasetEntry] = []
     seen: dict[str, int] = {}
     for k, d in enumerate(datasets):
-        key = f"datasets[{k}]"
-        ctx.known_keys(d, DATASET_KEYS, f"{key}.")
-        did = ctx.string(d, "id", f"{key}.id", required=True)
+        dctx = ctx.sub(f"datasets[{k}].")
+        dctx.known_keys(d, DATASET_KEYS)
+        did = dctx.string(d, "id", required=True)
         if did in seen:
-            raise ManifestError(
-                f"{path}: {key}.id: duplicate dataset id {did!r} (also datasets[{seen[did]}])"
-            )
+            raise dctx.fail("id", f"duplicate dataset id {did!r} (also datasets[{seen[did]}])")
         seen[did] = k
-        group = ctx.string(d, "group", f"{key}.group", required=True)
-        meta = d.get("meta", {})
-        if not isinstance(meta, dict):
-            raise ManifestError(f"{path}: {key}.meta: must be a table, e.g. meta = {{ a = 1 }}")
-        loader, source = ctx.loader(
-            d, key, f"dataset {did!r}", default_label, required=trains, reason=kind.name
+        group = dctx.string(d, "group", required=True)
+        meta = dctx.mapping(d, "meta", "meta = { a = 1 }")
+        loader, source = _loader(
+            dctx, d, f"dataset {did!r}", default_label, required=bool(trains), reason=trains
         )
-        entries.append(DatasetEntry(did, group, loader=loader, source=source, meta=dict(meta)))
+        entries.append(DatasetEntry(did, group, loader=loader, source=source, meta=meta))
 
     splits: dict[str, Any] = {}
     for split in SPLITS:
-        table = ctx.table(raw, split, required=trains and split != "test", reason=kind.name)
+        needed = trains if split != "test" else ""
+        table = ctx.table(raw, split, required=bool(needed), reason=needed)
         if table is None:
             continue
-        ctx.known_keys(table, SPLIT_KEYS, f"{split}.")
-        loader, _ = ctx.loader(table, split, f"{split} data", default_label, required=True)
+        sctx = ctx.sub(f"{split}.")
+        sctx.known_keys(table, SPLIT_KEYS)
+        loader, _ = _loader(sctx, table, f"{split} data", default_label, required=True)
         splits[split] = loader
 
     try:
         pool = Pool(entries, name=name, **splits)
     except DashselError as exc:  # hierarchy problems not caught above; keep the file in front
-        raise ManifestError(f"{path}: datasets: {exc}") from None
+        raise ctx.fail("datasets", str(exc)) from None
     return Manifest(path=path, pool=pool, evaluator=dict(evaluator), raw=raw)
 
 
-class _Ctx:
-    """Validation helpers that put the manifest file and key in front of every message."""
+def _loader(
+    ctx: ConfigContext,
+    table: dict[str, Any],
+    what: str,
+    default_label: str,
+    *,
+    required: bool,
+    reason: str = "",
+) -> tuple[partial[ArraySplit] | None, str | None]:
+    """A lazy loader for the array file a dataset or split table names, and the file.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.base = path.parent
-
-    def fail(self, key: str, problem: str) -> ManifestError:
-        return ManifestError(f"{self.path}: {key}: {problem}")
-
-    def known_keys(self, table: dict[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
-        for key in table:
-            if key not in allowed:
-                near = difflib.get_close_matches(key, allowed, n=1)
-                hint = f"did you mean {near[0]!r}?" if near else f"use {', '.join(allowed)}"
-                raise self.fail(f"{prefix}{key}", f"unknown key; {hint}")
-
-    def table(
-        self, raw: dict[str, Any], key: str, *, required: bool, reason: str = ""
-    ) -> dict[str, Any] | None:
-        value = raw.get(key)
-        if value is None:
-            if required:
-                why = f" (evaluator kind {reason!r} trains models)" if reason else ""
-                raise self.fail(key, f"missing [{key}] table{why}")
-            return None
-        if not isinstance(value, dict):
-            raise self.fail(key, f"must be a table ([{key}]), not {_toml_type(value)}")
-        return value
-
-    def string(
-        self, table: dict[str, Any], key: str, where: str, *, required: bool = False
-    ) -> str | None:
-        value = table.get(key)
-        if value is None:
-            if required:
-                raise self.fail(where, "missing")
-            return None
-        if not isinstance(value, str):
-            raise self.fail(where, f"must be a string, not {_toml_type(value)} {value!r}")
-        if not value:
-            raise self.fail(where, "must not be empty")
-        return value
-
-    def loader(
-        self,
-        table: dict[str, Any],
-        key: str,
-        what: str,
-        default_label: str,
-        *,
-        required: bool,
-        reason: str = "",
-    ) -> tuple[partial[ArraySplit] | None, str | None]:
-        rel = self.string(table, "path", f"{key}.path")
-        if rel is None:
-            if required:
-                why = f" (evaluator kind {reason!r} trains models)" if reason else ""
-                raise self.fail(f"{key}.path", f"missing{why}")
-            return None, None
-        file = (self.base / Path(rel).expanduser()).resolve()
-        if file.suffix.lower() not in FORMATS:
-            raise self.fail(
-                f"{key}.path",
-                f"unknown file extension in {rel!r}: use one of {', '.join(FORMATS)}",
-            )
-        if not file.is_file():
-            raise self.fail(f"{key}.path", f"{what}: no such file {file}")
-        label = self.string(table, "label_column", f"{key}.label_column") or default_label
-        x_key = self.string(table, "x_key", f"{key}.x_key") or "X"
-        y_key = self.string(table, "y_key", f"{key}.y_key") or "y"
-        # functools.partial of a module-level function, not a lambda: pools are pickled to
-        # worker processes, and lazy loaders must travel with them.
-        loader = partial(_load_named, what, str(file), label_column=label, x_key=x_key, y_key=y_key)
-        return loader, str(file)
+    The file may be missing when not ``required`` (replay-only pools); ``reason`` says why it
+    is required in the "missing" message.
+    """
+    rel = ctx.string(table, "path", required=required, reason=reason)
+    if rel is None:
+        return None, None
+    file = (Path(ctx.source).parent / Path(rel).expanduser()).resolve()
+    if file.suffix.lower() not in FORMATS:
+        raise ctx.fail(
+            "path", f"unknown file extension in {rel!r}: use one of {', '.join(FORMATS)}"
+        )
+    if not file.is_file():
+        raise ctx.fail("path", f"{what}: no such file {file}")
+    label = ctx.string(table, "label_column") or default_label
+    x_key = ctx.string(table, "x_key") or "X"
+    y_key = ctx.string(table, "y_key") or "y"
+    # functools.partial of a module-level function, not a lambda: pools are pickled to
+    # worker processes, and lazy loaders must travel with them.
+    loader = partial(_load_named, what, str(file), label_column=label, x_key=x_key, y_key=y_key)
+    return loader, str(file)
 
 
 def _load_named(what: str, path: str, **kwargs: str) -> ArraySplit:
@@ -449,18 +404,3 @@ def _file_stem(dataset_id: str, used: set[str]) -> str:
         candidate, n = f"{stem}-{n}", n + 1
     used.add(candidate.lower())
     return candidate
-
-
-def _toml_type(value: Any) -> str:
-    return {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a float",
-        str: "a string",
-        list: "an array",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())

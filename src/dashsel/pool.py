@@ -2,17 +2,24 @@
 
 Arrays are loaded lazily from their files (see :mod:`dashsel.arrays`) and kept once loaded, so
 a pool of thousands of datasets costs memory only for what is evaluated.
+
+Labels: the task's classes are those of the local, validation and test data together
+(:attr:`Pool.classes`). A candidate may bring a class the local data lacks (that is often why
+it helps); its rows whose label is none of the task's classes are dropped on first use, with
+one :class:`~dashsel.errors.LabelWarning` naming the dataset and the count, and a candidate
+left with no rows is a :class:`~dashsel.errors.DataError` naming it.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from dashsel.errors import DashselError, DataError
+from dashsel.errors import DashselError, DataError, LabelWarning
 from dashsel.hierarchy import Hierarchy
 
 
@@ -117,8 +124,10 @@ class Pool:
             "validation": validation,
             "test": test,
         }
-        self._labels_checked: set[str] = set()
-        self._known_labels: set[Any] | None = None
+        # Candidates as evaluators see them (rows outside the task's classes dropped), filled
+        # on first use; the same object as the entry's data when nothing was dropped.
+        self._task_data: dict[str, ArraySplit] = {}
+        self._classes: frozenset[Any] | None = None
 
     # --- construction ----------------------------------------------------------------------
     @classmethod
@@ -177,31 +186,52 @@ class Pool:
         return self._by_id[dataset_id]
 
     def dataset(self, dataset_id: str) -> ArraySplit:
-        """Arrays of one candidate dataset (loaded on first use).
+        """Arrays of one candidate dataset (loaded on first use), restricted to the task.
 
-        On first access its labels are checked against the local data's: a class the local
-        model has never seen is a :class:`DataError` naming the dataset and its file.
+        Rows whose label is none of the task's :attr:`classes` are dropped, with one
+        :class:`~dashsel.errors.LabelWarning` naming the dataset and the count; a dataset left
+        with no rows is a :class:`DataError` naming it and its file.
         """
-        entry = self.entry(dataset_id)
-        data = entry.load()
-        if dataset_id not in self._labels_checked:
-            known = self._local_labels()
-            if known is not None:
-                extra = set(np.unique(data.y).tolist()) - known
-                if extra:
-                    raise DataError(
-                        f"dataset {entry.id!r}{_where(entry.source)} has labels unseen in the "
-                        f"local data: {sorted(extra)[:10]}"
-                    )
-            self._labels_checked.add(dataset_id)
+        data = self._task_data.get(dataset_id)
+        if data is None:
+            data = self._task_rows(self.entry(dataset_id))
+            self._task_data[dataset_id] = data
         return data
 
-    def _local_labels(self) -> set[Any] | None:
-        if not self.has_split("local"):
-            return None
-        if self._known_labels is None:
-            self._known_labels = set(np.unique(self.local.y).tolist())
-        return self._known_labels
+    @property
+    def classes(self) -> frozenset[Any] | None:
+        """The task's classes: the labels of the local, validation and test data together
+        (None when the pool has none of these splits, as replay-only pools)."""
+        if self._classes is None:
+            present = [self.split(n) for n in ("local", "validation", "test") if self.has_split(n)]
+            if not present:
+                return None
+            self._classes = frozenset(v for s in present for v in np.unique(s.y).tolist())
+        return self._classes
+
+    def _task_rows(self, entry: DatasetEntry) -> ArraySplit:
+        data = entry.load()
+        classes = self.classes
+        if classes is None:
+            return data
+        keep = np.isin(data.y, np.asarray(list(classes)))
+        dropped = int(len(data) - np.count_nonzero(keep))
+        if dropped == 0:
+            return data
+        outside = sorted(np.unique(data.y[~keep]).tolist(), key=repr)[:10]
+        where = f"dataset {entry.id!r}{_where(entry.source)}"
+        if dropped == len(data):
+            raise DataError(
+                f"{where} has no rows left: its labels {outside} are none of the task's classes "
+                "(those of the local, validation and test data)"
+            )
+        warnings.warn(
+            f"{where}: dropped {dropped} of {len(data)} rows whose labels {outside} are none of "
+            "the task's classes (those of the local, validation and test data)",
+            LabelWarning,
+            stacklevel=3,
+        )
+        return ArraySplit(data.X[keep], data.y[keep])
 
     def split(self, name: str) -> ArraySplit:
         """The ``"local"``, ``"validation"`` or ``"test"`` split."""
@@ -235,27 +265,11 @@ class Pool:
         return self.split("test")
 
     def check_labels(self) -> None:
-        """Raise :class:`DataError` naming any dataset or split whose labels the local data
-        lacks (a model trained on local data could never have seen them)."""
-        if not self.has_split("local"):
-            return
-        known = set(np.unique(self.local.y).tolist())
+        """Load every candidate as :meth:`dataset` does: warn about rows outside the task's
+        classes and raise :class:`DataError` naming a dataset left with none."""
         for e in self.entries:
-            if not e.has_data:
-                continue
-            extra = set(np.unique(e.load().y).tolist()) - known
-            if extra:
-                raise DataError(
-                    f"dataset {e.id!r}{_where(e.source)} has labels unseen in the local data: "
-                    f"{sorted(extra)[:10]}"
-                )
-        for name in ("validation", "test"):
-            if self.has_split(name):
-                extra = set(np.unique(self.split(name).y).tolist()) - known
-                if extra:
-                    raise DataError(
-                        f"{name} data has labels unseen in the local data: {sorted(extra)[:10]}"
-                    )
+            if e.has_data:
+                self.dataset(e.id)
 
     def __repr__(self) -> str:
         return f"Pool(name={self.name!r}, datasets={len(self)}, groups={self.hierarchy.n_groups})"

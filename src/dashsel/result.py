@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from dashsel.jsonable import to_jsonable
 from dashsel.policies.base import Posterior
 
 if TYPE_CHECKING:
@@ -17,17 +15,8 @@ if TYPE_CHECKING:
 
 
 def _json(value: Any) -> Any:
-    """JSON-able copy with non-finite floats as None (JSON has no NaN; beliefs about arms
-    never pulled are NaN in some policies)."""
-    from dashsel.journal import to_jsonable
-
-    if isinstance(value, float | np.floating) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json(v) for v in value]
-    return to_jsonable(value)
+    # Results write non-finite floats as null: a belief about an arm never pulled is NaN.
+    return to_jsonable(value, nonfinite="null")
 
 
 @dataclass

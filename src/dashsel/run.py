@@ -30,35 +30,30 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dashsel import errors
 from dashsel.errors import DashselError, JournalError
 from dashsel.executors import Executor, InProcessExecutor, make_executor
 from dashsel.hierarchy import Hierarchy
-from dashsel.journal import InMemoryJournal, Journal, TrialRecord, open_journal, to_jsonable
+from dashsel.journal import InMemoryJournal, Journal, open_journal
+from dashsel.jsonable import to_jsonable
 from dashsel.policies.base import Policy, validate_selection_rule
 from dashsel.pool import Pool
 from dashsel.random_state import derive_seed
 from dashsel.result import SelectionResult
-from dashsel.trial import TrialOutcome, TrialSpec, TrialState
+from dashsel.trial import (
+    RESULT_TRIAL_COLUMNS,
+    TrialOutcome,
+    TrialRecord,
+    TrialSpec,
+    TrialState,
+    trials_frame,
+)
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from dashsel.evaluators.base import Evaluator
 
 Callback = Callable[[TrialOutcome], Any]
-
-#: Columns of :attr:`SelectionResult.trials`.
-RESULT_TRIAL_COLUMNS: tuple[str, ...] = (
-    "number",
-    "batch",
-    "dataset_id",
-    "group",
-    "seed",
-    "pull",
-    "reward",
-    "started",
-    "finished",
-    "duration",
-)
 
 
 def run_meta(
@@ -399,14 +394,18 @@ class _Run:
             raise self._failure(min(failures, key=lambda o: o.spec.number))
 
     def _failure(self, out: TrialOutcome) -> DashselError:
-        text = out.error or f"trial {out.spec.number} on dataset {out.spec.dataset_id!r} failed"
-        kind, sep, message = text.partition(": ")
-        cls = getattr(errors, kind, None) if sep else None
-        if not (isinstance(cls, type) and issubclass(cls, DashselError)):
-            cls, message = DashselError, text  # keep the foreign exception's type in the text
+        """The error a failed trial stops the run with: its own DashselError (it names the
+        dataset and trial already), or a DashselError whose text keeps the foreign type."""
+        hint = ""
         if not isinstance(self.journal, InMemoryJournal):
-            message += f" (journal {self.journal.location} keeps finished trials: run again)"
-        return cls(message)
+            hint = f" (journal {self.journal.location} keeps finished trials: run again)"
+        exc = out.exception
+        if isinstance(exc, DashselError):
+            return exc.with_message(f"{exc}{hint}")
+        text = out.error or f"trial {out.spec.number} on dataset {out.spec.dataset_id!r} failed"
+        error = DashselError(f"{text}{hint}")
+        error.__cause__ = exc
+        return error
 
     def _tell(self, numbers: Sequence[int]) -> None:
         """Tell the policy a batch's rewards in trial-number order."""
@@ -415,22 +414,16 @@ class _Run:
                 out = self.outcomes[n]
                 self.policy.tell(out.spec.dataset_id, out.reward)
 
-    def _trials_frame(self, done: Sequence[TrialOutcome]):
-        import pandas as pd
-
-        rows = [
-            {
-                "number": o.spec.number,
-                "batch": self.batch_of.get(o.spec.number),
-                "dataset_id": o.spec.dataset_id,
-                "group": self.hierarchy.group_of(o.spec.dataset_id),
-                "seed": o.spec.seed,
-                "pull": o.spec.pull,
-                "reward": o.reward,
-                "started": o.started,
-                "finished": o.finished,
-                "duration": o.duration,
-            }
+    def _trials_frame(self, done: Sequence[TrialOutcome]) -> pd.DataFrame:
+        records = [
+            TrialRecord(
+                o.spec,
+                self.batch_of[o.spec.number],
+                self.hierarchy.group_of(o.spec.dataset_id),
+                o.state,
+                o.started,
+                o,
+            )
             for o in done
         ]
-        return pd.DataFrame(rows, columns=list(RESULT_TRIAL_COLUMNS))
+        return trials_frame(records, RESULT_TRIAL_COLUMNS)

@@ -1,5 +1,8 @@
-"""A conformance suite every selection policy should pass (in the spirit of Optuna's sampler
-tests and scikit-learn's ``check_estimator``).
+"""Conformance suites: what every policy, journal and evaluator must do (in the spirit of
+Optuna's sampler and storage tests and scikit-learn's ``check_estimator``).
+
+:class:`JournalConformance` and :class:`EvaluatorConformance` are used the same way as the
+policy suite below, with a ``journal`` or ``evaluator`` fixture (see their docstrings).
 
 Subclass :class:`PolicyConformance` in a test module, name the subclass ``Test...`` and say how
 to build the policy::
@@ -28,18 +31,30 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
-from dashsel.errors import DashselError, RewardError, UnknownDatasetError, require
+from dashsel.errors import DashselError, JournalError, RewardError, UnknownDatasetError, require
+from dashsel.evaluators.base import Evaluator
 from dashsel.hierarchy import Hierarchy
+from dashsel.journal import Journal
 from dashsel.policies.base import Policy, Posterior
+from dashsel.trial import TRIAL_COLUMNS, TrialOutcome, TrialSpec, TrialState
 
 pytest = require("pytest", "dev", "dashsel.testing")
 hypothesis = require("hypothesis", "dev", "dashsel.testing")
 st = require("hypothesis.strategies", "dev", "dashsel.testing")
 
-__all__ = ["PolicyConformance", "drive", "posterior_arrays", "toy_hierarchy", "toy_reward"]
+__all__ = [
+    "EvaluatorConformance",
+    "JournalConformance",
+    "PolicyConformance",
+    "drive",
+    "posterior_arrays",
+    "toy_hierarchy",
+    "toy_reward",
+]
 
 # The mixin's tests run once per subclass: "differing executors" is the design here, and each
 # example builds its own policy, so no state leaks between them.
@@ -491,3 +506,211 @@ class PolicyConformance:
             assert not np.isinf(arrays[f"{level}.std"]).any()
         assert policy.ask() in h
         assert policy.recommend(k=3).datasets
+
+
+# --- journals ---------------------------------------------------------------------------------
+#: A run header every journal conformance test opens; the identity fields are all there.
+JOURNAL_META: dict[str, Any] = {
+    "pool": {"name": "toy", "fingerprint": "abc123"},
+    "policy": {"name": "dash", "params": {"alpha": 1.0, "sigma": (0.1, 0.2)}},
+    "evaluator": {"kind": "toy", "noise": 0.1},
+    "seed": 3,
+    "batch_size": 2,
+    "budget": 10,
+}
+
+
+def _spec(n: int, dataset_id: str = "a0", pull: int = 0) -> TrialSpec:
+    return TrialSpec(number=n, dataset_id=dataset_id, seed=100 + n, pull=pull)
+
+
+def _done(spec: TrialSpec, reward: float = 0.5) -> TrialOutcome:
+    return TrialOutcome(spec, TrialState.COMPLETE, reward, 10.0 + spec.number, 11.5 + spec.number)
+
+
+class JournalConformance:
+    """What every :class:`~dashsel.journal.Journal` backend must do (Optuna's
+    ``pytest_storages.py`` is the model).
+
+    Subclass it in a test module and provide a ``journal`` fixture that yields a fresh, empty
+    journal (and closes it). Backends that persist override :meth:`reopen` to open the same
+    journal again, which turns on the durability tests::
+
+        class TestSQLiteJournal(JournalConformance):
+            @pytest.fixture
+            def journal(self, tmp_path):
+                with SQLiteJournal(tmp_path / "run.db") as j:
+                    yield j
+
+            def reopen(self, journal):
+                return SQLiteJournal(journal.path)
+    """
+
+    def reopen(self, journal: Journal) -> Journal | None:
+        """The same journal opened again (None: the backend does not persist)."""
+        return None
+
+    def test_new_run_is_empty_and_keeps_its_header(self, journal: Journal) -> None:
+        assert journal.meta() == {}
+        assert journal.open_run(JOURNAL_META) == []
+        meta = journal.meta()
+        assert meta["seed"] == 3 and meta["policy"]["params"]["sigma"] == [0.1, 0.2]
+        assert "created" in meta
+        assert journal.records() == [] and journal.completed() == [] and journal.pending() == []
+
+    def test_meta_is_a_copy(self, journal: Journal) -> None:
+        journal.open_run(JOURNAL_META)
+        journal.meta()["seed"] = 99
+        assert journal.meta()["seed"] == 3
+
+    def test_records_come_back_in_number_order(self, journal: Journal) -> None:
+        journal.open_run(JOURNAL_META)
+        for n in (1, 0, 2):
+            journal.record_start(_spec(n, f"a{n}"), group="a", batch=n // 2)
+        journal.record_outcome(_done(_spec(2, "a2"), 0.25))
+        journal.record_outcome(_done(_spec(0, "a0"), 0.75))
+        failed = TrialOutcome(_spec(1, "a1"), TrialState.FAILED, None, 5.0, 6.0, "ValueError: x")
+        journal.record_outcome(failed)
+        records = journal.records()
+        assert [r.spec.number for r in records] == [0, 1, 2]
+        assert [r.state for r in records] == [
+            TrialState.COMPLETE,
+            TrialState.FAILED,
+            TrialState.COMPLETE,
+        ]
+        assert [r.batch for r in records] == [0, 0, 1] and records[0].group == "a"
+        assert journal.completed() == [_done(_spec(0, "a0"), 0.75), _done(_spec(2, "a2"), 0.25)]
+        assert journal.pending() == [_spec(1, "a1")]
+        frame = journal.trials_frame()
+        assert tuple(frame.columns) == TRIAL_COLUMNS
+        assert frame.loc[1, "error"] == "ValueError: x"
+        assert frame.loc[0, "duration"] == pytest.approx(1.5)
+
+    def test_running_trial_has_no_outcome(self, journal: Journal) -> None:
+        journal.open_run(JOURNAL_META)
+        journal.record_start(_spec(0))
+        (record,) = journal.records()
+        assert record.state is TrialState.RUNNING and record.outcome is None
+        assert journal.pending() == [_spec(0)]
+
+    def test_retry_of_failed_allowed_complete_never_repeated(self, journal: Journal) -> None:
+        journal.open_run(JOURNAL_META)
+        journal.record_start(_spec(0))
+        journal.record_outcome(TrialOutcome(_spec(0), TrialState.FAILED, None, 1.0, 2.0, "X: y"))
+        journal.record_start(_spec(0))
+        assert journal.records()[0].state is TrialState.RUNNING
+        with pytest.raises(JournalError, match="trial 0 was started as"):
+            journal.record_start(_spec(0, "b1"))
+        journal.record_outcome(_done(_spec(0)))
+        with pytest.raises(JournalError, match="already complete"):
+            journal.record_start(_spec(0))
+
+    def test_outcome_of_a_trial_never_started_is_refused(self, journal: Journal) -> None:
+        journal.open_run(JOURNAL_META)
+        with pytest.raises(JournalError, match="never started"):
+            journal.record_outcome(_done(_spec(7)))
+        journal.record_start(_spec(0))
+        with pytest.raises(JournalError, match="never started"):
+            journal.record_outcome(_done(_spec(0, "other")))
+
+    def test_another_run_is_refused_naming_the_field(self, journal: Journal) -> None:
+        journal.open_run(JOURNAL_META)
+        with pytest.raises(JournalError) as info:
+            journal.open_run({**JOURNAL_META, "seed": 4})
+        assert "seed" in str(info.value) and "\n" not in str(info.value)
+
+    def test_same_run_continues_with_a_larger_budget(self, journal: Journal) -> None:
+        journal.open_run(JOURNAL_META)
+        journal.record_start(_spec(0))
+        journal.record_outcome(_done(_spec(0)))
+        params = {"sigma": [0.1, 0.2], "alpha": 1}  # as a JSON round trip gives them back
+        again = {**JOURNAL_META, "policy": {"name": "dash", "params": params}, "budget": 20}
+        assert journal.open_run(again) == [_done(_spec(0))]
+        assert journal.meta()["budget"] == 20
+        journal.open_run(JOURNAL_META)  # a smaller budget does not shrink it
+        assert journal.meta()["budget"] == 20
+
+    def test_nonfinite_and_numpy_meta_values_are_stored(self, journal: Journal) -> None:
+        params = {"prior_std": float("inf"), "n": np.int64(3), "w": np.array([0.5])}
+        journal.open_run({**JOURNAL_META, "policy": {"name": "dash", "params": params}})
+        assert journal.meta()["policy"]["params"] == {"prior_std": "inf", "n": 3, "w": [0.5]}
+
+    def test_reopened_journal_holds_everything(self, journal: Journal) -> None:
+        journal.open_run(JOURNAL_META)
+        journal.record_start(_spec(0), group="a")
+        journal.record_outcome(_done(_spec(0), 0.9))
+        journal.record_start(_spec(1, "b0"), batch=1)
+        other = self.reopen(journal)
+        if other is None:
+            pytest.skip("this journal does not persist")
+        with other:
+            assert other.records() == journal.records()
+            assert other.meta() == journal.meta()
+            assert other.open_run(JOURNAL_META) == [_done(_spec(0), 0.9)]
+
+
+# --- evaluators -------------------------------------------------------------------------------
+class EvaluatorConformance:
+    """What every :class:`~dashsel.evaluators.base.Evaluator` must do.
+
+    Subclass it in a test module and provide an ``evaluator`` fixture. The tests use the
+    evaluator's pool's dataset ids, or :attr:`dataset_ids` when the evaluator has no pool
+    (replay tables)::
+
+        class TestLogistic(EvaluatorConformance):
+            @pytest.fixture(scope="class")
+            def evaluator(self):
+                return LogisticEvaluator(make_toy_pool(seed=0))
+    """
+
+    #: Ids to evaluate; None takes the first few of ``evaluator.pool.dataset_ids``.
+    dataset_ids: tuple[str, ...] | None = None
+
+    def ids(self, evaluator: Evaluator) -> list[str]:
+        ids = self.dataset_ids or tuple(evaluator.pool.dataset_ids)  # type: ignore[attr-defined]
+        return list(ids[:3])
+
+    def test_rewards_are_finite_numbers(self, evaluator: Evaluator) -> None:
+        for n, d in enumerate(self.ids(evaluator)):
+            reward = evaluator.evaluate(TrialSpec(n, d, 7 + n, 0))
+            assert isinstance(float(reward), float) and math.isfinite(float(reward))
+
+    def test_a_trial_is_its_spec_whatever_ran_before(self, evaluator: Evaluator) -> None:
+        # Trials run anywhere, in any order: the spec alone decides the reward.
+        a, *others = self.ids(evaluator)
+        spec = TrialSpec(0, a, 11, 0)
+        first = evaluator.evaluate(spec)
+        for n, d in enumerate(others, 1):
+            evaluator.evaluate(TrialSpec(n, d, 5 + n, 0))
+        assert evaluator.evaluate(spec) == first
+
+    def test_describe_is_json_stable_and_a_copy(self, evaluator: Evaluator) -> None:
+        import json
+
+        desc = evaluator.describe()
+        assert json.loads(json.dumps(desc)) == desc
+        desc["mutated"] = True
+        assert evaluator.describe() == json.loads(json.dumps(evaluator.describe()))
+        assert "mutated" not in evaluator.describe()
+
+    def test_pickles_to_the_same_rewards(self, evaluator: Evaluator) -> None:
+        import pickle
+
+        spec = TrialSpec(0, self.ids(evaluator)[0], 3, 0)
+        clone = pickle.loads(pickle.dumps(evaluator))
+        assert clone.describe() == evaluator.describe()
+        assert clone.evaluate(spec) == evaluator.evaluate(spec)
+
+    def test_score_matches_can_train(self, evaluator: Evaluator) -> None:
+        ids = self.ids(evaluator)
+        if not evaluator.can_train:
+            with pytest.raises(NotImplementedError):
+                evaluator.score(ids[:1], 0, "test")
+            return
+        for chosen in ([], ids[:1]):
+            value = evaluator.score(chosen, 0, "test")
+            assert math.isfinite(value) and value == evaluator.score(chosen, 0, "test")
+
+    def test_unknown_dataset_is_a_dashsel_error(self, evaluator: Evaluator) -> None:
+        with pytest.raises(DashselError, match="no-such-dataset"):
+            evaluator.evaluate(TrialSpec(0, "no-such-dataset", 0, 0))

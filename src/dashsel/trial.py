@@ -1,10 +1,41 @@
-"""What one evaluation is asked to do, and what came of it."""
+"""What one evaluation is asked to do, what came of it, and the one row schema of a trial.
+
+:data:`TRIAL_COLUMNS` is the only definition of a trial row: journals (``trials_frame``,
+``dashsel report``) and :attr:`dashsel.SelectionResult.trials` both build their frames with
+:func:`trials_frame` from :class:`TrialRecord` objects.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: Columns of a trial row, in order (see :meth:`TrialRecord.to_row`).
+TRIAL_COLUMNS: tuple[str, ...] = (
+    "number",
+    "batch",
+    "dataset_id",
+    "group",
+    "seed",
+    "pull",
+    "state",
+    "reward",
+    "started",
+    "finished",
+    "duration",
+    "error",
+)
+
+#: The columns of :attr:`dashsel.SelectionResult.trials`: only finished trials are there, so
+#: their state and error say nothing.
+RESULT_TRIAL_COLUMNS: tuple[str, ...] = tuple(
+    c for c in TRIAL_COLUMNS if c not in ("state", "error")
+)
 
 
 class TrialState(StrEnum):
@@ -41,8 +72,10 @@ class TrialSpec:
 class TrialOutcome:
     """The result of one :class:`TrialSpec`.
 
-    ``reward`` is None when ``state`` is FAILED, and ``error`` then holds a one-line message.
-    Times are UNIX seconds; ``duration`` is the evaluation's wall time.
+    ``reward`` is None when ``state`` is FAILED, and ``error`` then holds a one-line message
+    (what journals store) and ``exception`` the exception itself, as the executor sent it back
+    (None when it could not travel, and always None for outcomes read from a journal). Times
+    are UNIX seconds; ``duration`` is the evaluation's wall time.
     """
 
     spec: TrialSpec
@@ -51,19 +84,53 @@ class TrialOutcome:
     started: float
     finished: float
     error: str | None = None
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
 
     @property
     def duration(self) -> float:
         return self.finished - self.started
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self.spec)
-        d.update(
-            state=str(self.state),
-            reward=self.reward,
-            started=self.started,
-            finished=self.finished,
-            duration=self.duration,
-            error=self.error,
-        )
-        return d
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One journaled trial: its spec, where it sits, and its outcome once it has finished.
+
+    ``batch`` is the 0-based index of the ``ask`` batch the trial came from; resuming tells the
+    policy each batch's rewards together, as the original run did. ``outcome`` is None while
+    the trial is running.
+    """
+
+    spec: TrialSpec
+    batch: int
+    group: str | None
+    state: TrialState
+    started: float
+    outcome: TrialOutcome | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        """The trial as a dict with :data:`TRIAL_COLUMNS` as keys."""
+        o = self.outcome
+        return {
+            "number": self.spec.number,
+            "batch": self.batch,
+            "dataset_id": self.spec.dataset_id,
+            "group": self.group,
+            "seed": self.spec.seed,
+            "pull": self.spec.pull,
+            "state": str(self.state),
+            "reward": None if o is None else o.reward,
+            "started": self.started if o is None else o.started,
+            "finished": None if o is None else o.finished,
+            "duration": None if o is None else o.duration,
+            "error": None if o is None else o.error,
+        }
+
+
+def trials_frame(
+    records: Iterable[TrialRecord], columns: Sequence[str] = TRIAL_COLUMNS
+) -> pd.DataFrame:
+    """The records as a DataFrame, one row each, with ``columns`` (a subset of
+    :data:`TRIAL_COLUMNS`, in that order)."""
+    import pandas as pd
+
+    return pd.DataFrame([r.to_row() for r in records], columns=list(columns))

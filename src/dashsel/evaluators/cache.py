@@ -22,6 +22,7 @@ from typing import Any
 
 from dashsel.errors import DashselError
 from dashsel.evaluators.base import Evaluator, Split
+from dashsel.jsonable import to_jsonable
 from dashsel.trial import TrialSpec
 
 _SCHEMA = """
@@ -39,7 +40,7 @@ CREATE TABLE IF NOT EXISTS scores (
 
 def config_hash(description: dict[str, Any]) -> str:
     """Hash of an evaluator's :meth:`~Evaluator.describe` output (key order does not matter)."""
-    text = json.dumps(description, sort_keys=True, separators=(",", ":"), default=repr)
+    text = json.dumps(to_jsonable(description), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -57,6 +58,9 @@ class CachedEvaluator(Evaluator):
 
     Attributes
     ----------
+    inner : Evaluator
+        The wrapped evaluator: reach its own extras (``pool``, ``score_arrays``) through it;
+        the cache passes on only the :class:`~dashsel.evaluators.base.Evaluator` protocol.
     hits, misses : int
         Cache hits and misses of :meth:`evaluate` and :meth:`score` in this process.
     """
@@ -149,12 +153,6 @@ class CachedEvaluator(Evaluator):
     def describe(self) -> dict[str, Any]:
         """The inner evaluator's description (a cache does not change results)."""
         return self.inner.describe()
-
-    def __getattr__(self, name: str) -> Any:
-        # Extras of the inner evaluator (pool, score_arrays, check_pool, ...) pass through.
-        if name.startswith("_") or name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     def __repr__(self) -> str:
         return f"CachedEvaluator({self.inner!r}, {str(self.path)!r})"

@@ -20,6 +20,7 @@ from sklearn.preprocessing import StandardScaler
 
 from dashsel.errors import DashselError, DataError
 from dashsel.evaluators.base import Evaluator, Split, pool_identity
+from dashsel.jsonable import to_jsonable
 from dashsel.pool import ArraySplit, Pool
 from dashsel.trial import TrialSpec
 
@@ -150,7 +151,7 @@ class SklearnEvaluator(Evaluator):
             self._description = {
                 "kind": self.kind,
                 "estimator": f"{type(est).__module__}.{type(est).__qualname__}",
-                "params": _jsonable(est.get_params(deep=False)),
+                "params": to_jsonable(est.get_params(deep=False)),
                 "bootstrap": self.bootstrap,
                 "standardize": self.standardize,
                 **pool_identity(self.pool),
@@ -206,15 +207,3 @@ class LogisticEvaluator(SklearnEvaluator):
 
 def _flat(X: np.ndarray) -> np.ndarray:
     return X if X.ndim == 2 else X.reshape(X.shape[0], -1)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in sorted(value.items())}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return repr(value)  # nested estimators, callables: their repr is stable enough

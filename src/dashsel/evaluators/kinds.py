@@ -1,0 +1,152 @@
+"""The built-in evaluator kinds: how each checks its ``[evaluator]`` keys and builds itself.
+
+Kinds and their keys:
+
+``logistic`` (the fast default)
+    ``C`` (float > 0, default 1.0), ``max_iter`` (int > 0, default 300), ``bootstrap`` (bool,
+    default false: resample training rows per trial), ``standardize`` (bool, default true).
+``sklearn``
+    ``estimator`` (str, required): dotted path of a scikit-learn compatible classifier class,
+    e.g. ``"sklearn.ensemble.RandomForestClassifier"``; ``params`` (table): its constructor
+    arguments; ``bootstrap``, ``standardize`` as above. The class's module is imported, so only
+    name code you trust.
+``table`` (replay logged rewards, no training)
+    ``path`` (str, required): CSV relative to the manifest; ``dataset_column`` (default
+    ``"dataset"``), ``reward_column`` (default ``"reward"``).
+``torch`` (needs ``pip install 'dashsel[torch]'``)
+    Every other key is passed to :class:`dashsel.evaluators.torch_cnn.TorchCNNEvaluator`.
+
+Parsing imports nothing heavy (a manifest is checked before scikit-learn or torch load);
+building does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+from typing import Any
+
+from dashsel.config import ConfigContext
+from dashsel.errors import MissingExtraError
+from dashsel.evaluators.base import Evaluator
+from dashsel.evaluators.registry import EvaluatorKind, register_evaluator
+from dashsel.pool import Pool
+
+
+def _training_options(config: dict[str, Any], ctx: ConfigContext) -> dict[str, bool]:
+    """The options every training kind shares."""
+    return {
+        "bootstrap": ctx.boolean(config, "bootstrap", False),
+        "standardize": ctx.boolean(config, "standardize", True),
+    }
+
+
+# --- logistic ---------------------------------------------------------------------------------
+def _parse_logistic(config: dict[str, Any], ctx: ConfigContext) -> dict[str, Any]:
+    ctx.known_keys(config, ("C", "max_iter", "bootstrap", "standardize"))
+    return {
+        "C": float(ctx.positive(config, "C", 1.0)),
+        "max_iter": ctx.positive(config, "max_iter", 300, integer=True),
+        **_training_options(config, ctx),
+    }
+
+
+def _build_logistic(
+    kwargs: dict[str, Any], pool: Pool, base: Path, ctx: ConfigContext
+) -> Evaluator:
+    from dashsel.evaluators.sklearn import LogisticEvaluator
+
+    return LogisticEvaluator(pool, **kwargs)
+
+
+# --- sklearn ----------------------------------------------------------------------------------
+def _parse_sklearn(config: dict[str, Any], ctx: ConfigContext) -> dict[str, Any]:
+    ctx.known_keys(config, ("estimator", "params", "bootstrap", "standardize"))
+    return {
+        "estimator": ctx.string(config, "estimator", required=True),
+        "params": ctx.mapping(config, "params", "params = { n_estimators = 100 }"),
+        **_training_options(config, ctx),
+    }
+
+
+def _build_sklearn(kwargs: dict[str, Any], pool: Pool, base: Path, ctx: ConfigContext) -> Evaluator:
+    from sklearn.base import is_classifier
+
+    from dashsel.evaluators.sklearn import SklearnEvaluator
+
+    dotted = kwargs["estimator"]
+    module_name, _, attr = dotted.rpartition(".")
+    if not module_name:
+        raise ctx.fail("estimator", f"{dotted!r} is not a dotted path like 'module.Class'")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except ImportError as exc:
+        raise ctx.fail("estimator", f"cannot import module {module_name!r} ({exc})") from None
+    except AttributeError:
+        raise ctx.fail("estimator", f"module {module_name!r} has no {attr!r}") from None
+    if not isinstance(cls, type):
+        raise ctx.fail("estimator", f"{dotted!r} is not a class")
+    try:
+        estimator = cls(**kwargs["params"])
+    except TypeError as exc:
+        raise ctx.fail("params", f"{dotted} rejects these parameters ({exc})") from None
+    if not is_classifier(estimator):
+        raise ctx.fail("estimator", f"{dotted!r} is not a scikit-learn classifier")
+    return SklearnEvaluator(
+        pool, estimator, bootstrap=kwargs["bootstrap"], standardize=kwargs["standardize"]
+    )
+
+
+# --- table ------------------------------------------------------------------------------------
+def _parse_table(config: dict[str, Any], ctx: ConfigContext) -> dict[str, Any]:
+    ctx.known_keys(config, ("path", "dataset_column", "reward_column"))
+    return {
+        "path": ctx.string(config, "path", required=True),
+        "dataset_column": ctx.string(config, "dataset_column", default="dataset"),
+        "reward_column": ctx.string(config, "reward_column", default="reward"),
+    }
+
+
+def _build_table(kwargs: dict[str, Any], pool: Pool, base: Path, ctx: ConfigContext) -> Evaluator:
+    from dashsel.evaluators.table import TableEvaluator
+
+    file = (base / Path(kwargs["path"]).expanduser()).resolve()
+    if not file.is_file():
+        raise ctx.fail("path", f"no such file {file}")
+    evaluator = TableEvaluator(
+        file, dataset_column=kwargs["dataset_column"], reward_column=kwargs["reward_column"]
+    )
+    evaluator.check_pool(pool)
+    return evaluator
+
+
+# --- torch ------------------------------------------------------------------------------------
+def _parse_torch(config: dict[str, Any], ctx: ConfigContext) -> dict[str, Any]:
+    return dict(config)  # keys are checked against the class's signature at build time
+
+
+def _build_torch(kwargs: dict[str, Any], pool: Pool, base: Path, ctx: ConfigContext) -> Evaluator:
+    try:
+        module = importlib.import_module("dashsel.evaluators.torch_cnn")
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"{ctx.source}: evaluator.kind: 'torch' needs torch: pip install 'dashsel[torch]' "
+            f"({exc})"
+        ) from None
+    cls = module.TorchCNNEvaluator
+    params = inspect.signature(cls).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    allowed = tuple(n for n in params if n != "pool")
+    if not takes_any:
+        ctx.known_keys(kwargs, allowed)
+    try:
+        return cls(pool, **kwargs)
+    except TypeError as exc:
+        raise ctx.fail(None, f"TorchCNNEvaluator rejects these keys ({exc})") from None
+
+
+register_evaluator(EvaluatorKind("logistic", _parse_logistic, _build_logistic, trains=True))
+register_evaluator(EvaluatorKind("sklearn", _parse_sklearn, _build_sklearn, trains=True))
+register_evaluator(EvaluatorKind("table", _parse_table, _build_table, trains=False))
+register_evaluator(EvaluatorKind("torch", _parse_torch, _build_torch, trains=True))

@@ -1,0 +1,47 @@
+"""The one JSON normaliser: journals, results and evaluator descriptions all use it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+
+def to_jsonable(value: Any, *, nonfinite: Literal["repr", "null"] = "repr") -> Any:
+    """A JSON-serialisable copy of ``value`` (numpy scalars and arrays, tuples, paths, sets).
+
+    Parameters
+    ----------
+    value : any
+        What to copy. Anything unknown (an estimator, a callable) becomes its ``repr``, so
+        metadata never fails to serialise and compares equal across processes.
+    nonfinite : {"repr", "null"}
+        What NaN and infinities become (JSON has neither): their text (``"nan"``, ``"inf"``:
+        journals keep the value recognisable) or ``None`` (results: a belief about an arm never
+        pulled is NaN in some policies and means "unknown").
+    """
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int | np.integer) and not isinstance(value, np.bool_):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, float | np.floating):
+        f = float(value)
+        if math.isfinite(f):
+            return f
+        return repr(f) if nonfinite == "repr" else None
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v, nonfinite=nonfinite) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v, nonfinite=nonfinite) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((to_jsonable(v, nonfinite=nonfinite) for v in value), key=repr)
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist(), nonfinite=nonfinite)
+    if isinstance(value, Path):
+        return str(value)
+    return repr(value)
