@@ -6,10 +6,11 @@
     ``C`` (float > 0, default 1.0), ``max_iter`` (int > 0, default 300), ``bootstrap`` (bool,
     default false: resample training rows per trial), ``standardize`` (bool, default true).
 ``sklearn``
-    ``estimator`` (str, required): dotted path of a scikit-learn compatible classifier class,
-    e.g. ``"sklearn.ensemble.RandomForestClassifier"``; ``params`` (table): its constructor
-    arguments; ``bootstrap``, ``standardize`` as above. The class's module is imported, so only
-    name code you trust.
+    ``estimator`` (str, required): a scikit-learn classifier, by name or path, e.g.
+    ``"sklearn.ensemble.RandomForestClassifier"``, or a class allowed outside the manifest
+    (``allow_estimators=``, ``--allow-estimator``; see
+    :func:`dashsel.evaluators.sklearn.resolve_estimator`); ``params`` (table): its constructor
+    arguments, checked against its signature; ``bootstrap``, ``standardize`` as above.
 ``table`` (replay logged rewards, no training)
     ``path`` (str, required): CSV relative to the manifest; ``dataset_column`` (default
     ``"dataset"``), ``reward_column`` (default ``"reward"``).
@@ -90,8 +91,10 @@ class EvaluatorKind:
 class _Where:
     """Puts the manifest file and ``evaluator.<key>`` in front of a message."""
 
-    def __init__(self, source: str | Path | None) -> None:
+    def __init__(self, source: str | Path | None, allow_estimators: Any = ()) -> None:
         self.source = str(source) if source is not None else "[evaluator]"
+        # Estimators the user allowed outside the manifest (see evaluators.sklearn).
+        self.allow_estimators = tuple(allow_estimators or ())
 
     def fail(self, key: str | None, problem: str) -> ManifestError:
         where = f"evaluator.{key}" if key else "evaluator"
@@ -112,13 +115,18 @@ def evaluator_kinds() -> tuple[str, ...]:
 
 
 def validate_evaluator_config(
-    config: Mapping[str, Any], source: str | Path | None = None
+    config: Mapping[str, Any],
+    source: str | Path | None = None,
+    *,
+    allow_estimators: Any = (),
 ) -> EvaluatorKind:
     """Check an ``[evaluator]`` table's kind, keys and types; return its :class:`EvaluatorKind`.
 
+    An ``estimator`` outside the allow-list (scikit-learn classifiers plus
+    ``allow_estimators``) is refused here, before anything it names is imported.
     Raises :class:`~dashsel.errors.ManifestError` naming ``source`` and the key at fault.
     """
-    where = _Where(source)
+    where = _Where(source, allow_estimators)
     kind = _kind(config, where)
     kind.parse(_without_kind(config), where)
     return kind
@@ -130,6 +138,7 @@ def make_evaluator(
     base_dir: str | Path,
     *,
     source: str | Path | None = None,
+    allow_estimators: Any = (),
 ) -> Evaluator:
     """Build the evaluator an ``[evaluator]`` table describes.
 
@@ -143,15 +152,19 @@ def make_evaluator(
         Folder relative paths (``table``'s ``path``) are resolved against.
     source : str or Path, optional
         The manifest file, for error messages.
+    allow_estimators : iterable of class or str, optional
+        Estimators besides scikit-learn's classifiers that ``estimator`` may name: classes,
+        or dotted paths (imported only when the manifest names them).
 
     Raises
     ------
     ManifestError
-        Unknown kind or key, wrong type, or an estimator that is not a classifier.
+        Unknown kind or key, wrong type, an estimator outside the allow-list or one that is
+        not a classifier, or parameters the estimator does not take.
     MissingExtraError
         ``kind = "torch"`` without torch installed.
     """
-    where = _Where(source)
+    where = _Where(source, allow_estimators)
     kind = _kind(config, where)
     kwargs = kind.parse(_without_kind(config), where)
     return kind.build(kwargs, pool, Path(base_dir), where)
@@ -201,6 +214,8 @@ def _string(config: dict[str, Any], key: str, default: str | None, where: _Where
         raise where.fail(key, "missing")
     if not isinstance(value, str) or not value:
         raise where.fail(key, f"must be a non-empty string, not {value!r}")
+    if "\x00" in value:  # no file or class can be named with one
+        raise where.fail(key, f"must not contain a NUL byte: {value!r}")
     return value
 
 
@@ -224,11 +239,19 @@ def _build_logistic(kwargs: dict[str, Any], pool: Pool, base: Path, where: _Wher
 # --- sklearn ----------------------------------------------------------------------------------
 def _parse_sklearn(config: dict[str, Any], where: _Where) -> dict[str, Any]:
     _only(config, ("estimator", "params", "bootstrap", "standardize"), where)
+    from dashsel.errors import DashselError
+    from dashsel.evaluators.sklearn import check_estimator_name
+
     params = config.get("params", {})
     if not isinstance(params, dict):
         raise where.fail("params", "must be a table, e.g. params = { n_estimators = 100 }")
+    name = _string(config, "estimator", None, where)
+    try:  # the allow-list, before anything the manifest names is imported
+        check_estimator_name(name, where.allow_estimators)
+    except DashselError as exc:
+        raise where.fail("estimator", str(exc)) from None
     return {
-        "estimator": _string(config, "estimator", None, where),
+        "estimator": name,
         "params": dict(params),
         "bootstrap": _bool(config, "bootstrap", False, where),
         "standardize": _bool(config, "standardize", True, where),
@@ -238,26 +261,19 @@ def _parse_sklearn(config: dict[str, Any], where: _Where) -> dict[str, Any]:
 def _build_sklearn(kwargs: dict[str, Any], pool: Pool, base: Path, where: _Where) -> Evaluator:
     from sklearn.base import is_classifier
 
-    from dashsel.evaluators.sklearn import SklearnEvaluator
+    from dashsel.errors import DashselError
+    from dashsel.evaluators.sklearn import SklearnEvaluator, build_estimator, resolve_estimator
 
-    dotted = kwargs["estimator"]
-    module_name, _, attr = dotted.rpartition(".")
-    if not module_name:
-        raise where.fail("estimator", f"{dotted!r} is not a dotted path like 'module.Class'")
     try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except ImportError as exc:
-        raise where.fail("estimator", f"cannot import module {module_name!r} ({exc})") from None
-    except AttributeError:
-        raise where.fail("estimator", f"module {module_name!r} has no {attr!r}") from None
-    if not isinstance(cls, type):
-        raise where.fail("estimator", f"{dotted!r} is not a class")
+        cls = resolve_estimator(kwargs["estimator"], where.allow_estimators)
+    except DashselError as exc:
+        raise where.fail("estimator", str(exc)) from None
     try:
-        estimator = cls(**kwargs["params"])
-    except TypeError as exc:
-        raise where.fail("params", f"{dotted} rejects these parameters ({exc})") from None
-    if not is_classifier(estimator):
-        raise where.fail("estimator", f"{dotted!r} is not a scikit-learn classifier")
+        estimator = build_estimator(cls, kwargs["params"])
+    except DashselError as exc:
+        raise where.fail("params", str(exc)) from None
+    if not is_classifier(estimator):  # an allowed class may still not be one
+        raise where.fail("estimator", f"{kwargs['estimator']!r} is not a scikit-learn classifier")
     return SklearnEvaluator(
         pool, estimator, bootstrap=kwargs["bootstrap"], standardize=kwargs["standardize"]
     )
