@@ -359,7 +359,7 @@ def build_estimator(cls: type, params: dict[str, Any]) -> BaseEstimator:
         estimator = cls(**params)
         # scikit-learn checks values only at fit time; check them now, before any trial.
         validate = getattr(estimator, "_validate_params", None)
-        if callable(validate):
+        if callable(validate) and hasattr(estimator, "_parameter_constraints"):
             validate()
     except (TypeError, ValueError) as exc:
         raise DashselError(f"{cls.__name__} rejects these parameters ({_one_line(exc)})") from None
