@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -45,7 +46,7 @@ class MyClassifier(DummyClassifier):
 class Recorded(ClassifierMixin, BaseEstimator):
     """A classifier that records every construction."""
 
-    built: list[dict] = []
+    built: ClassVar[list[dict]] = []
 
     def __init__(self, depth: int = 1) -> None:
         Recorded.built.append({"depth": depth})
@@ -281,7 +282,9 @@ def test_cli_allow_estimator_option(tmp_path, monkeypatch):
     manifest = _manifest(tmp_path / "pool", "trustedmod.MyClassifier", {"strategy": "prior"})
     refused = runner.invoke(app, ["check", str(manifest)])
     assert refused.exit_code == 2 and "--allow-estimator trustedmod.MyClassifier" in refused.output
-    ok = runner.invoke(app, ["check", str(manifest), "--allow-estimator", "trustedmod.MyClassifier"])
+    ok = runner.invoke(
+        app, ["check", str(manifest), "--allow-estimator", "trustedmod.MyClassifier"]
+    )
     assert ok.exit_code == 0, ok.output
     res = runner.invoke(
         app,
@@ -296,6 +299,9 @@ def test_cli_allow_estimator_option(tmp_path, monkeypatch):
         ],
     )
     assert res.exit_code == 0, res.output
-    assert load_manifest(
-        manifest, allow_estimators=["trustedmod.MyClassifier"]
-    ).make_evaluator().estimator.strategy == "prior"
+    assert (
+        load_manifest(manifest, allow_estimators=["trustedmod.MyClassifier"])
+        .make_evaluator()
+        .estimator.strategy
+        == "prior"
+    )

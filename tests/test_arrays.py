@@ -276,15 +276,40 @@ def _deflated_zeros_npz(path: Path, shape: tuple[int, ...], dtype: str = "<f8") 
     usize = len(header.getvalue()) + n_bytes
     name = b"X.npy"
     with path.open("wb") as fh:
-        fh.write(struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 8, 0, 33, crc, csize, usize,
-                             len(name), 0) + name)
+        fh.write(
+            struct.pack(
+                "<4s5H3L2H", b"PK\x03\x04", 20, 0, 8, 0, 33, crc, csize, usize, len(name), 0
+            )
+            + name
+        )
         fh.write(head)
         for _ in range(count):
             fh.write(block)
         fh.write(tail)
         cd_offset = fh.tell()
-        central = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 8, 0, 33, crc, csize,
-                              usize, len(name), 0, 0, 0, 0, 0, 0) + name
+        central = (
+            struct.pack(
+                "<4s6H3L5H2L",
+                b"PK\x01\x02",
+                20,
+                20,
+                0,
+                8,
+                0,
+                33,
+                crc,
+                csize,
+                usize,
+                len(name),
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            )
+            + name
+        )
         fh.write(central)
         fh.write(struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, len(central), cd_offset, 0))
     import zipfile

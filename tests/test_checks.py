@@ -155,7 +155,7 @@ def test_check_split_messages():
         check_split(ArraySplit(np.zeros((2, 2)), np.array([0.0, np.nan])), "x")
 
 
-# --- item 10: options that used to give tracebacks -------------------------------------------------
+# --- item 10: options that used to give tracebacks -----------------------------------------
 def test_negative_seed(manifest):
     res = _cli("run", manifest, "--seed", "-1", "--budget", "2", "--no-final")
     assert res.exit_code == 2 and "seed must be a non-negative integer" in res.output

@@ -228,7 +228,7 @@ def test_bad_evaluator_config_names_source_and_key(pool, tmp_path, config, key, 
 
 
 def test_validate_applies_the_allow_list_without_importing():
-    with pytest.raises(ManifestError, match="'no.such.Module' is not allowed"):
+    with pytest.raises(ManifestError, match=r"'no\.such\.Module' is not allowed"):
         validate_evaluator_config({"kind": "sklearn", "estimator": "no.such.Module"})
     # Allowed outside the manifest: accepted, and still not imported until the build.
     kind = validate_evaluator_config(
