@@ -419,3 +419,33 @@ def test_bad_cap_setting_is_one_line(tmp_path, monkeypatch, value):
 def test_nul_byte_in_path_is_one_line():
     with pytest.raises(DataError, match="NUL byte"):
         load_arrays("data/a\x00b.npz")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    compress=st.booleans(),
+    cut=st.none() | st.integers(min_value=0),
+    flips=st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), max_size=16),
+)
+def test_damaged_npz_is_a_one_line_data_error(tmp_path_factory, compress, cut, flips):
+    # Found by fuzzing: damaged archives raise NotImplementedError, RuntimeError, zlib.error
+    # or struct.error from zipfile; each must come out as a DataError.
+    from dashsel.arrays import inspect_arrays
+
+    folder = tmp_path_factory.mktemp("damaged")
+    save_npz(
+        folder / "d.npz",
+        ArraySplit(np.arange(40.0).reshape(20, 2), np.arange(20) % 3),
+        compress=compress,
+    )
+    data = bytearray((folder / "d.npz").read_bytes())
+    for where, value in flips:
+        data[where % len(data)] = value
+    if cut is not None:
+        data = data[: cut % len(data)]
+    (folder / "d.npz").write_bytes(bytes(data))
+    for read in (load_arrays, inspect_arrays):
+        try:
+            read(folder / "d.npz")
+        except DataError as exc:
+            assert "\n" not in str(exc) and str(folder / "d.npz") in str(exc)

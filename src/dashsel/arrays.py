@@ -30,8 +30,11 @@ from its metadata.
 from __future__ import annotations
 
 import hashlib
+import lzma
 import os
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -233,6 +236,22 @@ def _existing(path: str | Path) -> Path:
 
 _NPY_MAGIC = b"\x93NUMPY"
 
+# What zipfile and its decompressors raise for a damaged archive (found by fuzzing: an unknown
+# "zip version" is NotImplementedError, an "encrypted" flag RuntimeError, a bad deflate stream
+# zlib.error, a bad header field struct.error).
+_ZIP_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    EOFError,
+    ValueError,
+    RuntimeError,
+    NotImplementedError,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    struct.error,
+    lzma.LZMAError,
+)
+
 
 def _open_npz(path: Path, x_key: str, y_key: str) -> zipfile.ZipFile:
     # zipfile directly rather than np.load: we read each member's .npy header and check the
@@ -247,7 +266,7 @@ def _open_npz(path: Path, x_key: str, y_key: str) -> zipfile.ZipFile:
                 f"{path}: not an .npz archive (expected arrays {x_key!r} and {y_key!r})"
             )
         return zipfile.ZipFile(path)
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+    except _ZIP_ERRORS as exc:
         raise DataError(f"{path}: not a readable .npz file ({_one_line(exc)})") from None
 
 
@@ -267,7 +286,7 @@ def _npz_member_info(
             shape, dtype = _npy_header(fp)
     except DataError as exc:
         raise DataError(f"{path}: array {key!r} {exc}") from None
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile, NotImplementedError) as exc:
+    except _ZIP_ERRORS as exc:
         raise DataError(f"{path}: array {key!r} unreadable ({_one_line(exc)})") from None
     if dtype.hasobject:
         # numpy would need pickle to load it; we never do that.
@@ -321,7 +340,12 @@ def _read_npz(path: Path, x_key: str, y_key: str, cap: int) -> tuple[np.ndarray,
             try:
                 with archive.open(zinfo) as fp:
                     out.append(npformat.read_array(fp, allow_pickle=False))
-            except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+            except MemoryError:
+                raise DataError(
+                    f"{path}: array {key!r} does not fit in memory; lower {MAX_BYTES_ENV} to "
+                    f"refuse such files up front"
+                ) from None
+            except _ZIP_ERRORS as exc:
                 raise DataError(f"{path}: array {key!r} unreadable ({_one_line(exc)})") from None
     return out[0], out[1]
 
