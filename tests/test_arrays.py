@@ -449,3 +449,20 @@ def test_damaged_npz_is_a_one_line_data_error(tmp_path_factory, compress, cut, f
             read(folder / "d.npz")
         except DataError as exc:
             assert "\n" not in str(exc) and str(folder / "d.npz") in str(exc)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    X=hnp.arrays(
+        dtype=st.sampled_from([np.float32, np.float64]),
+        shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=6),
+        elements=st.sampled_from([0.0, 1.5, np.nan, np.inf, -np.inf]),
+    ),
+    block=st.integers(1, 64),
+)
+def test_first_nonfinite_matches_a_full_scan(X, block):
+    from dashsel.arrays import first_nonfinite
+
+    bad = np.argwhere(~np.isfinite(X))
+    expected = tuple(int(v) for v in bad[0]) if len(bad) else None
+    assert first_nonfinite(X, block_bytes=block) == expected

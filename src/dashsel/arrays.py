@@ -496,9 +496,8 @@ def _checked(
     if np.issubdtype(X.dtype, np.complexfloating):
         raise DataError(f"{path}: {what} are complex numbers")
     if np.issubdtype(X.dtype, np.floating):
-        bad = ~np.isfinite(X)
-        if bad.any():
-            first = np.argwhere(bad)[0]
+        first = first_nonfinite(X)
+        if first is not None:
             where = _row(int(first[0]), suffix)
             if columns is not None:
                 where += f", column {columns[int(first[1])]!r}"
@@ -506,6 +505,24 @@ def _checked(
     if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
         raise DataError(f"{path}: labels hold NaN or infinite values")
     return ArraySplit(X, y)
+
+
+def first_nonfinite(a: np.ndarray, block_bytes: int = 1 << 24) -> tuple[int, ...] | None:
+    """Index of the first NaN or infinite value of a float array, or None.
+
+    Works through row blocks of about ``block_bytes``, so checking a large array costs a
+    small temporary mask rather than one as large as the array.
+    """
+    if not np.issubdtype(a.dtype, np.inexact) or a.size == 0:
+        return None
+    per_row = max(1, a[:1].size * a.dtype.itemsize)
+    step = max(1, block_bytes // per_row)
+    for start in range(0, a.shape[0] if a.ndim else 1, step):
+        block = a[start : start + step] if a.ndim else a
+        if not np.isfinite(block).all():
+            first = np.argwhere(~np.isfinite(block))[0]
+            return (start + int(first[0]), *(int(v) for v in first[1:]))
+    return None
 
 
 # --- fingerprints ----------------------------------------------------------------------------

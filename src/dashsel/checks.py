@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dashsel.arrays import ArrayInfo, inspect_arrays
+from dashsel.arrays import ArrayInfo, first_nonfinite, inspect_arrays
 from dashsel.errors import DashselError, DataError
 from dashsel.pool import ArraySplit, DatasetEntry, Pool
 
@@ -84,6 +84,9 @@ def check_pool(pool: Pool, *, deep: bool = True, max_bytes: int | None = None) -
                 reference, reference_what = split.X.shape[1:], f"the {name} data"
             else:
                 _same_width(split.X.shape[1:], reference, reference_what, f"{name} data")
+    if deep:
+        # Headers first: a width or size problem anywhere is found without reading any data.
+        check_pool(pool, deep=False, max_bytes=max_bytes)
     n_datasets = n_loaded = 0
     for entry in pool.entries:
         if not entry.has_data:
@@ -126,12 +129,14 @@ def check_split(split: ArraySplit, what: str) -> None:
         raise DataError(f"{what}: no rows")
     if not (np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.bool_)):
         raise DataError(f"{what}: features are not numeric (dtype {X.dtype})")
-    if np.issubdtype(X.dtype, np.inexact) and not np.isfinite(X).all():
-        first = np.argwhere(~np.isfinite(X))[0]
-        raise DataError(f"{what}: features hold NaN or infinite values (first at {tuple(first)})")
-    if np.issubdtype(y.dtype, np.inexact) and not np.isfinite(y).all():
-        first = int(np.flatnonzero(~np.isfinite(y))[0])
-        raise DataError(f"{what}: labels hold NaN or infinite values (first at row {first})")
+    if np.issubdtype(X.dtype, np.complexfloating):
+        raise DataError(f"{what}: features are complex numbers")
+    first = first_nonfinite(X)
+    if first is not None:
+        raise DataError(f"{what}: features hold NaN or infinite values (first at {first})")
+    first = first_nonfinite(y)
+    if first is not None:
+        raise DataError(f"{what}: labels hold NaN or infinite values (first at row {first[0]})")
 
 
 def check_seed(seed: Any) -> int:
