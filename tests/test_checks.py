@@ -76,7 +76,8 @@ def test_toy_manifest_passes(manifest):
     assert report.n_datasets == 4 and report.n_loaded == 4
     assert report.feature_shape == (N_FEATURES,)
     shallow = check_pool(load_manifest(manifest).pool, deep=False)
-    assert shallow.n_loaded == 0 and shallow.feature_shape == (N_FEATURES,)
+    assert shallow.n_loaded == 0 and shallow.n_from_headers == 4
+    assert shallow.feature_shape == (N_FEATURES,)
     assert _cli("check", manifest).exit_code == 0
 
 
@@ -135,6 +136,21 @@ def test_run_checks_before_the_first_trial(manifest, tmp_path):
     res = _cli("run", manifest, "--budget", "3", "--journal", journal, "--no-final")
     assert res.exit_code == 2 and "dataset 'g1-1'" in res.output
     assert not journal.exists()  # refused before anything was recorded
+
+
+def test_csv_width_is_checked_from_its_header_line(manifest):
+    import pandas as pd
+
+    text = manifest.read_text().replace('"data/g0-1.npz"', '"data/g0-1.csv"')
+    manifest.write_text(text)
+    X, y = _rows(width=N_FEATURES + 1)
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])]).assign(label=y)
+    frame.to_csv(manifest.parent / "data" / "g0-1.csv", index=False)
+    _refused(manifest, "dataset 'g0-1'", "g0-1.csv", "(11,)")
+    pool = load_manifest(manifest).pool
+    with pytest.raises(DataError):
+        check_pool(pool, deep=False)
+    assert pool.entries[1].data is None  # not read
 
 
 def test_in_memory_pool_is_checked(tmp_path):

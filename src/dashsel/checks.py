@@ -37,13 +37,17 @@ class PoolCheck:
     n_datasets : int
         Candidates with arrays.
     n_loaded : int
-        Candidates whose arrays were read in full (the rest were checked from headers).
+        Candidates whose arrays were checked in full.
+    n_from_headers : int
+        Candidates checked from their file headers only (``deep=False``); the rest of the
+        ``n_datasets`` (lazy loaders that are not array files) are checked when first read.
     feature_shape : tuple of int or None
         The per-sample feature shape every array shares (None: no arrays in the pool).
     """
 
     n_datasets: int
     n_loaded: int
+    n_from_headers: int
     feature_shape: tuple[int, ...] | None
 
 
@@ -55,10 +59,12 @@ def check_pool(pool: Pool, *, deep: bool = True, max_bytes: int | None = None) -
     pool : Pool
         The pool; replay-only entries (no arrays) are skipped.
     deep : bool
-        Read every candidate's arrays (``dashsel check``). With False, candidates that are not
-        loaded yet and come from an ``.npz`` or ``.parquet`` file are checked from their
-        headers only: shapes, dtypes and declared sizes, not values (``dashsel run``, which
-        reads each candidate when its first trial needs it).
+        Read every candidate's arrays (``dashsel check``; headers of all are checked first,
+        so a width or size problem is found before any data is read). With False, candidates
+        not loaded yet are checked from their file headers only: shapes, dtypes and declared
+        sizes from ``.npz`` headers and Parquet metadata, the column count from a CSV's header
+        line, not values (``dashsel run``, which reads each candidate when its first trial
+        needs it); other lazy loaders are not called.
     max_bytes : int, optional
         Size cap per array for header checks (default :func:`dashsel.arrays.max_array_bytes`;
         loading applies the cap the pool's loaders were given).
@@ -87,27 +93,35 @@ def check_pool(pool: Pool, *, deep: bool = True, max_bytes: int | None = None) -
     if deep:
         # Headers first: a width or size problem anywhere is found without reading any data.
         check_pool(pool, deep=False, max_bytes=max_bytes)
-    n_datasets = n_loaded = 0
+    n_datasets = n_loaded = n_headers = 0
     for entry in pool.entries:
         if not entry.has_data:
             continue
         n_datasets += 1
         what = f"dataset {entry.id!r}{_where(entry.source)}"
-        if deep or entry.data is not None or _header_source(entry) is None:
+        if deep or entry.data is not None:
             data = entry.load()
             n_loaded += 1
             check_split(data, what)
             shape = data.X.shape[1:]
-        else:
+        elif _header_source(entry) is not None:
             x, _ = _header_check(entry, what, max_bytes)
+            n_headers += 1
             shape = tuple(int(d) for d in x.shape[1:] if d is not None)
+        else:
+            continue  # a loader we cannot look into without running it: checked on first use
         if reference is None:
             reference, reference_what = shape, f"dataset {entry.id!r}"
         else:
             _same_width(shape, reference, reference_what, what)
     if deep:
         pool.check_labels()
-    return PoolCheck(n_datasets=n_datasets, n_loaded=n_loaded, feature_shape=reference)
+    return PoolCheck(
+        n_datasets=n_datasets,
+        n_loaded=n_loaded,
+        n_from_headers=n_headers,
+        feature_shape=reference,
+    )
 
 
 def check_split(split: ArraySplit, what: str) -> None:
@@ -213,8 +227,8 @@ def _header_source(entry: DatasetEntry) -> tuple[str, dict[str, Any]] | None:
     loader, source = entry.loader, entry.source
     if source is None or not isinstance(loader, partial):
         return None
-    if Path(source).suffix.lower() not in (".npz", ".parquet"):
-        return None  # a CSV's row count is only known by reading it
+    if Path(source).suffix.lower() not in (".npz", ".parquet", ".csv"):
+        return None
     keys = ("label_column", "x_key", "y_key")
     return source, {k: v for k, v in (loader.keywords or {}).items() if k in keys}
 
