@@ -305,3 +305,39 @@ def test_cli_allow_estimator_option(tmp_path, monkeypatch):
         .estimator.strategy
         == "prior"
     )
+
+
+_TOML_VALUES = st.recursive(
+    st.booleans() | st.integers(-(10**6), 10**6) | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=2)
+    ),
+    max_leaves=4,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(
+        [
+            "RandomForestClassifier",
+            "SVC",
+            "LogisticRegression",
+            "KNeighborsClassifier",
+            "GaussianNB",
+        ]
+    ),
+    params=st.dictionaries(
+        st.sampled_from(["n_estimators", "C", "max_depth", "n_neighbors", "kernel", "bogus", ""]),
+        _TOML_VALUES,
+        max_size=3,
+    ),
+)
+def test_any_params_give_an_evaluator_or_a_manifest_error(name, params):
+    pool = make_toy_pool(n_groups=2, datasets_per_group=1, n_per_dataset=5, n_validation=5)
+    try:
+        make_evaluator(
+            {"kind": "sklearn", "estimator": name, "params": params}, pool, ".", source="m.toml"
+        )
+    except ManifestError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("m.toml: evaluator.")
