@@ -183,27 +183,27 @@ def test_make_sklearn_by_dotted_path(pool, tmp_path):
         (
             {"kind": "sklearn", "estimator": "sklearn.linear_model.LinearRegression"},
             "evaluator.estimator",
-            "not a scikit-learn classifier",
+            "is a scikit-learn estimator but not a classifier",
         ),
         (
             {"kind": "sklearn", "estimator": "sklearn.nope.Thing"},
             "evaluator.estimator",
-            "cannot import module 'sklearn.nope'",
+            "'sklearn.nope.Thing' is not allowed",
         ),
         (
             {"kind": "sklearn", "estimator": "sklearn.ensemble.Nope"},
             "evaluator.estimator",
-            "has no 'Nope'",
+            "'sklearn.ensemble.Nope' is not allowed",
         ),
         (
             {"kind": "sklearn", "estimator": "RandomForest"},
             "evaluator.estimator",
-            "not a dotted path",
+            "did you mean 'RandomForestClassifier'?",
         ),
         (
             {"kind": "sklearn", "estimator": "sklearn.svm.SVC", "params": {"bogus": 1}},
             "evaluator.params",
-            "rejects these parameters",
+            "SVC has no parameter 'bogus'",
         ),
         ({"kind": "sklearn"}, "evaluator.estimator", "missing"),
         (
@@ -228,8 +228,13 @@ def test_bad_evaluator_config_names_source_and_key(pool, tmp_path, config, key, 
     assert problem in msg and "\n" not in msg
 
 
-def test_validate_does_not_import_the_estimator():
-    kind = validate_evaluator_config({"kind": "sklearn", "estimator": "no.such.Module"})
+def test_validate_applies_the_allow_list_without_importing():
+    with pytest.raises(ManifestError, match=r"'no\.such\.Module' is not allowed"):
+        validate_evaluator_config({"kind": "sklearn", "estimator": "no.such.Module"})
+    # Allowed outside the manifest: accepted, and still not imported until the build.
+    kind = validate_evaluator_config(
+        {"kind": "sklearn", "estimator": "no.such.Module"}, allow_estimators=["no.such.Module"]
+    )
     assert kind.trains
 
 

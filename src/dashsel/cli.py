@@ -140,16 +140,29 @@ def run(
     no_final: Annotated[
         bool, typer.Option("--no-final", help="Skip training the final/Local/Global models.")
     ] = False,
+    allow_estimator: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-estimator",
+            help="Dotted path of an estimator class the manifest may name besides "
+            "scikit-learn's classifiers (repeatable; a manifest cannot allow one itself).",
+        ),
+    ] = None,
 ) -> None:
     """Select datasets from the pool in MANIFEST."""
     with _user_errors():
+        from dashsel.checks import check_journal_path, check_pool, check_seed
         from dashsel.executors import make_executor
         from dashsel.manifest import load_manifest
         from dashsel.policies import make_policy
         from dashsel.run import select
 
-        m = load_manifest(manifest)
+        check_seed(seed)
+        if journal is not None:
+            check_journal_path(journal)
+        m = load_manifest(manifest, allow_estimators=allow_estimator or ())
         evaluator = m.make_evaluator()
+        check_pool(m.pool, deep=False)  # shapes and headers, before the first trial
         pol = make_policy(policy, **_parse_params(param, "--param"))
         exe = make_executor(executor, workers)
         best = {"r": float("-inf")}
@@ -228,14 +241,19 @@ def _print_result(result: Any) -> None:
 @app.command()
 def check(
     manifest: Annotated[Path, typer.Argument(help="Pool manifest (TOML).")],
+    allow_estimator: Annotated[
+        list[str] | None,
+        typer.Option("--allow-estimator", help="As for `dashsel run` (repeatable)."),
+    ] = None,
 ) -> None:
     """Read every file of MANIFEST and check it (arrays, shapes, labels) before a long run."""
     with _user_errors():
         from dashsel.manifest import load_manifest
 
-        m = load_manifest(manifest)
-        m.check()
+        # The allow-list is applied while loading: nothing else is imported or built.
+        m = load_manifest(manifest, allow_estimators=allow_estimator or ())
         m.make_evaluator()
+        m.check()
         h = m.pool.hierarchy
         console.print(
             f"{manifest}: ok: {h.n_datasets} datasets in {h.n_groups} groups, "
@@ -431,8 +449,10 @@ def data_example(
     datasets; one group's datasets help the local model, the others hurt it.
     """
     with _user_errors():
+        from dashsel.checks import check_output_dir
         from dashsel.toy import write_toy_manifest, write_toy_table
 
+        check_output_dir(directory, "data example: folder")
         arrays = write_toy_manifest(directory / "arrays", seed=seed)
         table = write_toy_table(directory / "table", seed=seed)
         console.print(f"wrote {arrays}\nwrote {table}")

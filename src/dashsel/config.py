@@ -52,14 +52,24 @@ class ConfigContext:
     """
 
     def __init__(
-        self, source: str | Path | None, prefix: str = "", *, default: str = "<config>"
+        self,
+        source: str | Path | None,
+        prefix: str = "",
+        *,
+        default: str = "<config>",
+        allow_estimators: Any = (),
     ) -> None:
         self.source = str(source) if source is not None else default
         self.prefix = prefix
+        # Estimators the user allowed outside the manifest (see dashsel.evaluators.sklearn);
+        # a manifest can never extend this list itself.
+        self.allow_estimators = tuple(allow_estimators or ())
 
     def sub(self, prefix: str) -> ConfigContext:
         """A context for a nested table: ``prefix`` (e.g. ``"datasets[2]."``) is appended."""
-        return ConfigContext(self.source, self.prefix + prefix)
+        return ConfigContext(
+            self.source, self.prefix + prefix, allow_estimators=self.allow_estimators
+        )
 
     def key(self, key: str | None) -> str:
         """The full dotted key (the prefix alone, without its dot, for None)."""
@@ -122,6 +132,8 @@ class ConfigContext:
             raise self.fail(key, f"must be a string, not {toml_type(value)} {value!r}")
         if not value:
             raise self.fail(key, "must not be empty")
+        if "\x00" in value:  # no file or class can be named with one
+            raise self.fail(key, f"must not contain a NUL byte: {value!r}")
         return value
 
     def boolean(self, table: Mapping[str, Any], key: str, default: bool) -> bool:

@@ -106,6 +106,7 @@ class Manifest:
     pool: Pool
     evaluator: dict[str, Any]
     raw: dict[str, Any]
+    allow_estimators: tuple[Any, ...] = ()
 
     @property
     def base_dir(self) -> Path:
@@ -116,29 +117,35 @@ class Manifest:
         """Build the evaluator the ``[evaluator]`` table describes, bound to :attr:`pool`."""
         from dashsel.evaluators import make_evaluator
 
-        return make_evaluator(self.evaluator, self.pool, self.base_dir, source=self.path)
+        return make_evaluator(
+            self.evaluator,
+            self.pool,
+            self.base_dir,
+            source=self.path,
+            allow_estimators=self.allow_estimators,
+        )
 
     def check(self) -> None:
-        """Read every array file and check labels (slow for big pools; for ``dashsel check``).
+        """Read every array file and run every data check a run would hit (slow for big
+        pools; for ``dashsel check``): see :func:`dashsel.checks.check_pool`.
 
         Raises :class:`~dashsel.errors.DataError` naming the first file or dataset at fault.
         """
-        for e in self.pool.entries:
-            if e.has_data:
-                e.load()
-        for name in SPLITS:
-            if self.pool.has_split(name):
-                self.pool.split(name)
-        self.pool.check_labels()
+        from dashsel.checks import check_pool
+
+        check_pool(self.pool)
 
 
-def load_manifest(path: str | Path) -> Manifest:
+def load_manifest(path: str | Path, *, allow_estimators: Any = ()) -> Manifest:
     """Read and validate a pool manifest (see the module docstring for the format).
 
     Parameters
     ----------
     path : str or Path
         The ``.toml`` file.
+    allow_estimators : iterable of class or str, optional
+        Estimators besides scikit-learn's classifiers that ``[evaluator] estimator`` may name
+        (see :func:`dashsel.evaluators.make_evaluator`); a manifest cannot allow them itself.
 
     Returns
     -------
@@ -152,6 +159,8 @@ def load_manifest(path: str | Path) -> Manifest:
     """
     from dashsel.evaluators import validate_evaluator_config
 
+    if "\x00" in str(path):
+        raise ManifestError(f"{str(path)!r}: manifest path contains a NUL byte")
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest file")
@@ -175,7 +184,8 @@ def load_manifest(path: str | Path) -> Manifest:
     evaluator = raw.get("evaluator", {"kind": "logistic"})
     if not isinstance(evaluator, dict):
         raise ctx.fail("evaluator", "must be a table ([evaluator])")
-    kind = validate_evaluator_config(evaluator, source=path)
+    allow_estimators = tuple(allow_estimators or ())
+    kind = validate_evaluator_config(evaluator, source=path, allow_estimators=allow_estimators)
     trains = f" (evaluator kind {kind.name!r} trains models)" if kind.trains else ""
 
     datasets = raw.get("datasets")
@@ -217,7 +227,9 @@ def load_manifest(path: str | Path) -> Manifest:
         pool = Pool(entries, name=name, **splits)
     except DashselError as exc:  # hierarchy problems not caught above; keep the file in front
         raise ctx.fail("datasets", str(exc)) from None
-    return Manifest(path=path, pool=pool, evaluator=dict(evaluator), raw=raw)
+    return Manifest(
+        path=path, pool=pool, evaluator=dict(evaluator), raw=raw, allow_estimators=allow_estimators
+    )
 
 
 def _loader(
@@ -237,6 +249,8 @@ def _loader(
     rel = ctx.string(table, "path", required=required, reason=reason)
     if rel is None:
         return None, None
+    if "\x00" in rel:  # the OS cannot name such a file; resolve() would raise ValueError
+        raise ctx.fail("path", f"{what}: path contains a NUL byte")
     file = (Path(ctx.source).parent / Path(rel).expanduser()).resolve()
     if file.suffix.lower() not in FORMATS:
         raise ctx.fail(

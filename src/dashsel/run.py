@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dashsel.checks import check_journal_path, check_seed
 from dashsel.errors import DashselError, JournalError
 from dashsel.executors import Executor, InProcessExecutor, make_executor
 from dashsel.hierarchy import Hierarchy
@@ -158,7 +159,9 @@ def select(
     # An int only: the journal stores it and derive_seed() keys every trial on it.
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise DashselError(f"seed must be an integer, got {seed!r}")
-    seed = int(seed)
+    seed = check_seed(seed)  # numpy seeds cannot be negative
+    if isinstance(journal, str | Path):
+        check_journal_path(journal)
     validate_selection_rule(k, percentile)
     if isinstance(pool, Hierarchy):
         pool = Pool.replay_only(pool)

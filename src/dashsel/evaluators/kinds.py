@@ -6,10 +6,11 @@ Kinds and their keys:
     ``C`` (float > 0, default 1.0), ``max_iter`` (int > 0, default 300), ``bootstrap`` (bool,
     default false: resample training rows per trial), ``standardize`` (bool, default true).
 ``sklearn``
-    ``estimator`` (str, required): dotted path of a scikit-learn compatible classifier class,
-    e.g. ``"sklearn.ensemble.RandomForestClassifier"``; ``params`` (table): its constructor
-    arguments; ``bootstrap``, ``standardize`` as above. The class's module is imported, so only
-    name code you trust.
+    ``estimator`` (str, required): a scikit-learn classifier, by name or path, e.g.
+    ``"sklearn.ensemble.RandomForestClassifier"``, or a class allowed outside the manifest
+    (``allow_estimators=``, ``--allow-estimator``; see
+    :func:`dashsel.evaluators.sklearn.resolve_estimator`); ``params`` (table): its constructor
+    arguments, checked against its signature; ``bootstrap``, ``standardize`` as above.
 ``table`` (replay logged rewards, no training)
     ``path`` (str, required): CSV relative to the manifest; ``dataset_column`` (default
     ``"dataset"``), ``reward_column`` (default ``"reward"``).
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from dashsel.config import ConfigContext
-from dashsel.errors import MissingExtraError
+from dashsel.errors import DashselError, MissingExtraError
 from dashsel.evaluators.base import Evaluator
 from dashsel.evaluators.registry import EvaluatorKind, register_evaluator
 from dashsel.pool import Pool
@@ -62,9 +63,16 @@ def _build_logistic(
 
 # --- sklearn ----------------------------------------------------------------------------------
 def _parse_sklearn(config: dict[str, Any], ctx: ConfigContext) -> dict[str, Any]:
+    from dashsel.evaluators.sklearn import check_estimator_name
+
     ctx.known_keys(config, ("estimator", "params", "bootstrap", "standardize"))
+    name = ctx.string(config, "estimator", required=True)
+    try:  # the allow-list, before anything the manifest names is imported
+        check_estimator_name(name, ctx.allow_estimators)
+    except DashselError as exc:
+        raise ctx.fail("estimator", str(exc)) from None
     return {
-        "estimator": ctx.string(config, "estimator", required=True),
+        "estimator": name,
         "params": ctx.mapping(config, "params", "params = { n_estimators = 100 }"),
         **_training_options(config, ctx),
     }
@@ -73,26 +81,18 @@ def _parse_sklearn(config: dict[str, Any], ctx: ConfigContext) -> dict[str, Any]
 def _build_sklearn(kwargs: dict[str, Any], pool: Pool, base: Path, ctx: ConfigContext) -> Evaluator:
     from sklearn.base import is_classifier
 
-    from dashsel.evaluators.sklearn import SklearnEvaluator
+    from dashsel.evaluators.sklearn import SklearnEvaluator, build_estimator, resolve_estimator
 
-    dotted = kwargs["estimator"]
-    module_name, _, attr = dotted.rpartition(".")
-    if not module_name:
-        raise ctx.fail("estimator", f"{dotted!r} is not a dotted path like 'module.Class'")
     try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except ImportError as exc:
-        raise ctx.fail("estimator", f"cannot import module {module_name!r} ({exc})") from None
-    except AttributeError:
-        raise ctx.fail("estimator", f"module {module_name!r} has no {attr!r}") from None
-    if not isinstance(cls, type):
-        raise ctx.fail("estimator", f"{dotted!r} is not a class")
+        cls = resolve_estimator(kwargs["estimator"], ctx.allow_estimators)
+    except DashselError as exc:
+        raise ctx.fail("estimator", str(exc)) from None
     try:
-        estimator = cls(**kwargs["params"])
-    except TypeError as exc:
-        raise ctx.fail("params", f"{dotted} rejects these parameters ({exc})") from None
-    if not is_classifier(estimator):
-        raise ctx.fail("estimator", f"{dotted!r} is not a scikit-learn classifier")
+        estimator = build_estimator(cls, kwargs["params"])
+    except DashselError as exc:
+        raise ctx.fail("params", str(exc)) from None
+    if not is_classifier(estimator):  # an allowed class may still not be one
+        raise ctx.fail("estimator", f"{kwargs['estimator']!r} is not a scikit-learn classifier")
     return SklearnEvaluator(
         pool, estimator, bootstrap=kwargs["bootstrap"], standardize=kwargs["standardize"]
     )

@@ -50,19 +50,26 @@ def evaluator_kinds() -> tuple[str, ...]:
     return tuple(_KINDS)
 
 
-def config_context(source: str | Path | None) -> ConfigContext:
+def config_context(source: str | Path | None, allow_estimators: Any = ()) -> ConfigContext:
     """The context an ``[evaluator]`` table from ``source`` is checked in."""
-    return ConfigContext(source, "evaluator.", default="[evaluator]")
+    return ConfigContext(
+        source, "evaluator.", default="[evaluator]", allow_estimators=allow_estimators
+    )
 
 
 def validate_evaluator_config(
-    config: Mapping[str, Any], source: str | Path | None = None
+    config: Mapping[str, Any],
+    source: str | Path | None = None,
+    *,
+    allow_estimators: Any = (),
 ) -> EvaluatorKind:
     """Check an ``[evaluator]`` table's kind, keys and types; return its :class:`EvaluatorKind`.
 
+    An ``estimator`` outside the allow-list (scikit-learn classifiers plus
+    ``allow_estimators``) is refused here, before anything it names is imported.
     Raises :class:`~dashsel.errors.ManifestError` naming ``source`` and the key at fault.
     """
-    ctx = config_context(source)
+    ctx = config_context(source, allow_estimators)
     kind, params = _split(config, ctx)
     kind.parse(params, ctx)
     return kind
@@ -74,6 +81,7 @@ def make_evaluator(
     base_dir: str | Path,
     *,
     source: str | Path | None = None,
+    allow_estimators: Any = (),
 ) -> Evaluator:
     """Build the evaluator an ``[evaluator]`` table describes.
 
@@ -87,15 +95,19 @@ def make_evaluator(
         Folder relative paths (``table``'s ``path``) are resolved against.
     source : str or Path, optional
         The manifest file, for error messages.
+    allow_estimators : iterable of class or str, optional
+        Estimators besides scikit-learn's classifiers that ``estimator`` may name: classes,
+        or dotted paths (imported only when the manifest names them).
 
     Raises
     ------
     ManifestError
-        Unknown kind or key, wrong type, or an estimator that is not a classifier.
+        Unknown kind or key, wrong type, an estimator outside the allow-list or one that is
+        not a classifier, or parameters the estimator does not take.
     MissingExtraError
         ``kind = "torch"`` without torch installed.
     """
-    ctx = config_context(source)
+    ctx = config_context(source, allow_estimators)
     kind, params = _split(config, ctx)
     return kind.build(kind.parse(params, ctx), pool, Path(base_dir), ctx)
 

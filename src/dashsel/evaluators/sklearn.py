@@ -2,13 +2,26 @@
 
 The reward of a trial is the accuracy, on the pool's validation split, of a fresh clone of the
 estimator trained on the local data plus the chosen dataset, with the trial's seed.
+
+Estimator allow-list
+--------------------
+A manifest (``[evaluator] kind = "sklearn"``, ``estimator = "..."``) is a file people download
+and share, so the class it names is looked up, never imported from an arbitrary module path:
+:func:`resolve_estimator` accepts a scikit-learn classifier (found by name among
+``sklearn.utils.all_estimators(type_filter="classifier")``) or a class the user allowed
+outside the manifest (``allow_estimators=`` in Python, ``--allow-estimator`` on the command
+line). Anything else is refused before any import or construction.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
+import functools
+import importlib
+import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -203,6 +216,159 @@ class LogisticEvaluator(SklearnEvaluator):
         )
         self.C = C
         self.max_iter = max_iter
+
+
+# --- estimator allow-list --------------------------------------------------------------------
+#: What a user may allow outside a manifest: a class, or the dotted path of one.
+EstimatorAllowance = type | str
+
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def _public_module(module: str) -> str:
+    """``sklearn.ensemble._forest`` -> ``sklearn.ensemble``: where users import it from."""
+    parts = module.split(".")
+    keep = next((i for i, p in enumerate(parts) if p.startswith("_")), len(parts))
+    return ".".join(parts[:keep])
+
+
+def _names_of(cls: type) -> set[str]:
+    module, qual = cls.__module__, cls.__qualname__
+    return {cls.__name__, f"{module}.{qual}", f"{_public_module(module)}.{qual}"}
+
+
+@functools.lru_cache(maxsize=1)
+def _sklearn_estimators() -> tuple[dict[str, type], dict[str, type]]:
+    """Scikit-learn's classifiers and other estimators, by every name they go by."""
+    from sklearn.utils import all_estimators
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation noise from walking every submodule
+        classifiers = dict(all_estimators(type_filter="classifier"))
+        everything = dict(all_estimators())
+    by_name: dict[str, type] = {}
+    others: dict[str, type] = {}
+    for name, cls in everything.items():
+        target = by_name if name in classifiers else others
+        for alias in _names_of(cls):
+            target[alias] = cls
+    return by_name, others
+
+
+def _user_allowed(allow: Iterable[EstimatorAllowance]) -> dict[str, EstimatorAllowance]:
+    out: dict[str, EstimatorAllowance] = {}
+    for item in allow:
+        if isinstance(item, type):
+            for alias in _names_of(item):
+                out[alias] = item
+        elif isinstance(item, str) and _DOTTED.match(item) and "." in item:
+            out[item] = item
+        else:
+            raise DashselError(
+                f"allowed estimator {item!r} must be a class or a dotted path like "
+                f"'package.module.Class'"
+            )
+    return out
+
+
+def check_estimator_name(name: str, allow: Iterable[EstimatorAllowance] = ()) -> None:
+    """Raise :class:`DashselError` unless ``name`` is on the allow-list; import nothing it names.
+
+    On the list: a scikit-learn classifier, by class name (``"RandomForestClassifier"``),
+    public path (``"sklearn.ensemble.RandomForestClassifier"``) or defining module's path;
+    and whatever ``allow`` holds (classes, or dotted paths matched exactly). Names outside
+    scikit-learn are refused without importing anything, even scikit-learn.
+    """
+    if name in _user_allowed(allow):
+        return
+    how = (
+        f"to use another class you trust, allow it outside the manifest: "
+        f"--allow-estimator {name} (dashsel run/check) or allow_estimators=[{name!r}] (Python)"
+    )
+    if not isinstance(name, str) or not _DOTTED.match(name):
+        raise DashselError(f"{name!r} is not a class name or dotted path; {how}")
+    hint = ""
+    if "." not in name or name.split(".", 1)[0] == "sklearn":
+        classifiers, others = _sklearn_estimators()
+        if name in classifiers:
+            return
+        if name in others:
+            hint = f" ({name!r} is a scikit-learn estimator but not a classifier)"
+        else:
+            near = difflib.get_close_matches(name, list(classifiers), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+    raise DashselError(
+        f"{name!r} is not allowed: a manifest may name only a scikit-learn classifier, e.g. "
+        f"'sklearn.ensemble.RandomForestClassifier'{hint}; {how}"
+    )
+
+
+def resolve_estimator(name: str, allow: Iterable[EstimatorAllowance] = ()) -> type:
+    """The class ``name`` stands for, if it is on the allow-list (see :func:`check_estimator_name`).
+
+    Only a dotted path the user put in ``allow`` is imported; scikit-learn classifiers are
+    looked up by name.
+
+    Raises
+    ------
+    DashselError
+        Not on the allow-list, or an allowed dotted path that does not import to a class.
+    """
+    check_estimator_name(name, allow)
+    allowed = _user_allowed(allow)
+    found = allowed.get(name)
+    if isinstance(found, type):
+        return found
+    if found is None:
+        return _sklearn_estimators()[0][name]
+    module_name, _, attr = found.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except ImportError as exc:
+        raise DashselError(f"cannot import module {module_name!r} ({exc})") from None
+    except AttributeError:
+        raise DashselError(f"module {module_name!r} has no {attr!r}") from None
+    if not isinstance(cls, type):
+        raise DashselError(f"{found!r} is not a class")
+    return cls
+
+
+def build_estimator(cls: type, params: dict[str, Any]) -> BaseEstimator:
+    """Check ``params`` against ``cls``'s signature, then construct it and validate the values.
+
+    Raises
+    ------
+    DashselError
+        An unknown parameter (with the closest known one), or a value the class refuses.
+    """
+    import inspect
+
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):
+        sig = None
+    if sig is not None and not any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()
+    ):
+        known = [n for n, p in sig.parameters.items() if p.kind is not p.VAR_POSITIONAL]
+        for key in params:
+            if key not in known:
+                near = difflib.get_close_matches(key, known, n=1)
+                hint = f"did you mean {near[0]!r}?" if near else f"it takes {', '.join(known)}"
+                raise DashselError(f"{cls.__name__} has no parameter {key!r}; {hint}")
+    try:
+        estimator = cls(**params)
+        # scikit-learn checks values only at fit time; check them now, before any trial.
+        validate = getattr(estimator, "_validate_params", None)
+        if callable(validate) and hasattr(estimator, "_parameter_constraints"):
+            validate()
+    except (TypeError, ValueError) as exc:
+        raise DashselError(f"{cls.__name__} rejects these parameters ({_one_line(exc)})") from None
+    return estimator
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
 
 
 def _flat(X: np.ndarray) -> np.ndarray:
