@@ -346,7 +346,9 @@ def _read_npz(path: Path, x_key: str, y_key: str, cap: int) -> tuple[np.ndarray,
                     f"refuse such files up front"
                 ) from None
             except _ZIP_ERRORS as exc:
-                raise DataError(f"{path}: array {key!r} unreadable ({one_line(exc, 200)})") from None
+                raise DataError(
+                    f"{path}: array {key!r} unreadable ({one_line(exc, 200)})"
+                ) from None
     return out[0], out[1]
 
 
