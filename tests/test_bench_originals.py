@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from dashsel.bench import originals as og
-from dashsel.bench.digits5 import Digits5
 from dashsel.errors import DataError
+from dashsel_bench import originals as og
+from dashsel_bench.digits5 import Digits5
 
 N = 60  # images per part; labels cycle 0..9
 

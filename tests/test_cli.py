@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from dashsel import __version__
-from dashsel.bench.common import regroup
 from dashsel.cli import app
 from dashsel.pool import ArraySplit, DatasetEntry, Pool
 from dashsel.toy import write_toy_manifest, write_toy_table
+from dashsel_bench.common import regroup
 
 runner = CliRunner()
 
@@ -210,7 +210,7 @@ def test_bench_writes_tables_and_plots(tmp_path: Path, monkeypatch: pytest.Monke
     module = types.ModuleType("dashsel_tiny_suite")
     module.SUITE = _TinySuite()  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "dashsel_tiny_suite", module)
-    from dashsel.bench import suites
+    from dashsel_bench import suites
 
     monkeypatch.setitem(suites.SUITES, "tiny", "dashsel_tiny_suite")
     monkeypatch.setenv("DASHSEL_CACHE", str(tmp_path / "cache"))

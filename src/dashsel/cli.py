@@ -346,7 +346,7 @@ def bench(
 ) -> None:
     """Run the paper's studies on a benchmark SUITE and write tables, plots and JSON."""
     with _user_errors():
-        from dashsel.bench.harness import StudyConfig
+        from dashsel_bench.harness import StudyConfig
 
         config = StudyConfig.from_options(
             suite=suite,
@@ -363,7 +363,7 @@ def bench(
 
 
 def _run_and_write(config: Any, out: Path) -> Any:
-    from dashsel.bench.harness import run_study
+    from dashsel_bench.harness import run_study
 
     start = time.perf_counter()
     with _progress() as bar:
@@ -387,7 +387,7 @@ def demo(
 ) -> None:
     """Build the digits5 pool offline and run a short version of the paper's comparison."""
     with _user_errors():
-        from dashsel.bench.harness import StudyConfig
+        from dashsel_bench.harness import StudyConfig
 
         console.print(
             "[bold]dashsel demo[/]: DaSH vs flat Thompson sampling, UCB and random on the "
@@ -406,7 +406,7 @@ def data_build(
 ) -> None:
     """Build and cache a benchmark suite's data."""
     with _user_errors():
-        from dashsel.bench.suites import get_suite
+        from dashsel_bench.suites import get_suite
 
         start = time.perf_counter()
         s = get_suite(suite)

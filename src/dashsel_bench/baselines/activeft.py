@@ -7,7 +7,9 @@ from typing import Literal
 
 import numpy as np
 
-from dashsel.bench.baselines._common import (
+from dashsel.errors import DashselError
+from dashsel.random_state import RandomState, check_random_state
+from dashsel_bench.baselines._common import (
     _CHUNK,
     all_indices,
     check_budget,
@@ -18,8 +20,6 @@ from dashsel.bench.baselines._common import (
     greedy_distinct_argmax,
     l2_normalise,
 )
-from dashsel.errors import DashselError
-from dashsel.random_state import RandomState, check_random_state
 
 # Adam's usual constants (PyTorch defaults, which the reference code runs with).
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
