@@ -9,8 +9,8 @@ import numpy as np
 from dashsel.errors import DashselError
 
 #: Rows per block when a (rows x n) similarity or distance matrix is built in pieces. Bounds
-#: the temporary memory to about ``_CHUNK * n * 8`` bytes whatever the pool size.
-_CHUNK = 1024
+#: the temporary memory to about ``CHUNK * n * 8`` bytes whatever the pool size.
+CHUNK = 1024
 
 
 def check_features(x: object, name: str) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 from dashsel.errors import DashselError
 from dashsel.random_state import RandomState, check_random_state
 from dashsel_bench.baselines._common import (
-    _CHUNK,
+    CHUNK,
     all_indices,
     check_budget,
     check_count,
@@ -208,8 +208,8 @@ def match_parameters(features: np.ndarray, theta: np.ndarray) -> np.ndarray:
     """Map each parameter, in order, to its most similar sample not chosen by an earlier one."""
     taken = np.zeros(features.shape[0], dtype=bool)
     chosen: list[int] = []
-    for start in range(0, theta.shape[0], _CHUNK):
-        greedy_distinct_argmax(theta[start : start + _CHUNK] @ features.T, taken, chosen)
+    for start in range(0, theta.shape[0], CHUNK):
+        greedy_distinct_argmax(theta[start : start + CHUNK] @ features.T, taken, chosen)
     return np.asarray(chosen, dtype=np.intp)
 
 

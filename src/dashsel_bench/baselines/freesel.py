@@ -12,7 +12,7 @@ import numpy as np
 from dashsel.errors import DashselError
 from dashsel.random_state import RandomState, check_random_state
 from dashsel_bench.baselines._common import (
-    _CHUNK,
+    CHUNK,
     all_indices,
     check_budget,
     check_count,
@@ -152,8 +152,8 @@ def freesel_select(
     dist = np.full(patterns.shape[0], 2.0)
     if loc is not None:
         loc_patterns, _ = semantic_patterns(loc, n_patches, keep_ratio)
-        for s in range(0, loc_patterns.shape[0], _CHUNK):
-            sim = patterns @ loc_patterns[s : s + _CHUNK].T
+        for s in range(0, loc_patterns.shape[0], CHUNK):
+            sim = patterns @ loc_patterns[s : s + CHUNK].T
             np.minimum(dist, 1.0 - sim.max(axis=1), out=dist)
         np.maximum(dist, 0.0, out=dist)
 
