@@ -70,7 +70,7 @@ def check_count(value: object, name: str, minimum: int = 1) -> int:
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; all-zero rows (an empty TF-IDF document) stay zero."""
+    """Rows scaled to unit length; all-zero rows (an empty text document) stay zero."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     # Dividing by 1 leaves a zero row at zero instead of producing NaN: such a sample has
     # cosine similarity 0 with everything, which is the natural reading of "no signal".

@@ -234,8 +234,8 @@ def activeft_select(
     parameter, in order, takes its most similar sample not already taken (the reference
     code's rule, which keeps the picks distinct).
 
-    Adaptation: the pool's feature vectors (HOG, TF-IDF, ...) stand in for the frozen DINO
-    features of the original. ActiveFT is one-shot with no labelled set, so ``local`` is
+    Adaptation: the pool's feature vectors (HOG, hashed term frequencies, ...) stand in for the
+    frozen DINO features of the original. ActiveFT is one-shot with no labelled set, so ``local`` is
     checked but not used. The N-term is estimated on a random mini-batch of ``batch_size``
     samples per step when the pool is larger (the reference code uses the whole pool on a GPU).
 

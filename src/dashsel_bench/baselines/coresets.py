@@ -65,8 +65,8 @@ def coresets_select(
         return all_indices(n)
 
     # Centre the data: ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2 cancels badly when the points sit
-    # far from the origin (HOG and TF-IDF features are all non-negative); centring removes the
-    # common offset at no cost to the distances.
+    # far from the origin (HOG and hashed term-frequency features are all non-negative);
+    # centring removes the common offset at no cost to the distances.
     mean = x.mean(axis=0)
     x = x - mean
     sq_norms = np.einsum("ij,ij->i", x, x)

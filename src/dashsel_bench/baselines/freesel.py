@@ -89,9 +89,9 @@ def freesel_select(
     probability proportional to ``D(p)^2`` (k-means++ style; the reference ``prob`` sampling,
     or the plain farthest point with ``sampling="fps"``) and its whole sample is selected.
 
-    Adaptation: **no pretrained ViT is used.** The pool's own feature vectors (HOG, TF-IDF,
-    ...) stand in for the ViT features, and pseudo-patches cut from them stand in for the
-    patch tokens, with their energy standing in for the attention
+    Adaptation: **no pretrained ViT is used.** The pool's own feature vectors (HOG, hashed term
+    frequencies, ...) stand in for the ViT features, and pseudo-patches cut from them stand in
+    for the patch tokens, with their energy standing in for the attention
     (:func:`semantic_patterns`). The default ``n_patches=1`` uses the whole feature vector as
     the single pattern, which suits any feature type; more patches only make sense where
     contiguous feature blocks mean something (HOG blocks are image regions). When ``local`` is
