@@ -116,7 +116,8 @@ def check_library(inst: Install, work: Path) -> list[str]:
     hint = "install the benchmark extra: pip install 'dashsel[bench]'"
     if proc.returncode != 2 or hint not in proc.stderr or "Traceback" in proc.stderr:
         raise RuntimeError(f"dashsel demo without the extra: {proc.returncode} {proc.stderr}")
-    lines.append(f"* `dashsel demo` without the extra: `{proc.stderr.strip()}`")
+    # Double backticks: the message itself holds backticks.
+    lines.append(f"* `dashsel demo` without the extra: `` {proc.stderr.strip()} ``")
     return lines
 
 
@@ -142,7 +143,7 @@ def report(installs: list[Install], checks: list[str]) -> str:
         "Measured by `benchmarks/install_footprint.py` (`make footprint`): fresh virtual",
         "environments built from this checkout, sized with `du -sk` (the venv folder, pip's",
         f"cache not included). Python {platform.python_version()}, {platform.system()} "
-        f"{platform.machine()}.",
+        f"{platform.machine()}. Install times depend on the machine's load and pip's cache.",
         "",
         *rows,
         "",
