@@ -3,11 +3,14 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+# `make demo` needs only the library and the benchmark extra (no test tools, ray, peers,
+# pyarrow): about half the size of the dev install. The dev install covers it too.
+DEMO_STAMP := $(VENV)/.installed-bench
 # The torch extra is installed only by `make torch` (and CI). 2.13.0 is a CPU build where a
 # local wheel exists; see docs/user-guide.md.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv demo test lint bench torch clean
+.PHONY: venv demo test lint bench torch footprint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,10 +20,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+$(DEMO_STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	touch $(DEMO_STAMP)
+
 torch: $(STAMP)
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/dashsel demo --out demo-out
 
 test: $(STAMP)
@@ -32,6 +41,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/run_all.py
+
+# Install sizes (library alone, demo, dev) measured in fresh venvs under /tmp; writes
+# docs/benchmarks/footprint.md. Needs the network (pip) and a few minutes.
+footprint: $(STAMP)
+	$(BIN)/python benchmarks/install_footprint.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache

@@ -19,9 +19,9 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from dashsel.bench.common import relevant_ids
-from dashsel.bench.digits5 import DOMAINS, SUITE
 from dashsel.evaluators.sklearn import LogisticEvaluator
+from dashsel_bench.common import relevant_ids
+from dashsel_bench.digits5 import DOMAINS, SUITE
 
 
 def main() -> int:

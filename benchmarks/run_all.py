@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from dashsel.bench.harness import STUDIES, StudyConfig, run_study
+from dashsel_bench.harness import STUDIES, StudyConfig, headline_markdown, run_study, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = ("digits5", "spam")
@@ -80,15 +80,15 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
         )
         result = run_study(config, progress=Progress(suite))
-        out = result.write(args.out / suite)
+        out = write_report(result, args.out / suite)
         for note in result.notes:
             print(f"  note: {note}")
         print(f"{suite}: wrote {out} in {time.perf_counter() - t0:.0f}s", flush=True)
-        print(result.headline_markdown())
+        print(headline_markdown(result))
     if "digits5" in args.suites and (args.studies is None or "weak_init" in args.studies):
         # The weak-initial-model study needs a larger local set to cut 10/20/50 % from: with
         # the default 20 images every fraction falls to the floor of one image per class.
-        from dashsel.bench.digits5 import Digits5
+        from dashsel_bench.digits5 import Digits5
 
         t0 = time.perf_counter()
         config = StudyConfig.from_options(
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
         )
         result = run_study(config, progress=Progress("digits5-weak-init"))
-        out = result.write(args.out / "digits5-weak-init")
+        out = write_report(result, args.out / "digits5-weak-init")
         print(f"digits5-weak-init: wrote {out} in {time.perf_counter() - t0:.0f}s", flush=True)
     print(f"total time: {time.perf_counter() - start:.0f}s")
     return 0

@@ -38,9 +38,9 @@ SEEDS = 2
 
 def export(data: Path, targets: list[str]) -> None:
     """Save each target's raw pool as uint8 arrays and the fast evaluator's rewards."""
-    from dashsel.bench.common import relevant_ids
-    from dashsel.bench.digits5 import SUITE
     from dashsel.evaluators.sklearn import LogisticEvaluator
+    from dashsel_bench.common import relevant_ids
+    from dashsel_bench.digits5 import SUITE
 
     data.mkdir(parents=True, exist_ok=True)
     fast_rows = {}

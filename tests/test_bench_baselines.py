@@ -7,12 +7,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dashsel.bench.baselines import SAMPLE_SELECTORS, hyperparameters, select_samples
-from dashsel.bench.baselines._common import l2_normalise
-from dashsel.bench.baselines.activeft import activeft_loss_grad, fit_activeft
-from dashsel.bench.baselines.bilaf import _quotas
-from dashsel.bench.baselines.freesel import semantic_patterns
 from dashsel.errors import DashselError
+from dashsel_bench.baselines import SAMPLE_SELECTORS, hyperparameters, select_samples
+from dashsel_bench.baselines._common import l2_normalise
+from dashsel_bench.baselines.activeft import activeft_loss_grad, fit_activeft
+from dashsel_bench.baselines.bilaf import _quotas
+from dashsel_bench.baselines.freesel import semantic_patterns
 
 METHODS = sorted(SAMPLE_SELECTORS)
 # Fewer optimisation steps where a test checks the contract, not the optimum: same code paths.

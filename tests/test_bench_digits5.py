@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dashsel.bench import digits5 as d5
-from dashsel.bench.common import relevant_ids
-from dashsel.bench.suites import get_suite
 from dashsel.errors import DashselError, DataError
+from dashsel_bench import digits5 as d5
+from dashsel_bench.common import relevant_ids
+from dashsel_bench.suites import get_suite
 
 TINY = {d: (200, 50) for d in d5.DOMAINS}
 

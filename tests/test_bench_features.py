@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dashsel.bench.features import FEATURE_KINDS, image_features, raw_features
 from dashsel.errors import DashselError, DataError
+from dashsel_bench.features import FEATURE_KINDS, image_features, raw_features
 
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
-    from dashsel.bench.render import grey_to_rgb, resize_stack
+    from dashsel_bench.render import grey_to_rgb, resize_stack
 
     d = load_digits()
     imgs = (d.images[:300] * (255 / 16)).astype(np.uint8)

@@ -16,19 +16,21 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
-from dashsel.bench.common import regroup
-from dashsel.bench.harness import (
-    STUDIES,
-    BankEvaluator,
-    StudyConfig,
-    StudyResult,
-    build_bank,
-    run_study,
-)
 from dashsel.errors import DashselError
 from dashsel.evaluators.sklearn import LogisticEvaluator
 from dashsel.pool import ArraySplit, DatasetEntry, Pool
 from dashsel.trial import TrialSpec
+from dashsel_bench.common import regroup
+from dashsel_bench.harness import (
+    STUDIES,
+    BankReplay,
+    StudyConfig,
+    StudyResult,
+    build_bank,
+    headline_markdown,
+    run_study,
+    write_report,
+)
 
 N_CLASSES, N_FEATURES = 3, 6
 
@@ -111,7 +113,7 @@ def test_bank_replay_equals_direct_evaluation(cache_env: Path) -> None:
     pool = GaussianSuite().make_pool("a", n_subsets=1)
     evaluator = LogisticEvaluator(pool, bootstrap=True)
     bank = build_bank(evaluator, pool.dataset_ids, 3)
-    replay = BankEvaluator(bank)
+    replay = BankReplay(bank)
     for d in ("a0", "b0"):
         for s in range(3):
             direct = evaluator.evaluate(TrialSpec(0, d, s, 0))
@@ -130,7 +132,7 @@ def test_bank_replay_equals_direct_evaluation(cache_env: Path) -> None:
 def test_bank_evaluator_describe_and_unknown_id(cache_env: Path) -> None:
     pool = GaussianSuite().make_pool("b", n_subsets=1)
     evaluator = LogisticEvaluator(pool)
-    replay = BankEvaluator(build_bank(evaluator, pool.dataset_ids[:2], 2))
+    replay = BankReplay(build_bank(evaluator, pool.dataset_ids[:2], 2))
     desc = replay.describe()
     assert desc["n_seeds"] == 2 and desc["source"] == evaluator.describe()
     with pytest.raises(DashselError, match="not in the reward bank"):
@@ -253,7 +255,7 @@ def test_peers_study_and_cached_scores(study: StudyResult) -> None:
 def test_missing_dependency_is_skipped_with_note(
     cache_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dashsel.bench import methods
+    from dashsel_bench import methods
 
     monkeypatch.setattr(
         methods.PyDVLMethod, "unavailable", lambda self: "pydvl-banzhaf: no module 'pydvl'"
@@ -275,7 +277,7 @@ def test_missing_dependency_is_skipped_with_note(
 
 
 def test_result_json_round_trip(study: StudyResult, tmp_path: Path) -> None:
-    out = study.write(tmp_path / "out", plots=False)  # plots: tests/test_bench_report.py
+    out = write_report(study, tmp_path / "out", plots=False)  # plots: tests/test_bench_report.py
     loaded = StudyResult.load(out / "results.json")
     assert loaded.config.to_dict() == study.config.to_dict()
     assert loaded.notes == study.notes and loaded.timings == study.timings
@@ -285,7 +287,7 @@ def test_result_json_round_trip(study: StudyResult, tmp_path: Path) -> None:
             df.reset_index(drop=True),
             check_dtype=False,
         )
-    assert "DaSH" in study.headline_markdown()
+    assert "DaSH" in headline_markdown(study)
 
 
 def test_progress_is_reported(cache_env: Path) -> None:

@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from dashsel.bench.harness import BankEvaluator, build_bank
-from dashsel.bench.methods import (
+from dashsel.errors import DashselError
+from dashsel.evaluators.sklearn import LogisticEvaluator
+from dashsel.pool import ArraySplit, DatasetEntry, Pool
+from dashsel_bench.harness import BankReplay, build_bank
+from dashsel_bench.methods import (
     GlobalMethod,
     InstanceMethod,
     LocalMethod,
@@ -24,9 +27,6 @@ from dashsel.bench.methods import (
     regrouped,
     sample_budget,
 )
-from dashsel.errors import DashselError
-from dashsel.evaluators.sklearn import LogisticEvaluator
-from dashsel.pool import ArraySplit, DatasetEntry, Pool
 
 DOMAINS = ("x", "y", "z")
 
@@ -63,7 +63,7 @@ def _single_thread() -> Iterator[None]:
 def ctx() -> RunContext:
     pool = make_pool()
     scorer = LogisticEvaluator(pool, bootstrap=True)
-    bank = BankEvaluator(build_bank(scorer, pool.dataset_ids, 2))
+    bank = BankReplay(build_bank(scorer, pool.dataset_ids, 2))
     return RunContext(pool=pool, rewards=bank, scorer=scorer, budget=8, run=1, k=2)
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from dashsel.bench import originals as og
-from dashsel.bench.digits5 import Digits5
 from dashsel.errors import DataError
+from dashsel_bench import originals as og
+from dashsel_bench.digits5 import Digits5
 
 N = 60  # images per part; labels cycle 0..9
 
@@ -19,7 +19,8 @@ def _onehot(y: np.ndarray) -> np.ndarray:
     return np.eye(10, dtype=np.uint8)[y]
 
 
-def _write_digit_five(root: Path, rng: np.random.Generator) -> None:
+def write_digit_five(root: Path, rng: np.random.Generator) -> None:
+    """Tiny Digit-Five .mat files (N images per part) under ``root`` (also used by test_cli)."""
     y = np.arange(N) % 10
     u8 = lambda *s: rng.integers(0, 256, size=s, dtype=np.uint8)  # noqa: E731
     savemat(root / "mnist_data.mat", {
@@ -48,7 +49,7 @@ def _write_digit_five(root: Path, rng: np.random.Generator) -> None:
 
 @pytest.fixture()
 def d5root(tmp_path: Path) -> Path:
-    _write_digit_five(tmp_path, np.random.default_rng(0))
+    write_digit_five(tmp_path, np.random.default_rng(0))
     return tmp_path
 
 
@@ -106,15 +107,17 @@ def test_suite_from_originals(
     assert len(pool.test) == N
 
 
-def _write_domainnet(root: Path) -> None:
+def write_domainnet(root: Path, n_train: int = 6, n_test: int = 3, n_classes: int = 3) -> None:
+    """Tiny DomainNet folders and split lists (clipart, sketch) under ``root`` (also used by
+    test_cli)."""
     from PIL import Image
 
     rng = np.random.default_rng(1)
     for dom in ("clipart", "sketch"):
-        for part, n in (("train", 6), ("test", 3)):
+        for part, n in (("train", n_train), ("test", n_test)):
             lines = []
             for i in range(n):
-                lab = i % 3
+                lab = i % n_classes
                 rel = f"{dom}/c{lab}/{part}_{i}.png"
                 (root / rel).parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(root / rel)
@@ -123,7 +126,7 @@ def _write_domainnet(root: Path) -> None:
 
 
 def test_domainnet(tmp_path: Path) -> None:
-    _write_domainnet(tmp_path)
+    write_domainnet(tmp_path)
     doms = og.load_domainnet(tmp_path, ("clipart", "sketch"), size=16)
     assert doms["sketch"].train_images.shape == (6, 16, 16, 3)
     assert doms["clipart"].test_labels.tolist() == [0, 1, 2]
@@ -132,7 +135,7 @@ def test_domainnet(tmp_path: Path) -> None:
 
 
 def test_domainnet_errors(tmp_path: Path) -> None:
-    _write_domainnet(tmp_path)
+    write_domainnet(tmp_path)
     with pytest.raises(DataError, match=r"real_train\.txt"):
         og.load_domainnet(tmp_path, ("real",))
     (tmp_path / "clipart_test.txt").write_text("just-a-path\n")

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dashsel.bench import spam
-from dashsel.bench.common import relevant_ids
 from dashsel.errors import DashselError, DataError, MissingExtraError
+from dashsel_bench import spam
+from dashsel_bench.common import relevant_ids
 
 FIXTURE = Path(__file__).parent / "fixtures" / "spam"
 SMALL = {"subset_size": 1, "local_size": 2, "eval_size": 3}

@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from dashsel import __version__
-from dashsel.bench.common import regroup
 from dashsel.cli import app
 from dashsel.pool import ArraySplit, DatasetEntry, Pool
 from dashsel.toy import write_toy_manifest, write_toy_table
+from dashsel_bench.common import regroup
 
 runner = CliRunner()
 
@@ -214,7 +214,7 @@ def test_bench_writes_tables_and_plots(tmp_path: Path, monkeypatch: pytest.Monke
     module = types.ModuleType("dashsel_tiny_suite")
     module.SUITE = _TinySuite()  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "dashsel_tiny_suite", module)
-    from dashsel.bench import suites
+    from dashsel_bench import suites
 
     monkeypatch.setitem(suites.SUITES, "tiny", "dashsel_tiny_suite")
     monkeypatch.setenv("DASHSEL_CACHE", str(tmp_path / "cache"))
@@ -228,3 +228,92 @@ def test_bench_writes_tables_and_plots(tmp_path: Path, monkeypatch: pytest.Monke
     for label in ("Local", "Global", "DaSH", "DaS (flat)"):
         assert label in table
     assert (out / "results.json").exists() and list(out.glob("*.png"))
+
+
+# --- original files: Digit-Five and DomainNet, on the fixture files of test_bench_originals ----
+def _bench_small(out: Path, *args: object):
+    return invoke(
+        "bench", *args, "--policies", "dash,random", "--runs", "1", "--budget", "4",
+        "--studies", "main_table", "--subsets", "2", "--out", out,
+    )  # fmt: skip
+
+
+def test_bench_digits5_from_original_files(tmp_path: Path, monkeypatch) -> None:
+    from test_bench_originals import write_digit_five
+
+    root = tmp_path / "digit-five"
+    root.mkdir()
+    write_digit_five(root, np.random.default_rng(0))
+    monkeypatch.setenv("DASHSEL_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    res = _bench_small(
+        out, "digits5", root, "--source", "original", "--targets", "usps",
+        "--local-size", "10", "--val-size", "10",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    data = json.loads((out / "results.json").read_text())
+    rows = data["studies"]["main_table"]
+    assert {r["target"] for r in rows} == {"usps"}  # the original files' USPS domain
+    assert {r["method"] for r in rows} >= {"dash", "random", "local", "global"}
+
+
+def test_bench_domainnet(tmp_path: Path, monkeypatch) -> None:
+    from test_bench_originals import write_domainnet
+
+    write_domainnet(tmp_path / "dn", n_train=40, n_test=9, n_classes=3)
+    monkeypatch.setenv("DASHSEL_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    res = _bench_small(
+        out, "domainnet", tmp_path / "dn", "--domains", "clipart,sketch", "--classes", "0,1,2",
+        "--targets", "sketch", "--local-size", "6", "--val-size", "6",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    data = json.loads((out / "results.json").read_text())
+    assert data["config"]["suite"] == "domainnet"
+    selected = {r["selected"] for r in data["studies"]["main_table"] if r["method"] == "dash"}
+    assert selected and all(s.split(";")[0][:-1] in ("clipart", "sketch") for s in selected)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("domainnet",), "needs ROOT"),
+        (("digits5", "--source", "original"), "needs ROOT"),
+        (("digits5", "--source", "nope"), "unknown --source"),
+        (("spam", "--source", "original", "."), "applies to digits5 only"),
+        (("digits5", "--classes", "1,2"), "applies to original files only"),
+        (("digits5", "/no/such/folder", "--source", "original"), "no such folder"),
+    ],
+)
+def test_bench_source_errors_are_one_line(args: tuple[str, ...], message: str) -> None:
+    res = invoke("bench", *args)
+    assert res.exit_code == 2
+    assert message in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("command", [("demo",), ("bench", "digits5"), ("data", "build", "digits5")])
+def test_missing_bench_extra_gives_install_hint(command, monkeypatch, tmp_path: Path) -> None:
+    # A None entry in sys.modules makes `import mlxtend` raise ImportError, as if uninstalled.
+    monkeypatch.setitem(sys.modules, "mlxtend", None)
+    res = invoke(*command, *(("--out", tmp_path) if command[0] != "data" else ()))
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in res.output
+    assert "mlxtend" in lines[0]
+    assert "install the benchmark extra: pip install 'dashsel[bench]'" in lines[0]
+
+
+def test_data_build_spam_does_not_need_the_bench_extra(monkeypatch) -> None:
+    # spam's data needs scikit-learn only: building it must not demand matplotlib and co.
+    from dashsel_bench import suites
+
+    built = []
+    module = types.ModuleType("dashsel_fake_spam")
+    module.SUITE = types.SimpleNamespace(build=lambda rebuild: built.append(rebuild))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "dashsel_fake_spam", module)
+    monkeypatch.setitem(suites.SUITES, "spam", "dashsel_fake_spam")
+    for name in ("matplotlib", "skimage", "mlxtend"):
+        monkeypatch.setitem(sys.modules, name, None)
+    res = invoke("data", "build", "spam")
+    assert res.exit_code == 0, res.output
+    assert built == [False]

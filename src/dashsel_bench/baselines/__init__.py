@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from dashsel.bench.baselines.activeft import activeft_select
-from dashsel.bench.baselines.bilaf import bilaf_select
-from dashsel.bench.baselines.coresets import coresets_select
-from dashsel.bench.baselines.freesel import freesel_select
-from dashsel.bench.baselines.random_samples import random_select
 from dashsel.errors import DashselError
 from dashsel.random_state import RandomState
+from dashsel_bench.baselines.activeft import activeft_select
+from dashsel_bench.baselines.bilaf import bilaf_select
+from dashsel_bench.baselines.coresets import coresets_select
+from dashsel_bench.baselines.freesel import freesel_select
+from dashsel_bench.baselines.random_samples import random_select
 
 SampleSelector = Callable[..., np.ndarray]
 

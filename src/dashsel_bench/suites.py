@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import importlib
 
-from dashsel.bench.common import BenchmarkSuite
 from dashsel.errors import DashselError
+from dashsel_bench.common import BenchmarkSuite
 
 #: Suite name -> module defining a module-level ``SUITE``.
 SUITES: dict[str, str] = {
-    "digits5": "dashsel.bench.digits5",
-    "spam": "dashsel.bench.spam",
+    "digits5": "dashsel_bench.digits5",
+    "spam": "dashsel_bench.spam",
 }
 
 
@@ -36,3 +36,8 @@ def get_suite(name: str) -> BenchmarkSuite:
     if suite is None:
         raise DashselError(f"module {SUITES[name]} defines no SUITE for suite {name!r}")
     return suite
+
+
+def resolve_suite(suite: str | BenchmarkSuite) -> BenchmarkSuite:
+    """``suite`` itself, or the suite registered under that name."""
+    return get_suite(suite) if isinstance(suite, str) else suite

@@ -7,7 +7,9 @@ import math
 import numpy as np
 from scipy import sparse
 
-from dashsel.bench.baselines._common import (
+from dashsel.errors import DashselError
+from dashsel.random_state import RandomState, check_random_state
+from dashsel_bench.baselines._common import (
     all_indices,
     check_budget,
     check_count,
@@ -16,13 +18,11 @@ from dashsel.bench.baselines._common import (
     check_positive,
     l2_normalise,
 )
-from dashsel.bench.baselines.activeft import (
+from dashsel_bench.baselines.activeft import (
     check_activeft_params,
     fit_activeft,
     match_parameters,
 )
-from dashsel.errors import DashselError
-from dashsel.random_state import RandomState, check_random_state
 
 
 def bilaf_select(
@@ -46,7 +46,7 @@ def bilaf_select(
 
     1. **Core samples.** ``n_core = round(core_ratio * budget)`` (at least 2 when the budget
        allows, since a boundary needs two sides) samples chosen by ActiveFT
-       (:func:`~dashsel.bench.baselines.activeft.fit_activeft`); they are the pseudo-class
+       (:func:`~dashsel_bench.baselines.activeft.fit_activeft`); they are the pseudo-class
        centres, and every sample joins the cluster of its nearest centre.
     2. **Denoising.** In each cluster, a sample's density is the inverse of its mean distance to
        its ``n_neighbors`` nearest cluster-mates; the ``removal_ratio`` least dense samples of

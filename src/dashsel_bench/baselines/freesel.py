@@ -9,8 +9,10 @@ from typing import Literal
 
 import numpy as np
 
-from dashsel.bench.baselines._common import (
-    _CHUNK,
+from dashsel.errors import DashselError
+from dashsel.random_state import RandomState, check_random_state
+from dashsel_bench.baselines._common import (
+    CHUNK,
     all_indices,
     check_budget,
     check_count,
@@ -19,8 +21,6 @@ from dashsel.bench.baselines._common import (
     check_positive,
     l2_normalise,
 )
-from dashsel.errors import DashselError
-from dashsel.random_state import RandomState, check_random_state
 
 Sampling = Literal["prob", "fps"]
 
@@ -89,9 +89,9 @@ def freesel_select(
     probability proportional to ``D(p)^2`` (k-means++ style; the reference ``prob`` sampling,
     or the plain farthest point with ``sampling="fps"``) and its whole sample is selected.
 
-    Adaptation: **no pretrained ViT is used.** The pool's own feature vectors (HOG, TF-IDF,
-    ...) stand in for the ViT features, and pseudo-patches cut from them stand in for the
-    patch tokens, with their energy standing in for the attention
+    Adaptation: **no pretrained ViT is used.** The pool's own feature vectors (HOG, hashed term
+    frequencies, ...) stand in for the ViT features, and pseudo-patches cut from them stand in
+    for the patch tokens, with their energy standing in for the attention
     (:func:`semantic_patterns`). The default ``n_patches=1`` uses the whole feature vector as
     the single pattern, which suits any feature type; more patches only make sense where
     contiguous feature blocks mean something (HOG blocks are image regions). When ``local`` is
@@ -152,8 +152,8 @@ def freesel_select(
     dist = np.full(patterns.shape[0], 2.0)
     if loc is not None:
         loc_patterns, _ = semantic_patterns(loc, n_patches, keep_ratio)
-        for s in range(0, loc_patterns.shape[0], _CHUNK):
-            sim = patterns @ loc_patterns[s : s + _CHUNK].T
+        for s in range(0, loc_patterns.shape[0], CHUNK):
+            sim = patterns @ loc_patterns[s : s + CHUNK].T
             np.minimum(dist, 1.0 - sim.max(axis=1), out=dist)
         np.maximum(dist, 0.0, out=dist)
 

@@ -34,15 +34,15 @@ from typing import Any
 
 import numpy as np
 
-from dashsel.bench.common import GROUPINGS, regroup, relevant_ids
 from dashsel.errors import DashselError
 from dashsel.evaluators.base import Evaluator
 from dashsel.hierarchy import Hierarchy
 from dashsel.pool import ArraySplit, Pool
+from dashsel_bench.common import GROUPINGS, regroup, relevant_ids
 
 #: Reference rows of every table.
 REFERENCES: tuple[str, ...] = ("local", "global")
-#: Instance-level selectors of :mod:`dashsel.bench.baselines` (the paper's Table 1 baselines).
+#: Instance-level selectors of :mod:`dashsel_bench.baselines` (the paper's Table 1 baselines).
 INSTANCE_METHODS: tuple[str, ...] = ("coresets", "activeft", "bilaf", "freesel", "random-samples")
 #: Dataset-level peers from :mod:`dashsel.peers`.
 PEER_POLICIES: tuple[str, ...] = ("optuna", "mabwiser-ts", "mabwiser-ucb")
@@ -124,9 +124,13 @@ class RunContext:
         The pool with the default (perfect) grouping and its arrays.
     rewards : Evaluator
         Single-dataset reward evaluator for policies (the harness passes a replaying
-        :class:`~dashsel.bench.harness.BankEvaluator`).
+        :class:`~dashsel_bench.bank.BankReplay`).
     scorer : Evaluator
         The real, trainable evaluator: final test accuracies and subset evaluations.
+    trainer : Evaluator or None
+        The evaluator that trains on sample arrays (``score_arrays``), for instance-level
+        baselines; None means ``scorer``. The harness passes the uncached evaluator behind
+        ``scorer``.
     budget : int
         Evaluations allowed.
     run : int
@@ -148,6 +152,7 @@ class RunContext:
     k: int | None = None
     percentile: float | None = None
     reference: Callable[[], MethodOutcome] | None = None
+    trainer: Evaluator | None = None
     _regrouped: dict[str, Pool] = field(default_factory=dict, repr=False)
 
     def pool_for(self, grouping: str) -> Pool:
@@ -365,15 +370,15 @@ class InstanceMethod(Method):
 
     def unavailable(self) -> str | None:
         try:
-            from dashsel.bench.baselines import SAMPLE_SELECTORS
+            from dashsel_bench.baselines import SAMPLE_SELECTORS
         except ImportError as exc:
             return f"{self.name}: {exc}"
         if self.name not in SAMPLE_SELECTORS:
-            return f"{self.name}: not among dashsel.bench.baselines.SAMPLE_SELECTORS"
+            return f"{self.name}: not among dashsel_bench.baselines.SAMPLE_SELECTORS"
         return None
 
     def run(self, ctx: RunContext) -> MethodOutcome:
-        from dashsel.bench.baselines import select_samples
+        from dashsel_bench.baselines import select_samples
 
         if ctx.reference is None:
             raise DashselError(f"{self.name} needs a reference selection to size its budget")
@@ -394,7 +399,14 @@ class InstanceMethod(Method):
         )
         seconds = time.perf_counter() - start
         extra = ArraySplit(union.X[idx], union.y[idx]) if idx.size else None
-        acc = ctx.scorer.score_arrays(extra, ctx.run, "test")  # type: ignore[attr-defined]
+        trainer = ctx.trainer if ctx.trainer is not None else ctx.scorer
+        score_arrays = getattr(trainer, "score_arrays", None)
+        if score_arrays is None:
+            raise DashselError(
+                f"{self.name} needs an evaluator that trains on sample arrays (score_arrays); "
+                f"{type(trainer).__name__} has none"
+            )
+        acc = score_arrays(extra, ctx.run, "test")
         return MethodOutcome(
             selected=(), accuracy=float(acc), overhead_seconds=seconds, n_samples=int(idx.size)
         )

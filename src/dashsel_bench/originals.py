@@ -27,8 +27,10 @@ DomainNet
     ``<root>/<domain>_train.txt`` and ``<root>/<domain>_test.txt``, lines ``<path> <label>``
     with ``<path>`` relative to ``<root>`` (e.g. ``clipart/aircraft_carrier/x.jpg 0``).
 
-Both return :class:`~dashsel.bench.digits5.DomainImages`, so a suite can be cut from them like
-from the offline build (``Digits5(source="original", root=...)``).
+Both return :class:`~dashsel_bench.domains.DomainImages`, so a suite can be cut from them like
+from the offline build (``Digits5(source="original", root=...)`` and
+``Digits5(source="domainnet", root=...)``; on the command line ``dashsel bench digits5
+--source original DIR`` and ``dashsel bench domainnet DIR``).
 """
 
 from __future__ import annotations
@@ -39,12 +41,14 @@ from typing import Any
 
 import numpy as np
 
-from dashsel.bench.digits5 import N_CLASSES, DomainImages, balanced_order
-from dashsel.bench.render import SIZE, grey_to_rgb, resize_stack
 from dashsel.errors import DashselError, DataError
+from dashsel_bench.domains import N_CLASSES, DomainImages, balanced_order
+from dashsel_bench.render import SIZE, grey_to_rgb, resize_stack
 
 #: Digit-Five domains in the paper's table order, and their files.
 DIGIT_FIVE_DOMAINS: tuple[str, ...] = ("mnist", "svhn", "usps", "mnistm", "syn")
+#: The DomainNet domains the paper uses (Table 2).
+DOMAINNET_DOMAINS: tuple[str, ...] = ("clipart", "quickdraw", "real", "sketch")
 DIGIT_FIVE_FILES: dict[str, tuple[str, ...]] = {
     "mnist": ("mnist_data.mat",),
     "svhn": ("svhn_train_32x32.mat", "svhn_test_32x32.mat"),
@@ -271,7 +275,7 @@ def _read_images(root: Path, rels: Sequence[str], size: int) -> np.ndarray:
 
 def load_domainnet(
     root: str | Path,
-    domains: Sequence[str] = ("clipart", "quickdraw", "real", "sketch"),
+    domains: Sequence[str] = DOMAINNET_DOMAINS,
     *,
     classes: Sequence[int] | None = None,
     size: int = SIZE,

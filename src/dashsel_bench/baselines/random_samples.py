@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from dashsel.bench.baselines._common import (
+from dashsel.random_state import RandomState, check_random_state
+from dashsel_bench.baselines._common import (
     all_indices,
     check_budget,
     check_features,
     check_local,
 )
-from dashsel.random_state import RandomState, check_random_state
 
 
 def random_select(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import pairwise_distances_argmin_min
 
-from dashsel.bench.baselines._common import (
+from dashsel.random_state import RandomState, check_random_state
+from dashsel_bench.baselines._common import (
     all_indices,
     check_budget,
     check_features,
     check_local,
 )
-from dashsel.random_state import RandomState, check_random_state
 
 
 def coresets_select(
@@ -65,8 +65,8 @@ def coresets_select(
         return all_indices(n)
 
     # Centre the data: ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2 cancels badly when the points sit
-    # far from the origin (HOG and TF-IDF features are all non-negative); centring removes the
-    # common offset at no cost to the distances.
+    # far from the origin (HOG and hashed term-frequency features are all non-negative);
+    # centring removes the common offset at no cost to the distances.
     mean = x.mean(axis=0)
     x = x - mean
     sq_norms = np.einsum("ij,ij->i", x, x)

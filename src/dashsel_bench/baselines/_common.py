@@ -9,8 +9,8 @@ import numpy as np
 from dashsel.errors import DashselError
 
 #: Rows per block when a (rows x n) similarity or distance matrix is built in pieces. Bounds
-#: the temporary memory to about ``_CHUNK * n * 8`` bytes whatever the pool size.
-_CHUNK = 1024
+#: the temporary memory to about ``CHUNK * n * 8`` bytes whatever the pool size.
+CHUNK = 1024
 
 
 def check_features(x: object, name: str) -> np.ndarray:
@@ -70,7 +70,7 @@ def check_count(value: object, name: str, minimum: int = 1) -> int:
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; all-zero rows (an empty TF-IDF document) stay zero."""
+    """Rows scaled to unit length; all-zero rows (an empty text document) stay zero."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     # Dividing by 1 leaves a zero row at zero instead of producing NaN: such a sample has
     # cosine similarity 0 with everything, which is the natural reading of "no signal".

@@ -1,4 +1,4 @@
-"""Turn a :class:`~dashsel.bench.harness.StudyResult` into markdown tables, plots and JSON.
+"""Turn a :class:`~dashsel_bench.results.StudyResult` into markdown tables, plots and JSON.
 
 Every number shown is aggregated here from the raw per-run rows: accuracies are in percent,
 ``mean ± std`` over runs (sample std, ddof=1; 0 for a single run). The AVG column averages the
@@ -18,15 +18,13 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from dashsel.bench.methods import label
-
-if TYPE_CHECKING:
-    from dashsel.bench.harness import StudyResult
+from dashsel_bench.methods import label
+from dashsel_bench.results import StudyResult
 
 REFERENCES = ("local", "global")
 #: Rows of the final-accuracy tables come from these studies.

@@ -1,1 +1,0 @@
-"""Benchmarks on real multi-domain data: pools, baselines and the study harness."""
