@@ -174,3 +174,15 @@ class TestMabwiserTSMedianConformance(PolicyConformance):
 
 class TestMabwiserUCB1Conformance(PolicyConformance):
     make_policy = staticmethod(lambda: MabwiserUCB1())
+
+
+@pytest.mark.parametrize("make", POLICIES)
+def test_masked_prediction_respects_exclude_and_batches_are_distinct(make):
+    policy = make().reset(HIER, 4)
+    for step in range(15):
+        d = policy.ask()
+        policy.tell(d, reward(d, step))
+    best = policy.ask()
+    assert policy.ask(exclude=[best]) != best
+    batch = policy.ask(HIER.n_datasets)
+    assert sorted(batch) == sorted(HIER.dataset_ids)

@@ -196,3 +196,21 @@ def test_runs_in_select_on_the_toy_pool():
     result = select(pool, policy, LogisticEvaluator(pool), 10, seed=0, score_final=False)
     assert result.n_evaluations == len(result.trials) == 10
     assert result.selected_groups == ("g1",)
+
+
+def test_excluded_suggestion_is_failed_and_substituted_in_its_group():
+    import optuna
+
+    policy = OptunaTPE(n_startup_trials=100).reset(HIER, 0)
+    first = policy.ask()
+    policy2 = OptunaTPE(n_startup_trials=100).reset(HIER, 0)
+    sub = policy2.ask(exclude=[first])
+    assert sub != first
+    group = HIER.group_of(first)
+    if len(HIER.members(group)) > 1:
+        assert HIER.group_of(sub) == group
+    states = [t.state for t in policy2.study_.get_trials(deepcopy=False)]
+    assert states == [optuna.trial.TrialState.FAIL]
+    policy2.tell(sub, 0.5)  # no pending trial: added as a completed one
+    assert policy2.posterior().dataset(sub).pulls == 1
+    assert len(policy2.study_.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 1

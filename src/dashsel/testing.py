@@ -13,8 +13,11 @@ to build the policy::
 pytest then runs every ``test_*`` method below on it: asks return pool ids, a seed reproduces
 a run, :meth:`~dashsel.policies.base.Policy.replay` of a journal reproduces the next ask, bad
 rewards and unknown ids are rejected without changing state, the final choice ranks by
-estimated mean (not by an exploration score), and tiny hierarchies (one group, one dataset per
-group, one dataset) work.
+estimated mean (not by an exploration score), tiny hierarchies (one group, one dataset per
+group, one dataset) work, ``ask(exclude=...)`` avoids pending datasets and a batch holds
+distinct ones (slot by slot, as single asks excluding the earlier slots), ``sklearn.base.clone``
+and ``set_params`` work, bad arguments are one-line errors, and no finite reward makes the
+posterior infinite.
 
 Needs pytest and hypothesis (``pip install 'dashsel[dev]'``).
 """
@@ -22,6 +25,7 @@ Needs pytest and hypothesis (``pip install 'dashsel[dev]'``).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 
@@ -348,3 +352,142 @@ class PolicyConformance:
         assert len(post.datasets) == h.n_datasets and len(post.groups) == h.n_groups
         assert len(policy.recommend(k=h.n_datasets).datasets) == h.n_datasets
         assert policy.recommend(percentile=50.0).datasets
+
+    # --- pending-aware asks (exclude) and batches ------------------------------------------
+    @hypothesis.given(
+        sizes=_sizes,
+        seed=st.integers(0, 2**31),
+        steps=st.integers(0, 12),
+        picks=st.lists(st.integers(0, 19), max_size=20),
+    )
+    @_SETTINGS
+    def test_ask_honours_exclude(
+        self, sizes: list[int], seed: int, steps: int, picks: list[int]
+    ) -> None:
+        """``ask(exclude=E)`` never returns a member of E while the pool holds another
+        dataset; excluding everything still answers with a pool id."""
+        h = toy_hierarchy(sizes)
+        policy = self.fresh(h, seed)
+        drive(policy, steps)
+        exclude = sorted({h.dataset_ids[p % h.n_datasets] for p in picks})
+        for _ in range(3):
+            d = policy.ask(exclude=exclude)
+            assert d in h
+            if len(exclude) < h.n_datasets:
+                assert d not in exclude, f"asked excluded {d!r} (exclude={exclude})"
+            batch = policy.ask(2, exclude=exclude)
+            free = h.n_datasets - len(exclude)
+            assert all(b not in exclude for b in batch[: max(free, 0)])
+            policy.tell(d, toy_reward(h, d, 0))
+
+    def test_exclude_checks_ids(self) -> None:
+        h = toy_hierarchy([2, 2])
+        policy = self.fresh(h)
+        with pytest.raises(UnknownDatasetError):
+            policy.ask(exclude=["nope"])
+        assert policy.n_asked_ == 0
+        everything = policy.ask(exclude=list(h.dataset_ids))
+        assert everything in h
+        assert policy.ask(exclude="g0d0") in h  # one id given as a plain string
+
+    @pytest.mark.parametrize("sizes", [[3, 1, 4], [1], [2, 2], [6]])
+    def test_batch_holds_distinct_datasets(self, sizes: list[int]) -> None:
+        """A batch repeats no dataset while the pool has unasked ones, even after the
+        posterior has concentrated on one of them."""
+        h = toy_hierarchy(sizes)
+        policy = self.fresh(h, 5)
+        for _ in range(30):
+            policy.tell(h.dataset_ids[0], 0.95)
+        n = h.n_datasets
+        assert sorted(policy.ask(n)) == sorted(h.dataset_ids)
+        batch = policy.ask(n + 2)
+        assert sorted(batch[:n]) == sorted(h.dataset_ids) and all(d in h for d in batch)
+        if n > 1:
+            free = policy.ask(n - 1, exclude=[h.dataset_ids[0]])
+            assert h.dataset_ids[0] not in free and len(set(free)) == n - 1
+
+    @hypothesis.given(sizes=_sizes, seed=st.integers(0, 2**31), steps=st.integers(0, 10))
+    @_SETTINGS
+    def test_batch_is_single_asks_with_growing_exclude(
+        self, sizes: list[int], seed: int, steps: int
+    ) -> None:
+        """Slot j of ``ask(n, exclude=E)`` is what ``ask(exclude=E + earlier slots)`` returns
+        at the same step: the reproducibility contract extended to exclusion."""
+        h = toy_hierarchy(sizes)
+        a, b = self.fresh(h, seed), self.fresh(h, seed)
+        history = drive(a, steps)
+        b.replay(history)
+        first = [h.dataset_ids[-1]]
+        batch = a.ask(3, exclude=first)
+        singles: list[str] = []
+        for _ in range(3):
+            singles.append(b.ask(exclude=first + singles))
+        assert batch == singles
+
+    # --- scikit-learn conventions ----------------------------------------------------------
+    def test_sklearn_clone_and_set_params(self) -> None:
+        from sklearn.base import clone
+
+        policy = type(self).make_policy()
+        twin = clone(policy)
+        assert type(twin) is type(policy) and twin is not policy
+        assert twin.get_params(deep=True) == policy.get_params(deep=False)
+        assert twin.set_params() is twin
+        params = policy.get_params()
+        if params:
+            name, value = next(iter(params.items()))
+            assert twin.set_params(**{name: value}).get_params()[name] == value
+        with pytest.raises(DashselError, match="no_such_parameter"):
+            twin.set_params(no_such_parameter=1)
+        assert twin.get_params() == params  # a refused call changes nothing
+
+    # --- hardening -------------------------------------------------------------------------
+    def test_bad_arguments_are_one_line_errors(self) -> None:
+        h = toy_hierarchy([2, 2])
+        policy = self.fresh(h)
+        calls = [
+            lambda: policy.tell(["g0d0"], 0.5),  # type: ignore[arg-type]
+            lambda: policy.tell(None, 0.5),  # type: ignore[arg-type]
+            lambda: policy.ask(True),  # type: ignore[call-overload]
+            lambda: policy.ask(math.nan),  # type: ignore[call-overload]
+            lambda: policy.ask(exclude=[["g0d0"]]),  # type: ignore[list-item]
+            lambda: policy.recommend(k=math.nan),  # type: ignore[arg-type]
+            lambda: policy.recommend(k=True),
+            lambda: policy.recommend(k=math.inf),  # type: ignore[arg-type]
+            lambda: policy.recommend(percentile=math.nan),
+            lambda: policy.recommend(percentile="50"),  # type: ignore[arg-type]
+        ]
+        for call in calls:
+            with pytest.raises(DashselError) as info:
+                call()
+            assert "\n" not in str(info.value)
+        assert policy.n_asked_ == 0 and policy.n_told_ == 0
+
+    @hypothesis.given(
+        rewards=st.lists(
+            st.tuples(st.integers(0, 5), st.floats(allow_nan=False, allow_infinity=False)),
+            min_size=1,
+            max_size=25,
+        )
+    )
+    @_SETTINGS
+    def test_finite_tells_keep_posterior_finite(self, rewards: list[tuple[int, float]]) -> None:
+        """Any finite reward is either refused with RewardError (too large) or leaves every
+        posterior mean and std finite (std may be NaN where undefined, never infinite)."""
+        h = toy_hierarchy([2, 4])
+        policy = self.fresh(h)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # e.g. a peer clipping to [0, 1]
+            for i, r in [*rewards, *rewards]:
+                try:
+                    policy.tell(h.dataset_ids[i], r)
+                except RewardError:
+                    continue
+        arrays = posterior_arrays(policy.posterior())
+        for level in ("datasets", "groups"):
+            pulled = arrays[f"{level}.pulls"] > 0
+            assert np.isfinite(arrays[f"{level}.mean"][pulled]).all()
+            assert not np.isinf(arrays[f"{level}.mean"]).any()
+            assert not np.isinf(arrays[f"{level}.std"]).any()
+        assert policy.ask() in h
+        assert policy.recommend(k=3).datasets

@@ -16,123 +16,39 @@ The libraries are optional (extra ``peers``). Importing this package imports non
 policy imports its library in :meth:`~dashsel.policies.base.Policy.reset`, the pyDVL function
 when called, and a missing one raises :class:`~dashsel.errors.MissingExtraError` with the
 ``pip install`` line.
+
+The peer policies are registered in :mod:`dashsel.policies.registry` (by
+``"module:attribute"``, imported on first use), so ``make_policy("optuna")`` works without
+importing this package first. Their reward statistics are the policies' own
+(``dashsel.policies._stats.ArmStats``).
 """
 
 from __future__ import annotations
 
-import math
+from dashsel.peers.mabwiser_bandits import MabwiserTS, MabwiserUCB1
+from dashsel.peers.optuna_tpe import OptunaTPE
+from dashsel.peers.pydvl_banzhaf import PeerSelection, pydvl_banzhaf_select
+from dashsel.policies.registry import PEER_POLICY_NAMES, policy_factory
 
-import numpy as np
-
-from dashsel.hierarchy import Hierarchy
-from dashsel.policies.base import Belief, Posterior
-
-
-class EmpiricalRewards:
-    """Running sums of told rewards per dataset, and the frequentist "posterior" they give.
-
-    Shared by the ask/tell peers: none of the libraries keeps a posterior on the scale of the
-    rewards (TPE keeps densities over the search space, MABWiser's Thompson sampling keeps
-    Beta counts of *binarised* rewards, UCB1 keeps an exploration score), so the estimate used
-    by :meth:`~dashsel.policies.base.Policy.recommend` is the empirical mean reward, as the
-    same final rule demands for every method.
-
-    Defined here, before the peer modules are imported below, because they import it from
-    this package.
-    """
-
-    def __init__(self, hierarchy: Hierarchy) -> None:
-        self.hierarchy = hierarchy
-        n = hierarchy.n_datasets
-        self.count = np.zeros(n, dtype=np.int64)
-        self.total = np.zeros(n)
-        self.total_sq = np.zeros(n)
-
-    def add(self, index: int, reward: float) -> None:
-        self.count[index] += 1
-        self.total[index] += reward
-        self.total_sq[index] += reward * reward
-
-    def means(self) -> np.ndarray:
-        """Mean reward per dataset (pool order); NaN where nothing was told."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.count > 0, self.total / np.maximum(self.count, 1), np.nan)
-
-    def posterior(self) -> Posterior:
-        """Beliefs with mean = empirical mean and std = its standard error.
-
-        A group's belief pools the rewards of all its datasets. The standard error is NaN
-        below two observations (one reward says nothing about the spread).
-        """
-        h = self.hierarchy
-        datasets = tuple(
-            Belief(d, g, *_mean_se(self.count[k], self.total[k], self.total_sq[k]))
-            for k, (d, g) in enumerate(zip(h.dataset_ids, h.groups, strict=True))
-        )
-        groups_arr = np.asarray(h.groups)
-        groups = []
-        for g in h.group_ids:
-            mask = groups_arr == g
-            groups.append(
-                Belief(
-                    g,
-                    None,
-                    *_mean_se(
-                        int(self.count[mask].sum()),
-                        float(self.total[mask].sum()),
-                        float(self.total_sq[mask].sum()),
-                    ),
-                )
-            )
-        return Posterior(datasets, tuple(groups))
-
-
-def _mean_se(n: int, total: float, total_sq: float) -> tuple[float, float, int]:
-    n = int(n)
-    if n == 0:
-        return math.nan, math.nan, 0
-    mean = total / n
-    if n < 2:
-        return mean, math.nan, n
-    # Sample variance from running sums; clipped at 0 against rounding.
-    var = max(total_sq - n * mean * mean, 0.0) / (n - 1)
-    return mean, math.sqrt(var / n), n
-
-
-# The peer modules import their libraries lazily, so these imports stay cheap.
-from dashsel.peers.mabwiser_bandits import MabwiserTS, MabwiserUCB1  # noqa: E402
-from dashsel.peers.optuna_tpe import OptunaTPE  # noqa: E402
-from dashsel.peers.pydvl_banzhaf import PeerSelection, pydvl_banzhaf_select  # noqa: E402
-
-#: Registry names of the ask/tell peers (pyDVL is not a policy: see pydvl_banzhaf_select).
+#: Registry names of the ask/tell peers and their classes (a view of the one registry in
+#: :mod:`dashsel.policies.registry`; pyDVL is not a policy: see pydvl_banzhaf_select).
 PEER_POLICIES: dict[str, type] = {
-    "optuna": OptunaTPE,
-    "mabwiser-ts": MabwiserTS,
-    "mabwiser-ucb": MabwiserUCB1,
+    name: policy_factory(name)  # type: ignore[misc]
+    for name in PEER_POLICY_NAMES
 }
 
 
 def register_peers() -> list[str]:
-    """Register the peer policies with :mod:`dashsel.policies`, where it has a registry.
+    """Names of the peer policies, which :mod:`dashsel.policies.registry` always holds.
 
-    Returns
-    -------
-    list of str
-        Names registered (empty when ``dashsel.policies.register_policy`` does not exist).
+    Kept for callers written when peers had to be registered by hand: calling it is harmless
+    and changes nothing.
     """
-    from dashsel import policies
-
-    register = getattr(policies, "register_policy", None)
-    if register is None:
-        return []
-    for name, cls in PEER_POLICIES.items():
-        register(name, cls)
     return list(PEER_POLICIES)
 
 
 __all__ = [
     "PEER_POLICIES",
-    "EmpiricalRewards",
     "MabwiserTS",
     "MabwiserUCB1",
     "OptunaTPE",

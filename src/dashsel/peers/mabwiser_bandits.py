@@ -14,7 +14,7 @@ import numpy as np
 
 from dashsel.errors import DashselError, require
 from dashsel.hierarchy import Hierarchy
-from dashsel.peers import EmpiricalRewards
+from dashsel.policies._stats import ArmStats, masked_argmax, posterior_of
 from dashsel.policies.base import Policy, Posterior
 from dashsel.random_state import derive_seed
 
@@ -46,7 +46,7 @@ class _MabwiserPolicy(Policy):
         # An empty fit marks the MAB as fitted, so predict works from the prior before the
         # first tell (Thompson sampling then draws every arm from Beta(1, 1)).
         self.mab_.fit([], [])
-        self.rewards_ = EmpiricalRewards(hierarchy)
+        self.rewards_ = ArmStats(hierarchy)
 
     def _use_rng(self, rng: np.random.Generator) -> None:
         """Point the MAB's random state at this step's generator.
@@ -66,10 +66,26 @@ class _MabwiserPolicy(Policy):
         self.mab_.partial_fit([self.hierarchy_.dataset_ids[index]], [reward])
         self.rewards_.add(index, reward)
 
+    def _predict(self, excluded: np.ndarray | None) -> str | int:
+        """MABWiser's choice, or its best arm among those ``excluded`` allows.
+
+        ``predict`` is the argmax of ``predict_expectations`` (the same draws), so masking the
+        expectations changes the choice and nothing else.
+        """
+        if excluded is None:
+            return str(self.mab_.predict())
+        exp = self.mab_.predict_expectations()
+        ids = self.hierarchy_.dataset_ids
+        score = np.fromiter((exp[d] for d in ids), dtype=float, count=len(ids))
+        return masked_argmax(score, excluded)
+
+    def _dataset_means(self) -> np.ndarray:
+        return self.rewards_.empirical_means()
+
     def posterior(self) -> Posterior:
         """Empirical mean reward per dataset and group (not the exploration score)."""
         self._check_reset()
-        return self.rewards_.posterior()
+        return posterior_of(self.hierarchy_, self.rewards_)
 
 
 class MabwiserTS(_MabwiserPolicy):
@@ -135,9 +151,11 @@ class MabwiserTS(_MabwiserPolicy):
         self._told_rewards_.append(reward)
         super()._tell(index, reward)
 
-    def _ask_one(self, rng: np.random.Generator, step: int) -> str:
+    def _ask_one(
+        self, rng: np.random.Generator, step: int, excluded: np.ndarray | None = None
+    ) -> str | int:
         self._use_rng(rng)
-        return str(self.mab_.predict())
+        return self._predict(excluded)
 
 
 class MabwiserUCB1(_MabwiserPolicy):
@@ -153,9 +171,9 @@ class MabwiserUCB1(_MabwiserPolicy):
     MABWiser scores an arm that was never pulled 0 rather than +inf, so with positive rewards
     (accuracies) it would never try one. As in textbook UCB1, every dataset is therefore
     pulled once first, in a random order drawn from the step generator; MABWiser chooses
-    from then on. UCB1 is deterministic given the history, so ``ask(n)`` repeats the same
-    dataset once every arm has been pulled. ``recommend`` ranks by empirical mean reward,
-    never by the UCB score (which favours rarely pulled arms).
+    from then on. UCB1 is deterministic given the history; the slots of ``ask(n)`` exclude
+    one another, so a batch takes the n best UCB scores. ``recommend`` ranks by empirical
+    mean reward, never by the UCB score (which favours rarely pulled arms).
     """
 
     name = "mabwiser-ucb"
@@ -172,8 +190,12 @@ class MabwiserUCB1(_MabwiserPolicy):
             raise DashselError(f"alpha must be a non-negative number, got {self.alpha!r}")
         return mab_module.LearningPolicy.UCB1(alpha=alpha)
 
-    def _ask_one(self, rng: np.random.Generator, step: int) -> str:
-        unpulled = np.flatnonzero(self.rewards_.count == 0)
-        if unpulled.size:
-            return self.hierarchy_.dataset_ids[int(rng.choice(unpulled))]
-        return str(self.mab_.predict())
+    def _ask_one(
+        self, rng: np.random.Generator, step: int, excluded: np.ndarray | None = None
+    ) -> str | int:
+        unpulled = self.rewards_.counts == 0
+        if excluded is not None:
+            unpulled &= ~excluded
+        if unpulled.any():
+            return int(rng.choice(np.flatnonzero(unpulled)))
+        return self._predict(excluded)

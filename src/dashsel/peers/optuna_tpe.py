@@ -15,7 +15,7 @@ import numpy as np
 
 from dashsel.errors import DashselError, require
 from dashsel.hierarchy import Hierarchy
-from dashsel.peers import EmpiricalRewards
+from dashsel.policies._stats import ArmStats, posterior_of
 from dashsel.policies.base import Policy, Posterior
 from dashsel.random_state import derive_seed
 
@@ -48,8 +48,11 @@ class OptunaTPE(Policy):
     are always the told history, in tell order. Asks that are never told (lost in a crash)
     stay RUNNING and are ignored as well.
 
-    *Batches.* ``ask(n)`` gives n independent TPE draws from the same history (each with its
-    own step seed); they may repeat a dataset.
+    *Batches and pending trials.* ``ask(n)`` gives n TPE draws from the same history (each
+    with its own step seed). TPE cannot be told to avoid values, so a draw of an excluded
+    dataset (``ask(exclude=...)``, or an earlier slot of the batch) is closed as a FAIL trial
+    and replaced by a uniform pick among the allowed datasets of its group (of the pool if
+    the group has none): a batch holds distinct datasets while the pool has them.
 
     *Cost.* Each ask builds Parzen estimators over every told trial of the parameters
     involved: O(T · C) per step for T told trials and C candidate values (groups or members),
@@ -101,7 +104,7 @@ class OptunaTPE(Policy):
         self._pending_: dict[str, deque[Any]] = {}
         self._last_complete_ = -1  # number of the latest completed trial
         self._n_trials_ = 0  # trials in the study; the in-memory storage numbers them 0, 1, ...
-        self.rewards_ = EmpiricalRewards(hierarchy)
+        self.rewards_ = ArmStats(hierarchy)
 
     def _sampler(self, seed: int) -> Any:
         return self._optuna.samplers.TPESampler(
@@ -115,8 +118,10 @@ class OptunaTPE(Policy):
             constant_liar=False,
         )
 
-    def _ask_one(self, rng: np.random.Generator, step: int) -> str:
-        # All randomness comes from the per-step TPE seed; ``rng`` is not needed.
+    def _ask_one(
+        self, rng: np.random.Generator, step: int, excluded: np.ndarray | None = None
+    ) -> str | int:
+        # TPE's randomness comes from the per-step TPE seed; ``rng`` only picks a substitute.
         self.study_.sampler = self._sampler(derive_seed(self.seed_, step))
         trial = self.study_.ask()
         self._n_trials_ += 1
@@ -126,8 +131,27 @@ class OptunaTPE(Policy):
             dataset = trial.suggest_categorical(param, self._distributions_[param].choices)
         else:
             dataset = trial.suggest_categorical("dataset", self._distributions_["dataset"].choices)
+        if excluded is not None and excluded[self.hierarchy_.index(dataset)]:
+            return self._substitute(trial, dataset, excluded, rng)
         self._pending_.setdefault(dataset, deque()).append(trial)
         return str(dataset)
+
+    def _substitute(
+        self, trial: Any, dataset: str, excluded: np.ndarray, rng: np.random.Generator
+    ) -> int:
+        """A dataset ``excluded`` allows, for a TPE suggestion it does not.
+
+        TPE cannot be told which values to avoid, so its trial is closed as FAIL (TPE
+        ignores it) and the step's generator picks uniformly among the allowed datasets of
+        the suggested group, or of the pool if the group has none. The substitute's reward,
+        having no pending trial, is added as a completed trial when told.
+        """
+        trial.set_user_attr("dashsel", "suggested dataset excluded (pending): substituted")
+        self.study_.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+        s = self.rewards_
+        same_group = (s.group_of == s.group_of[self.hierarchy_.index(dataset)]) & ~excluded
+        free = np.flatnonzero(same_group if same_group.any() else ~excluded)
+        return int(free[rng.integers(free.size)])
 
     def _params(self, dataset_id: str) -> dict[str, str]:
         if self.conditional:
@@ -163,9 +187,12 @@ class OptunaTPE(Policy):
             self._n_trials_ += 1
         self.rewards_.add(index, reward)
 
+    def _dataset_means(self) -> np.ndarray:
+        return self.rewards_.empirical_means()
+
     def posterior(self) -> Posterior:
         self._check_reset()
-        return self.rewards_.posterior()
+        return posterior_of(self.hierarchy_, self.rewards_)
 
 
 def _dataset_param(group: str) -> str:

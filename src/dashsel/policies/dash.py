@@ -21,6 +21,15 @@ import numpy as np
 
 from dashsel.errors import DashselError
 from dashsel.hierarchy import Hierarchy
+from dashsel.policies._stats import (
+    ArmStats,
+    check_finite,
+    check_std,
+    group_posterior,
+    masked_argmax,
+    normal_posterior,
+    posterior_of,
+)
 from dashsel.policies.base import (
     Policy,
     Posterior,
@@ -28,7 +37,6 @@ from dashsel.policies.base import (
     top_by_mean,
     validate_selection_rule,
 )
-from dashsel.policies.flat import ArmStats, _beliefs, _check_finite, _check_std
 
 __all__ = ["DaSH", "GaussianPrior"]
 
@@ -147,10 +155,10 @@ class DaSH(Policy):
 
     # --- configuration ---------------------------------------------------------------------
     def _validate(self) -> None:
-        _check_finite("DaSH", mu0=self.mu0)
+        check_finite("DaSH", mu0=self.mu0)
         if self.theta0 is not None:
-            _check_finite("DaSH", theta0=self.theta0)
-        _check_std(
+            check_finite("DaSH", theta0=self.theta0)
+        check_std(
             "DaSH",
             sigma0=self.sigma0,
             sigmahat0=self.sigmahat0,
@@ -179,7 +187,6 @@ class DaSH(Policy):
 
     # --- state -----------------------------------------------------------------------------
     def _reset(self, hierarchy: Hierarchy) -> None:
-        self._validate()
         self.stats_ = ArmStats(hierarchy)
         self.prior_ = self._fixed_prior()
         self.prior_fitted_ = False
@@ -191,10 +198,11 @@ class DaSH(Policy):
         self._group_var = np.empty(n_groups)
         self._refresh_groups()
 
-    def _refresh_groups(self) -> None:
+    def _refresh_groups(self, g: int | slice = slice(None)) -> None:
+        """Recompute the posterior of group ``g`` (default: every group)."""
         s = self.stats_
-        self._group_mean[:], self._group_var[:] = group_posterior(
-            s.group_counts, s.group_sums, self.prior_
+        self._group_mean[g], self._group_var[g] = group_posterior(
+            s.group_counts[g], s.group_means[g], self.prior_
         )
 
     def _tell(self, index: int, reward: float) -> None:
@@ -208,30 +216,22 @@ class DaSH(Policy):
             self.prior_fitted_ = True
             self._refresh_groups()
             return
-        # Only group g changed: O(1) scalar update of its posterior.
-        n, total, p = (
-            int(self.stats_.group_counts[g]),
-            float(self.stats_.group_sums[g]),
-            self.prior_,
-        )
-        obs_var = p.sigmahat0**2 + p.sigma_r**2 / n
-        var = 1.0 / (1.0 / p.sigma0**2 + 1.0 / obs_var)
-        self._group_mean[g] = var * (p.mu0 / p.sigma0**2 + (total / n) / obs_var)
-        self._group_var[g] = var
+        # Only group g changed: O(1) update of its posterior.
+        self._refresh_groups(g)
 
     def _fit_prior(self) -> GaussianPrior:
         """Empirical-Bayes estimates from the rewards told so far (see the class docstring)."""
         s, fixed, floor = self.stats_, self._fixed_prior(), float(self.eb_min_std)
-        mu = float(s.sums.sum() / s.total)
+        mu = float(np.dot(s.counts, s.means) / s.total)
 
         pulled_g = s.group_counts > 0
         if pulled_g.sum() >= 2:
-            sigma0 = float(np.std(s.group_sums[pulled_g] / s.group_counts[pulled_g], ddof=1))
+            sigma0 = float(np.std(s.group_means[pulled_g], ddof=1))
         else:
             sigma0 = fixed.sigma0
 
         pulled = np.flatnonzero(s.counts > 0)
-        d_mean = s.sums[pulled] / s.counts[pulled]
+        d_mean = s.means[pulled]
         g_of = s.group_of[pulled]
         n_g = np.bincount(g_of, minlength=len(s.members))
         dof_hat = int(np.maximum(n_g - 1, 0).sum())
@@ -261,29 +261,35 @@ class DaSH(Policy):
             theta = self._group_mean[s.group_of[idx]]
         else:
             theta = p.theta0
-        p_hat, p_r = 1.0 / p.sigmahat0**2, 1.0 / p.sigma_r**2
-        var = 1.0 / (p_hat + s.counts[idx] * p_r)
-        return var * (theta * p_hat + s.sums[idx] * p_r), var
+        return normal_posterior(s.counts[idx], s.means[idx], theta, p.sigmahat0**2, p.sigma_r**2)
 
-    def _ask_one(self, rng: np.random.Generator, step: int) -> str:
+    def _ask_one(
+        self, rng: np.random.Generator, step: int, excluded: np.ndarray | None = None
+    ) -> int:
+        s = self.stats_
         g_draw = self._group_mean + np.sqrt(self._group_var) * rng.standard_normal(
             self._group_mean.size
         )
-        members = self.stats_.members[int(np.argmax(g_draw))]
+        # Groups whose datasets are all excluded cannot be chosen; excluded datasets of the
+        # chosen group are masked in its draw. The draws themselves are the same either way.
+        full = None if excluded is None else s.excluded_groups(excluded)
+        members = s.members[masked_argmax(g_draw, full)]
         mean, var = self._dataset_posterior(members)
         d_draw = mean + np.sqrt(var) * rng.standard_normal(members.size)
-        return self.hierarchy_.dataset_ids[int(members[int(np.argmax(d_draw))])]
+        return int(members[masked_argmax(d_draw, None if excluded is None else excluded[members])])
+
+    def _dataset_means(self) -> np.ndarray:
+        return self._dataset_posterior(slice(None))[0]
 
     def posterior(self) -> Posterior:
         """Group posteriors (Eqs. 4-5) and dataset posteriors (Eqs. 7-8); std = sqrt(var)."""
         self._check_reset()
-        s, h = self.stats_, self.hierarchy_
         mean, var = self._dataset_posterior(slice(None))
-        return Posterior(
-            datasets=_beliefs(h.dataset_ids, h.groups, mean, np.sqrt(var), s.counts),
-            groups=_beliefs(
-                h.group_ids, None, self._group_mean, np.sqrt(self._group_var), s.group_counts
-            ),
+        return posterior_of(
+            self.hierarchy_,
+            self.stats_,
+            dataset=(mean, np.sqrt(var)),
+            group=(self._group_mean, np.sqrt(self._group_var)),
         )
 
     # --- final choice ----------------------------------------------------------------------
@@ -303,49 +309,22 @@ class DaSH(Policy):
         """
         self._check_reset()
         validate_selection_rule(k, percentile)
-        s, ids = self.stats_, self.hierarchy_.dataset_ids
-        group_ids = list(self.hierarchy_.group_ids)
-        g_pos = {g: i for i, g in enumerate(group_ids)}
+        s, h = self.stats_, self.hierarchy_
+        positions = list(range(len(s.members)))
         if percentile is not None:
-            kept = top_by_mean(group_ids, self._group_mean, None, percentile)
+            kept = top_by_mean(positions, self._group_mean, None, percentile)
         else:
             k = 1 if k is None else int(k)
-            kept, held = [], 0
-            for g in top_by_mean(group_ids, self._group_mean, len(group_ids), None):
-                kept.append(g)
-                held += s.members[g_pos[g]].size
-                if held >= k:
-                    break
+            ranked = top_by_mean(positions, self._group_mean, len(positions), None)
+            # The shortest prefix of groups, best first, holding at least k datasets.
+            held = np.cumsum(s.sizes[ranked])
+            kept = ranked[: int(np.searchsorted(held, k)) + 1]
         # Candidates in pool order, so equal means keep pool order.
-        cand = np.sort(np.concatenate([s.members[g_pos[g]] for g in kept]))
+        cand = np.sort(np.concatenate([s.members[g] for g in kept]))
         mean, _ = self._dataset_posterior(cand)
-        chosen = top_by_mean([ids[c] for c in cand], mean, k, percentile)
-        held_groups = {self.hierarchy_.groups[self.hierarchy_.index(d)] for d in chosen}
-        return Recommendation(tuple(chosen), tuple(g for g in kept if g in held_groups))
-
-
-def group_posterior(
-    counts: np.ndarray, sums: np.ndarray, prior: GaussianPrior
-) -> tuple[np.ndarray, np.ndarray]:
-    """Group posterior means and variances (paper Eqs. 4-5), vectorised over groups.
-
-    Parameters
-    ----------
-    counts, sums : ndarray
-        Number of rewards and their sum, per group.
-    prior : GaussianPrior
-        Hyperparameters.
-
-    Returns
-    -------
-    mean, var : ndarray
-        The prior N(mu0, sigma0^2) where a group has no reward.
-    """
-    n = np.asarray(counts, dtype=float)
-    pulled = n > 0
-    n_safe = np.where(pulled, n, 1.0)
-    obs_var = prior.sigmahat0**2 + prior.sigma_r**2 / n_safe
-    p0 = 1.0 / prior.sigma0**2
-    var = 1.0 / (p0 + np.where(pulled, 1.0 / obs_var, 0.0))
-    mean = var * (prior.mu0 * p0 + np.where(pulled, (sums / n_safe) / obs_var, 0.0))
-    return mean, var
+        chosen = top_by_mean(cand.tolist(), mean, k, percentile)
+        held_groups = set(s.group_of[chosen].tolist())
+        return Recommendation(
+            tuple(h.dataset_ids[c] for c in chosen),
+            tuple(h.groups[int(s.members[g][0])] for g in kept if g in held_groups),
+        )

@@ -1,131 +1,35 @@
 """Flat baselines: Thompson sampling without hierarchy (the paper's "DaS"), UCB1, epsilon-greedy,
 round-robin and uniform random.
 
-Every policy keeps per-dataset counts, sums and Welford sums of squares in numpy arrays
-(:class:`ArmStats`), so a ``tell`` is O(1) and an ``ask`` is one vectorised pass over the
-datasets. Frequentist policies report the empirical mean and its standard error, NaN where
-they are not defined (no pull for the mean, fewer than two pulls for the standard error);
+Every policy keeps per-dataset counts, running means and Welford sums of squares in numpy
+arrays (``ArmStats``), so a ``tell`` is O(1) and an ``ask`` is one vectorised pass over the
+datasets (FlatTS keeps its posterior mean and std vectors up to date at each tell).
+Frequentist policies report the empirical mean and its standard error, NaN where they are
+not defined (no pull for the mean, fewer than two pulls for the standard error);
 NaN means rank last in :meth:`~dashsel.policies.base.Policy.recommend`.
 """
 
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 import numpy as np
 
-from dashsel.errors import DashselError
 from dashsel.hierarchy import Hierarchy
-from dashsel.policies.base import Belief, Policy, Posterior
+from dashsel.policies._stats import (
+    ArmStats,
+    argmax_random_tie,
+    check_finite,
+    check_range,
+    check_std,
+    empirical,
+    masked_argmax,
+    normal_posterior,
+    posterior_of,
+)
+from dashsel.policies.base import Policy, Posterior
 
-__all__ = ["UCB1", "ArmStats", "EpsilonGreedy", "FlatTS", "Random", "RoundRobin"]
-
-
-class ArmStats:
-    """Sufficient statistics of the rewards told so far, per dataset and per group.
-
-    Attributes
-    ----------
-    group_of : ndarray of intp
-        Group position (in ``hierarchy.group_ids`` order) of each dataset.
-    members : tuple of ndarray
-        ``members[g]``: dataset positions of group ``g``, in pool order.
-    counts, sums, m2 : ndarray
-        Per dataset: number of rewards, their sum, and the sum of squared deviations from
-        their mean (Welford, so the spread stays accurate when rewards are close together).
-    group_counts, group_sums, group_m2 : ndarray
-        The same over all rewards of each group.
-    total : int
-        Number of rewards told.
-    """
-
-    def __init__(self, hierarchy: Hierarchy) -> None:
-        pos = {g: i for i, g in enumerate(hierarchy.group_ids)}
-        n, n_groups = hierarchy.n_datasets, len(pos)
-        self.group_of = np.fromiter((pos[g] for g in hierarchy.groups), dtype=np.intp, count=n)
-        order = np.argsort(self.group_of, kind="stable")
-        sizes = np.bincount(self.group_of, minlength=n_groups)
-        self.members: tuple[np.ndarray, ...] = tuple(np.split(order, np.cumsum(sizes)[:-1]))
-        self.counts = np.zeros(n, dtype=np.int64)
-        self.sums = np.zeros(n)
-        self.m2 = np.zeros(n)
-        self.group_counts = np.zeros(n_groups, dtype=np.int64)
-        self.group_sums = np.zeros(n_groups)
-        self.group_m2 = np.zeros(n_groups)
-        self.total = 0
-
-    def add(self, index: int, reward: float) -> int:
-        """Record one reward for dataset ``index``; return the dataset's group position."""
-        g = int(self.group_of[index])
-        for counts, sums, m2, i in (
-            (self.counts, self.sums, self.m2, index),
-            (self.group_counts, self.group_sums, self.group_m2, g),
-        ):
-            n0 = int(counts[i])
-            mean0 = float(sums[i]) / n0 if n0 else 0.0
-            delta = reward - mean0
-            m2[i] += delta * (reward - (mean0 + delta / (n0 + 1)))
-            counts[i] = n0 + 1
-            sums[i] += reward
-        self.total += 1
-        return g
-
-    def means(self) -> np.ndarray:
-        """Empirical mean per dataset (NaN where never pulled)."""
-        return _empirical(self.counts, self.sums, self.m2)[0]
-
-
-def _empirical(
-    counts: np.ndarray, sums: np.ndarray, m2: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Empirical mean (NaN if n = 0) and standard error (NaN if n < 2)."""
-    n = counts.astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = np.where(n > 0, sums / n, np.nan)
-        se = np.where(n > 1, np.sqrt(np.maximum(m2, 0.0) / (n - 1) / n), np.nan)
-    return mean, se
-
-
-def _beliefs(
-    ids: tuple[str, ...],
-    groups: tuple[str, ...] | None,
-    mean: np.ndarray,
-    std: np.ndarray,
-    pulls: np.ndarray,
-) -> tuple[Belief, ...]:
-    return tuple(
-        Belief(
-            id=ids[k],
-            group=None if groups is None else groups[k],
-            mean=float(mean[k]),
-            std=float(std[k]),
-            pulls=int(pulls[k]),
-        )
-        for k in range(len(ids))
-    )
-
-
-def _argmax_random_tie(score: np.ndarray, rng: np.random.Generator) -> int:
-    """Position of the largest score, ties broken uniformly with ``rng``."""
-    best = np.flatnonzero(score == score.max())
-    return int(best[0]) if best.size == 1 else int(rng.choice(best))
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(float(v))
-
-
-def _check_std(owner: str, **values: float) -> None:
-    for name, v in values.items():
-        if not (_is_number(v) and v > 0):
-            raise DashselError(f"{owner}: {name} must be a positive finite number, got {v!r}")
-
-
-def _check_finite(owner: str, **values: float) -> None:
-    for name, v in values.items():
-        if not _is_number(v):
-            raise DashselError(f"{owner}: {name} must be a finite number, got {v!r}")
+__all__ = ["UCB1", "EpsilonGreedy", "FlatTS", "Random", "RoundRobin"]
 
 
 class _EmpiricalPolicy(Policy):
@@ -139,19 +43,16 @@ class _EmpiricalPolicy(Policy):
 
     def _dataset_estimates(self) -> tuple[np.ndarray, np.ndarray]:
         s = self.stats_
-        return _empirical(s.counts, s.sums, s.m2)
+        return empirical(s.counts, s.means, s.m2)
+
+    def _dataset_means(self) -> np.ndarray:
+        return self.stats_.empirical_means()
 
     def posterior(self) -> Posterior:
         """Dataset estimates (see the class) and, for groups, the empirical mean and standard
         error of all rewards the group received (flat policies have no group model)."""
         self._check_reset()
-        s, h = self.stats_, self.hierarchy_
-        mean, std = self._dataset_estimates()
-        g_mean, g_std = _empirical(s.group_counts, s.group_sums, s.group_m2)
-        return Posterior(
-            datasets=_beliefs(h.dataset_ids, h.groups, mean, std, s.counts),
-            groups=_beliefs(h.group_ids, None, g_mean, g_std, s.group_counts),
-        )
+        return posterior_of(self.hierarchy_, self.stats_, dataset=self._dataset_estimates())
 
 
 class FlatTS(_EmpiricalPolicy):
@@ -183,27 +84,37 @@ class FlatTS(_EmpiricalPolicy):
         self._validate()
 
     def _validate(self) -> None:
-        _check_finite("FlatTS", mu0=self.mu0)
-        _check_std("FlatTS", sigma0=self.sigma0, sigma_r=self.sigma_r)
+        check_finite("FlatTS", mu0=self.mu0)
+        check_std("FlatTS", sigma0=self.sigma0, sigma_r=self.sigma_r)
 
     def _reset(self, hierarchy: Hierarchy) -> None:
-        self._validate()
         super()._reset(hierarchy)
+        n = hierarchy.n_datasets
+        self.mean_ = np.full(n, float(self.mu0))
+        self.std_ = np.full(n, float(self.sigma0))
+
+    def _tell(self, index: int, reward: float) -> None:
+        super()._tell(index, reward)
+        # Only this dataset's posterior changed: O(1).
+        s = self.stats_
+        mean, var = normal_posterior(
+            s.counts[index], s.means[index], self.mu0, self.sigma0**2, self.sigma_r**2
+        )
+        self.mean_[index], self.std_[index] = mean, math.sqrt(var)
 
     def _dataset_estimates(self) -> tuple[np.ndarray, np.ndarray]:
-        mean, var = self._gaussian()
-        return mean, np.sqrt(var)
+        return self.mean_.copy(), self.std_.copy()
 
-    def _gaussian(self) -> tuple[np.ndarray, np.ndarray]:
-        s = self.stats_
-        p0, pr = 1.0 / self.sigma0**2, 1.0 / self.sigma_r**2
-        var = 1.0 / (p0 + s.counts * pr)
-        return var * (self.mu0 * p0 + s.sums * pr), var
+    def _dataset_means(self) -> np.ndarray:
+        return self.mean_
 
-    def _ask_one(self, rng: np.random.Generator, step: int) -> str:
-        mean, var = self._gaussian()
-        draw = mean + np.sqrt(var) * rng.standard_normal(mean.size)
-        return self.hierarchy_.dataset_ids[int(np.argmax(draw))]
+    def _ask_one(
+        self, rng: np.random.Generator, step: int, excluded: np.ndarray | None = None
+    ) -> int:
+        draw = rng.standard_normal(self.mean_.size)
+        draw *= self.std_  # in place: one array of N floats per ask
+        draw += self.mean_
+        return masked_argmax(draw, excluded)
 
 
 class UCB1(_EmpiricalPolicy):
@@ -228,21 +139,26 @@ class UCB1(_EmpiricalPolicy):
         self._validate()
 
     def _validate(self) -> None:
-        _check_finite("UCB1", alpha=self.alpha)
-        if self.alpha < 0:
-            raise DashselError(f"UCB1: alpha must be >= 0, got {self.alpha!r}")
+        check_range("UCB1", "alpha", self.alpha, 0.0)
 
     def _reset(self, hierarchy: Hierarchy) -> None:
-        self._validate()
         super()._reset(hierarchy)
+        # 1/sqrt(n) per dataset, +inf before the first pull (so the score is +inf there):
+        # kept up to date at each tell, so an ask is one multiply-add over the datasets.
+        self.inv_sqrt_n_ = np.full(hierarchy.n_datasets, np.inf)
 
-    def _ask_one(self, rng: np.random.Generator, step: int) -> str:
-        s = self.stats_
-        n = s.counts.astype(float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            bonus = self.alpha * np.sqrt(2.0 * math.log(max(s.total, 1)) / n)
-            score = np.where(n > 0, s.sums / n + bonus, np.inf)
-        return self.hierarchy_.dataset_ids[_argmax_random_tie(score, rng)]
+    def _tell(self, index: int, reward: float) -> None:
+        super()._tell(index, reward)
+        self.inv_sqrt_n_[index] = 1.0 / math.sqrt(self.stats_.counts[index])
+
+    def _ask_one(
+        self, rng: np.random.Generator, step: int, excluded: np.ndarray | None = None
+    ) -> int:
+        c = self.alpha * math.sqrt(2.0 * math.log(max(self.stats_.total, 1)))
+        with np.errstate(invalid="ignore"):  # alpha = 0 times inf: unpulled, scored +inf
+            score = self.stats_.means + c * self.inv_sqrt_n_
+        score[np.isnan(score)] = np.inf
+        return _best(score, excluded, rng)
 
 
 class EpsilonGreedy(_EmpiricalPolicy):
@@ -264,22 +180,16 @@ class EpsilonGreedy(_EmpiricalPolicy):
         self._validate()
 
     def _validate(self) -> None:
-        _check_finite("EpsilonGreedy", epsilon=self.epsilon)
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise DashselError(f"EpsilonGreedy: epsilon must be in [0, 1], got {self.epsilon!r}")
+        check_range("EpsilonGreedy", "epsilon", self.epsilon, 0.0, 1.0)
 
-    def _reset(self, hierarchy: Hierarchy) -> None:
-        self._validate()
-        super()._reset(hierarchy)
-
-    def _ask_one(self, rng: np.random.Generator, step: int) -> str:
+    def _ask_one(
+        self, rng: np.random.Generator, step: int, excluded: np.ndarray | None = None
+    ) -> int:
         s = self.stats_
-        ids = self.hierarchy_.dataset_ids
         if rng.random() < self.epsilon:
-            return ids[int(rng.integers(len(ids)))]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            score = np.where(s.counts > 0, s.sums / s.counts, np.inf)
-        return ids[_argmax_random_tie(score, rng)]
+            return _uniform(rng, s.counts.size, excluded)
+        score = np.where(s.counts > 0, s.means, np.inf)
+        return _best(score, excluded, rng)
 
 
 class RoundRobin(_EmpiricalPolicy):
@@ -290,22 +200,46 @@ class RoundRobin(_EmpiricalPolicy):
 
     name = "roundrobin"
 
-    def __init__(self) -> None:
-        pass
-
-    def _ask_one(self, rng: np.random.Generator, step: int) -> str:
-        ids = self.hierarchy_.dataset_ids
-        return ids[step % len(ids)]
+    def _ask_one(
+        self, rng: np.random.Generator, step: int, excluded: np.ndarray | None = None
+    ) -> int:
+        n = self.hierarchy_.n_datasets
+        start = step % n
+        if excluded is None:
+            return start
+        # The first dataset at or after this step's position, cyclically, that is allowed.
+        free = np.flatnonzero(~np.roll(excluded, -start))
+        return (start + int(free[0])) % n
 
 
 class Random(_EmpiricalPolicy):
-    """Pick a dataset uniformly at random (with replacement) at every step."""
+    """Pick a dataset uniformly at random at every step (among those not excluded, so a
+    batch holds distinct datasets while the pool has them)."""
 
     name = "random"
 
-    def __init__(self) -> None:
-        pass
+    def _ask_one(
+        self, rng: np.random.Generator, step: int, excluded: np.ndarray | None = None
+    ) -> int:
+        return _uniform(rng, self.hierarchy_.n_datasets, excluded)
 
-    def _ask_one(self, rng: np.random.Generator, step: int) -> str:
-        ids = self.hierarchy_.dataset_ids
-        return ids[int(rng.integers(len(ids)))]
+
+def _uniform(rng: np.random.Generator, n: int, excluded: np.ndarray | None) -> int:
+    """A uniformly random position among the ``n`` datasets that ``excluded`` allows."""
+    if excluded is None:
+        return int(rng.integers(n))
+    # A few rejection draws first: O(1) while few datasets are excluded (a batch's earlier
+    # slots, a study's pending trials), and uniform over the allowed ones all the same.
+    for _ in range(8):
+        i = int(rng.integers(n))
+        if not excluded[i]:
+            return i
+    free = np.flatnonzero(~excluded)
+    return int(free[rng.integers(free.size)])
+
+
+def _best(score: np.ndarray, excluded: np.ndarray | None, rng: np.random.Generator) -> int:
+    """Largest score among allowed positions, ties broken at random."""
+    if excluded is None:
+        return argmax_random_tie(score, rng)
+    return argmax_random_tie(np.where(excluded, -np.inf, score), rng)
