@@ -259,3 +259,22 @@ def test_values_and_rewards_helpers() -> None:
     assert reward_of(math.inf, True) is None
     assert reward_of(float("nan"), False) is None
     assert reward_of("x", True) is None
+
+
+@pytest.mark.slow
+def test_docs_example_runs_as_written(tmp_path, monkeypatch, capsys) -> None:
+    import ast
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "integrations.md"
+    block = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)[0]
+    assert "DaSHSampler" in block
+    monkeypatch.chdir(tmp_path)  # the example writes dash-study.db in the working directory
+    for _ in range(2):  # the second run resumes the study from its SQLite file
+        exec(compile(block, str(doc), "exec"), {"__name__": "__docs__"})
+    lines = capsys.readouterr().out.splitlines()
+    relevant = lines[-1].split(": ")[1]
+    selected = ast.literal_eval(lines[-2].split(": ", 1)[1])
+    assert len(selected) == 3 and all(d.startswith(relevant + "-") for d in selected)
+    assert len(optuna.load_study(study_name="toy", storage="sqlite:///dash-study.db").trials) == 60
