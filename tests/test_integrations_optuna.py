@@ -52,6 +52,18 @@ class TestOptunaSamplerSuite(BasicSamplerTestCase):
         return lambda: DaSHSampler(GROUPS, seed=0)
 
 
+class TestOptunaSamplerSuiteWithTPE(BasicSamplerTestCase):
+    # A multivariate base sampler builds a relative search space; the dataset parameter must
+    # never enter it.
+    @pytest.fixture
+    def sampler(self):
+        return lambda: DaSHSampler(
+            GROUPS,
+            seed=0,
+            base_sampler=optuna.samplers.TPESampler(seed=0, multivariate=True, n_startup_trials=2),
+        )
+
+
 # --- dataset choices -------------------------------------------------------------------------
 def run_study(seed: int, n_trials: int = 30, direction: str = "maximize", **kw) -> tuple:
     sampler = DaSHSampler(GROUPS, seed=seed, k=K, **kw)
@@ -115,8 +127,8 @@ def test_best_group_gets_most_trials() -> None:
 
 
 def test_other_params_go_to_the_base_sampler() -> None:
-    base = optuna.samplers.TPESampler(seed=0, n_startup_trials=3)
-    sampler = DaSHSampler(GROUPS, seed=0, base_sampler=base)
+    base = optuna.samplers.TPESampler(seed=0, n_startup_trials=3, multivariate=True)
+    sampler = DaSHSampler(GROUPS, seed=0, base_sampler=base, deterministic=True)
     study = optuna.create_study(direction="maximize", sampler=sampler)
 
     def objective(trial):
@@ -128,6 +140,8 @@ def test_other_params_go_to_the_base_sampler() -> None:
     xs = [t.params["x"] for t in study.trials]
     assert all(-1.0 <= x <= 1.0 for x in xs)
     assert len(set(xs)) == len(xs)  # drawn, not fixed
+    # The datasets are dashsel's (deterministic: no repeat), not TPE's.
+    assert len({t.params["dataset"] for t in study.trials}) == 15
 
 
 def test_failed_and_nan_trials_are_set_aside() -> None:
@@ -278,3 +292,29 @@ def test_docs_example_runs_as_written(tmp_path, monkeypatch, capsys) -> None:
     selected = ast.literal_eval(lines[-2].split(": ", 1)[1])
     assert len(selected) == 3 and all(d.startswith(relevant + "-") for d in selected)
     assert len(optuna.load_study(study_name="toy", storage="sqlite:///dash-study.db").trials) == 60
+
+
+def test_groups_as_pool_or_hierarchy_and_policy_objects() -> None:
+    from dashsel.hierarchy import Hierarchy
+    from dashsel.integrations._engine import Engine
+    from dashsel.policies import DaSH
+    from dashsel.pool import Pool
+
+    hierarchy = Hierarchy(IDS, [GROUPS[d] for d in IDS])
+    history = [(d, TRUTH[d]) for d in IDS[::7]]
+    picks = {
+        Engine(groups, seed=2).choose(history, n_asked=9)
+        for groups in (GROUPS, hierarchy, Pool.replay_only(hierarchy))
+    }
+    assert len(picks) == 1
+    # A Policy object is copied by its parameters; the copy is what a name would build.
+    by_object = Engine(GROUPS, seed=2, policy=DaSH(sigma_r=0.1))
+    by_name = Engine(GROUPS, seed=2, policy="dash", policy_params={"sigma_r": 0.1})
+    assert by_object.choose(history, 9) == by_name.choose(history, 9)
+    assert by_object.recommend(history, k=4) == by_name.recommend(history, k=4)
+    with pytest.raises(DashselError, match="policy_params"):
+        Engine(GROUPS, policy=DaSH(), policy_params={"sigma_r": 0.1})
+    with pytest.raises(DashselError, match="budget"):
+        Engine(GROUPS, budget=0)
+    with pytest.raises(DashselError, match="unknown dataset"):
+        Engine(GROUPS).choose([("nope", 0.5)], 1)

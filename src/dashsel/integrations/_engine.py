@@ -21,10 +21,6 @@ from dashsel.policies.base import validate_selection_rule
 
 __all__ = ["Engine", "as_hierarchy", "default_policy_name", "reward_of"]
 
-#: The rebuild costs one pass over the history per decision; asking again without
-#: ``exclude`` support stops after this many tries.
-_MAX_RETRIES = 64
-
 
 def default_policy_name() -> str:
     """The library's default engine policy (``dashsel.policies.DEFAULT_POLICY``, else "dash")."""
@@ -233,17 +229,5 @@ class Engine:
 
 
 def _ask(policy: Policy, exclude: set[str]) -> str:
-    if not exclude:
-        return str(policy.ask())
-    if "exclude" in inspect.signature(policy.ask).parameters:
-        return str(policy.ask(exclude=tuple(sorted(exclude))))  # type: ignore[call-arg]
-    # A policy without pending-aware asks: ask again (each ask is a new step) until one is not
-    # excluded, then fall back to the most promising free dataset (mean + std, untried first).
-    for _ in range(_MAX_RETRIES):
-        choice = str(policy.ask())
-        if choice not in exclude:
-            return choice
-    free = [b for b in policy.posterior().datasets if b.id not in exclude]
-    if not free:
-        return str(policy.ask())
-    return max(free, key=lambda b: math.inf if math.isnan(b.mean) else b.mean + b.std).id
+    # Sorted, so the excluded set reaches the policy in the same order in every process.
+    return str(policy.ask(exclude=tuple(sorted(exclude))))
