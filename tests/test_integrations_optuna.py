@@ -318,3 +318,20 @@ def test_groups_as_pool_or_hierarchy_and_policy_objects() -> None:
         Engine(GROUPS, budget=0)
     with pytest.raises(DashselError, match="unknown dataset"):
         Engine(GROUPS).choose([("nope", 0.5)], 1)
+
+
+def test_engine_cache_gives_what_a_fresh_rebuild_gives() -> None:
+    from dashsel.integrations._engine import Engine
+
+    rng = np.random.default_rng(5)
+    cached = Engine(GROUPS, seed=3)
+    history: list[tuple[str, float]] = []
+    for step in range(25):
+        if step % 7 == 6:  # a trial finishing out of order: history is not an extension
+            history.insert(int(rng.integers(len(history))), (IDS[step], TRUTH[IDS[step]]))
+        d = cached.choose(history, n_asked=step, pending=[d for d, _ in history[-2:]])
+        assert d == Engine(GROUPS, seed=3).choose(
+            history, n_asked=step, pending=[d for d, _ in history[-2:]]
+        )
+        history.append((d, noisy(d, step, 0)))
+    assert cached.recommend(history, k=5) == Engine(GROUPS, seed=3).recommend(history, k=5)

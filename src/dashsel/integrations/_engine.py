@@ -9,17 +9,23 @@ rebuild give what an uninterrupted in-memory policy would have asked.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
+import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from dashsel.errors import DashselError
 from dashsel.hierarchy import Hierarchy
 from dashsel.policies import Policy, make_policy
+from dashsel.policies import base as _policy_base
 from dashsel.policies.base import validate_selection_rule
 
 __all__ = ["Engine", "as_hierarchy", "default_policy_name", "reward_of"]
+
+#: Largest reward a policy accepts (1e100); a larger value counts as a failed trial.
+_MAX_ABS_REWARD = float(getattr(_policy_base, "MAX_ABS_REWARD", math.inf))
 
 
 def default_policy_name() -> str:
@@ -46,12 +52,12 @@ def as_hierarchy(groups: Any) -> Hierarchy:
 
 def reward_of(value: Any, maximize: bool) -> float | None:
     """The engine's reward for an objective value: the value (negated when minimising), or
-    None when it is not a finite number (the trial then counts as failed)."""
+    None when it is not a finite number the policy accepts (the trial then counts as failed)."""
     try:
         v = float(value)
     except (TypeError, ValueError):
         return None
-    if not math.isfinite(v):
+    if not math.isfinite(v) or abs(v) > _MAX_ABS_REWARD:
         return None
     return v if maximize else -v
 
@@ -113,12 +119,20 @@ class Engine:
             self.policy_name = default_policy_name() if policy is None else str(policy)
             self._factory = None
         self._target_params = self._policy_target_params()
+        self._lock = threading.Lock()
+        self._cache: tuple[tuple[tuple[str, float], ...], Policy] | None = None
         self.build()  # fail now, not at the first trial, on a bad name or parameter
 
     def _policy_target_params(self) -> dict[str, Any]:
-        # The engine may aim its evaluations at the selection target and the budget; pass them
-        # to a policy that takes them, unless the user set them in policy_params.
-        wanted = {"k": self.k, "percentile": self.percentile, "budget": self.budget}
+        # The engine may aim its evaluations at the selection target and the budget, and use
+        # deterministic rewards; pass them to a policy that takes them, unless the user set
+        # them in policy_params.
+        wanted = {
+            "k": self.k,
+            "percentile": self.percentile,
+            "budget": self.budget,
+            "deterministic": self.deterministic or None,
+        }
         probe = self._make(self.policy_params)
         try:
             accepted = inspect.signature(type(probe)).parameters
@@ -141,13 +155,40 @@ class Engine:
         return self._make(params).reset(self.hierarchy, self.seed)
 
     def replay(self, history: Iterable[tuple[str, float]], n_asked: int | None = None) -> Policy:
-        """A fresh policy told ``history`` (dataset id, reward) in order."""
-        history = list(history)
+        """A fresh policy told ``history`` (dataset id, reward) in order, its ask counter at
+        ``n_asked`` (default: the number of trials told), as :meth:`Policy.replay` makes it."""
+        history = tuple((str(d), float(r)) for d, r in history)
         for dataset_id, _ in history:
             self.hierarchy.index(dataset_id)  # names an unknown id in one line
-        policy = self.build()
-        n = len(history) if n_asked is None else max(int(n_asked), len(history))
-        return policy.replay(history, n_asked=n)
+        policy = self._told(history)
+        policy.n_asked_ = len(history) if n_asked is None else max(int(n_asked), len(history))
+        return policy
+
+    def _told(self, history: tuple[tuple[str, float], ...]) -> Policy:
+        # Each decision replays the whole history; keeping the last told (never asked) policy
+        # and telling it only the new trials makes a study of T trials cost O(T) tells instead
+        # of O(T^2). A copy is returned, so asks never touch the cached state.
+        with self._lock:
+            cached = self._cache
+            if cached is not None and history[: len(cached[0])] == cached[0]:
+                policy, new = copy.deepcopy(cached[1]), history[len(cached[0]) :]
+            else:
+                policy, new = self.build(), history
+            for dataset_id, reward in new:
+                policy.tell(dataset_id, reward)
+            if new or cached is None:
+                self._cache = (history, copy.deepcopy(policy))
+        return policy
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        state["_cache"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def choose(
         self,
