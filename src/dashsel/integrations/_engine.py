@@ -171,14 +171,18 @@ class Engine:
         with self._lock:
             cached = self._cache
             if cached is not None and history[: len(cached[0])] == cached[0]:
-                policy, new = copy.deepcopy(cached[1]), history[len(cached[0]) :]
+                policy, new = self._copy(cached[1]), history[len(cached[0]) :]
             else:
                 policy, new = self.build(), history
             for dataset_id, reward in new:
                 policy.tell(dataset_id, reward)
             if new or cached is None:
-                self._cache = (history, copy.deepcopy(policy))
+                self._cache = (history, self._copy(policy))
         return policy
+
+    def _copy(self, policy: Policy) -> Policy:
+        # The hierarchy is immutable: share it rather than copy its index.
+        return copy.deepcopy(policy, memo={id(self.hierarchy): self.hierarchy})
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

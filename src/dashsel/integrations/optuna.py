@@ -10,7 +10,6 @@
 ...     return train_and_score(dataset, lr)
 >>> study.optimize(objective, n_trials=30)                            # doctest: +SKIP
 >>> sampler.recommend(study)                                          # doctest: +SKIP
-['a2']
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@
 ... )
 >>> tuner.fit()                                                        # doctest: +SKIP
 >>> searcher.recommend()                                               # doctest: +SKIP
-['b07', 'b02', 'b11']
 """
 
 from __future__ import annotations
