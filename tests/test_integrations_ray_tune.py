@@ -207,13 +207,30 @@ def trainable(config: dict) -> None:
         with open(os.path.join(sync, "second"), "a"):
             pass
     time.sleep(0.1)
-    tune.report({"acc": TABLE[config["dataset"]], "start": start, "end": time.time()})
+    tune.report(
+        {
+            "acc": TABLE[config["dataset"]],
+            "dataset": config["dataset"],
+            "epochs": config["epochs"],
+            "start": start,
+            "end": time.time(),
+        }
+    )
+
+
+class RecordingSearcher(DaSHSearcher):
+    """Keeps the final results Tune gives the searcher (read back from memory, not from Tune's
+    result files, which a loaded machine may not have flushed when ``fit`` returns)."""
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        self.results = [*getattr(self, "results", []), result]
+        super().on_trial_complete(trial_id, result, error)
 
 
 @pytest.mark.ray
 @pytest.mark.xdist_group("ray")
 def test_tuner_selects_near_best_datasets(ray_session, tmp_path) -> None:
-    searcher = DaSHSearcher(GROUPS, metric="acc", mode="max", seed=0, k=K)
+    searcher = RecordingSearcher(GROUPS, metric="acc", mode="max", seed=0, k=K)
     tuner = tune.Tuner(
         trainable,
         param_space={"lr": tune.loguniform(1e-4, 1e-1), "epochs": 3, "sync_dir": str(tmp_path)},
@@ -222,15 +239,15 @@ def test_tuner_selects_near_best_datasets(ray_session, tmp_path) -> None:
         ),
         run_config=tune.RunConfig(storage_path=str(tmp_path), name="dash", verbose=0),
     )
-    results = tuner.fit()
-    df = results.get_dataframe()
-    assert len(df) == 24 and not results.errors
-    assert df["config/epochs"].eq(3).all()  # constants of param_space pass through
+    tuner.fit()
+    results = searcher.results
+    assert len(results) == 24 and all(r is not None for r in results)
+    assert all(r["epochs"] == 3 for r in results)  # constants of param_space pass through
     assert len(searcher.history) == 24  # the searcher was told every trial
 
     # At least two trials ran at once, and trials that overlapped trained different datasets.
-    rows = df.sort_values("start")[["config/dataset", "start", "end"]].to_numpy()
-    overlapping = [(a[0], b[0]) for i, a in enumerate(rows) for b in rows[i + 1 :] if b[1] < a[2]]
+    rows = sorted((r["start"], r["end"], r["dataset"]) for r in results)
+    overlapping = [(a[2], b[2]) for i, a in enumerate(rows) for b in rows[i + 1 :] if b[0] < a[1]]
     assert overlapping
     assert all(x != y for x, y in overlapping)
 
