@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import time
 import zlib
 
 import numpy as np
 import pytest
+
+# Ray >= 2.5x turns token authentication on for a new local cluster. Tests run private local
+# clusters, so it is off; and it must be off before the first ray.init of the test process:
+# switching it between two sessions of one process makes every Tune actor die unstarted.
+# (Set at import, i.e. at collection, before any test of any module starts Ray.)
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 pytest.importorskip("ray.tune")
 
@@ -176,19 +183,16 @@ def test_missing_ray_says_how_to_install(monkeypatch) -> None:
 @pytest.fixture(scope="module")
 def ray_session():
     ray = pytest.importorskip("ray")
-    with pytest.MonkeyPatch.context() as mp:
-        # Ray >= 2.5x can require token authentication; a test cluster on localhost does not.
-        mp.setenv("RAY_AUTH_MODE", "disabled")
-        # Ray workers unpickle this module's functions by value: they cannot import a test file.
-        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            object_store_memory=80 * 1024 * 1024,
-            log_to_driver=False,
-        )
-        yield ray
-        ray.shutdown()
+    # Ray workers unpickle this module's functions by value: they cannot import a test file.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=80 * 1024 * 1024,
+        log_to_driver=False,
+    )
+    yield ray
+    ray.shutdown()
 
 
 def trainable(config: dict) -> None:
