@@ -113,7 +113,7 @@ class _Space:
 
 def _as_matrix(X: np.ndarray, width: int | None, what: str) -> np.ndarray:
     X = np.asarray(X)
-    X = X.reshape(X.shape[0], -1)
+    X = X.reshape(X.shape[0], int(np.prod(X.shape[1:])))  # images etc. become rows
     if not (np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.bool_)):
         raise ScoreError(f"{what}: features are not numeric (dtype {X.dtype})")
     X = X.astype(np.float64, copy=False)
