@@ -74,6 +74,8 @@ DEFAULT_COVARIATES: tuple[str, ...] = ("otdd", "label_quality", "mmd")
 _DISTANCES = ("mean", "mmd", "otdd", "otdd_exact")
 #: Reference rows used to fit the PCA and the kernel bandwidth (more add cost, not accuracy).
 _MAX_FIT_ROWS = 5000
+#: Validation rows from which on the space is cross-fitted (fewer: fitted on all of them).
+_MIN_SPLIT = 40
 
 
 class ScoreError(DashselError):
@@ -83,32 +85,39 @@ class ScoreError(DashselError):
 # --- the shared space ------------------------------------------------------------------------
 @dataclass
 class _Space:
-    """Centre, PCA axes and scale; ``project`` maps raw rows into the shared space."""
+    """Centre and projection; ``project`` maps raw rows into the shared space."""
 
     center: np.ndarray  # (d,)
-    axes: np.ndarray  # (p, d), orthonormal rows
-    scale: float
+    matrix: np.ndarray  # (d, p + q): PCA axes, then random directions of their complement
 
     @classmethod
-    def fit(cls, R: np.ndarray, n_components: int, rng: np.random.Generator) -> _Space:
+    def fit(
+        cls, R: np.ndarray, n_components: int, n_residual: int, rng: np.random.Generator
+    ) -> _Space:
         if R.shape[0] > _MAX_FIT_ROWS:
             R = R[rng.choice(R.shape[0], _MAX_FIT_ROWS, replace=False)]
         center = R.mean(axis=0)
         C = R - center
-        p = max(1, min(n_components, C.shape[1], C.shape[0]))
+        d = C.shape[1]
+        p = max(1, min(n_components, d, C.shape[0]))
         # Full SVD of a (<= 5000, d) matrix: exact and deterministic (no randomized solver).
         _, _, vt = np.linalg.svd(C, full_matrices=False)
-        axes = vt[:p]
-        total = float((C**2).sum() / C.shape[0])  # total variance
-        scale = float(np.sqrt(total / (p + 1))) if total > 0 else 1.0
-        return cls(center, axes, scale)
+        axes = vt[:p].T  # (d, p)
+        # A shift orthogonal to the target's principal axes would be invisible in them: keep a
+        # random (Johnson-Lindenstrauss) projection of the residual too. Norms are preserved
+        # on average, and isotropic noise keeps its per-coordinate variance.
+        q = min(n_residual, d - p)
+        blocks = [axes]
+        if q > 0:
+            rp = rng.normal(0.0, 1.0 / np.sqrt(q), size=(d, q)) * np.sqrt((d - p) / d)
+            blocks.append(rp - axes @ (axes.T @ rp))
+        matrix = np.hstack(blocks)
+        total = float((C @ matrix).var(axis=0).sum())
+        scale = float(np.sqrt(total / matrix.shape[1])) if total > 0 else 1.0
+        return cls(center, matrix / scale)
 
     def project(self, X: np.ndarray) -> np.ndarray:
-        C = X - self.center
-        Z = C @ self.axes.T
-        # Distance to the PCA subspace (Pythagoras), the (p+1)-th coordinate.
-        resid = np.sqrt(np.maximum((C**2).sum(axis=1) - (Z**2).sum(axis=1), 0.0))
-        return np.column_stack([Z, resid]) / self.scale
+        return (X - self.center) @ self.matrix
 
 
 def _as_matrix(X: np.ndarray, width: int | None, what: str) -> np.ndarray:
@@ -130,13 +139,15 @@ def _as_matrix(X: np.ndarray, width: int | None, what: str) -> np.ndarray:
 @dataclass
 class _Reference:
     space: _Space
-    Zv: np.ndarray  # validation rows, projected
+    Zv: np.ndarray  # validation rows the candidates are compared with, projected
+    yv: np.ndarray  # their label codes
     Zr: np.ndarray  # validation + local rows, projected (k-NN data)
     yr: np.ndarray  # their label codes
     code: dict[Any, int]  # label -> code
     val_codes: np.ndarray  # codes of the validation classes, sorted
     val_w: np.ndarray  # their proportions in the validation data
     val_stats: np.ndarray  # (K_v, 2 * dim): per-class mean and std
+    val_noise: np.ndarray  # (K_v,): sampling noise of those estimates
     penalty: float  # label penalty (squared distance units)
     mean_v: np.ndarray
     rff_w: np.ndarray
@@ -145,18 +156,23 @@ class _Reference:
     width: int
 
 
-def _class_stats(Z: np.ndarray, codes: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Per-class mean and standard deviation (diagonal Gaussian), stacked as (K, 2 * dim)."""
+def _class_stats(
+    Z: np.ndarray, codes: np.ndarray, classes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class mean and standard deviation (diagonal Gaussian), stacked as (K, 2 * dim), and
+    each class's sampling noise: the expected squared error of those estimates, (K,)."""
     onehot = (codes[:, None] == classes[None, :]).astype(np.float64)
     counts = onehot.sum(axis=0)[:, None]
     means = onehot.T @ Z / counts
     sq = onehot.T @ (Z**2) / counts
-    std = np.sqrt(np.maximum(sq - means**2, 0.0))
-    return np.hstack([means, std])
+    var = np.maximum(sq - means**2, 0.0)
+    # E|mean_hat - mean|^2 = tr(var)/n; E|std_hat - std|^2 ~ tr(var)/(2n) (Gaussian).
+    noise = 1.5 * var.sum(axis=1) / counts[:, 0]
+    return np.hstack([means, np.sqrt(var)]), noise
 
 
 def _build_reference(
-    pool: Pool, n_components: int, n_features_rff: int, rng: np.random.Generator
+    pool: Pool, n_components: int, n_residual: int, n_features_rff: int, rng: np.random.Generator
 ) -> _Reference:
     val = pool.validation
     Xv = _as_matrix(val.X, None, "validation data")
@@ -169,16 +185,30 @@ def _build_reference(
     if Xv.shape[0] == 0:
         raise ScoreError(f"pool {pool.name!r}: the validation data has no rows")
     R = np.vstack(parts_X)
-    space = _Space.fit(R, n_components, rng)
-    Zv = space.project(Xv)
+    n_val = Xv.shape[0]
+    # Cross-fitting: PCA axes fitted on one half of the validation data (plus local) and the
+    # validation statistics taken from the other half. Axes fitted on the very rows they are
+    # compared with overfit them (the top noise directions carry inflated variance, the
+    # residual is too small), so that a fresh sample from the target's own distribution would
+    # look far from it.
+    if n_val >= _MIN_SPLIT:
+        perm = rng.permutation(n_val)
+        fit_rows, ref_rows = np.sort(perm[: n_val // 2]), np.sort(perm[n_val // 2 :])
+        fit = np.vstack([Xv[fit_rows], *parts_X[1:]])
+    else:
+        fit_rows = ref_rows = np.arange(n_val)
+        fit = R
+    space = _Space.fit(fit, n_components, n_residual, rng)
+    Zv = space.project(Xv[ref_rows])
     Zr = space.project(R)
     labels = [v for part in parts_y for v in part.tolist()]
     code: dict[Any, int] = {}
     for v in labels:
         code.setdefault(v, len(code))
     yr = np.fromiter((code[v] for v in labels), dtype=np.int64, count=len(labels))
-    yv = yr[: Xv.shape[0]]
+    yv = yr[ref_rows]
     val_codes, counts = np.unique(yv, return_counts=True)
+    val_stats, val_noise = _class_stats(Zv, yv, val_codes)
     mean_v = Zv.mean(axis=0)
     # Median heuristic bandwidth on (at most 500) validation rows.
     sub = Zv[rng.choice(Zv.shape[0], min(500, Zv.shape[0]), replace=False)]
@@ -191,12 +221,14 @@ def _build_reference(
     return _Reference(
         space=space,
         Zv=Zv,
+        yv=yv,
         Zr=Zr,
         yr=yr,
         code=code,
         val_codes=val_codes,
         val_w=counts / counts.sum(),
-        val_stats=_class_stats(Zv, yv, val_codes),
+        val_stats=val_stats,
+        val_noise=val_noise,
         # Twice the total variance = mean squared distance between two validation points.
         penalty=max(2.0 * float(Zv.var(axis=0).sum()), 1e-12),
         mean_v=mean_v,
@@ -258,10 +290,24 @@ def _label_costs(
             c = local.setdefault(v, -1 - len(local))
         codes[i] = c
     classes, counts = np.unique(codes, return_counts=True)
-    stats = _class_stats(Z, codes, classes)
+    stats, noise = _class_stats(Z, codes, classes)
     C = _sqdist(stats, ref.val_stats)  # diagonal-Gaussian W2^2 = |dmu|^2 + |dsigma|^2
+    # Remove the part that is sampling noise of the estimates (else small candidates and small
+    # classes look far even when drawn from the target's own distribution).
+    C = np.maximum(C - noise[:, None] - ref.val_noise[None, :], 0.0)
     C += ref.penalty * (classes[:, None] != ref.val_codes[None, :])
-    return codes, counts / counts.sum(), C
+    # Class proportions: how often a class occurs is not what the score is about (a model can
+    # reweight), so classes both sides have take the validation's proportions. A class only
+    # the validation has must be paid for by moving mass from another label; labels only the
+    # candidate has keep their share and pay the label penalty wherever they go.
+    pos = np.searchsorted(ref.val_codes, classes)
+    pos = np.minimum(pos, ref.val_codes.size - 1)
+    shared = ref.val_codes[pos] == classes
+    a = np.where(shared, 0.0, counts / counts.sum())
+    if shared.any():
+        w = ref.val_w[pos[shared]]
+        a[shared] = (1.0 - a.sum()) * w / w.sum()
+    return codes, a, C
 
 
 # --- the public API --------------------------------------------------------------------------
@@ -283,6 +329,7 @@ def score_pool(
     which: str | Iterable[str] | None = None,
     random_state: RandomState = 0,
     n_components: int = 32,
+    n_residual: int = 16,
     n_features_rff: int = 256,
     k_neighbors: int = 5,
     max_ot_rows: int = 1000,
@@ -301,7 +348,9 @@ def score_pool(
         Fixes the PCA fit subsample, the kernel bandwidth subsample, the random Fourier
         features and the exact-OT row subsample. Same value, same scores.
     n_components : int
-        PCA axes of the shared space (plus one residual coordinate).
+        PCA axes of the shared space.
+    n_residual : int
+        Random directions of the space orthogonal to those axes, also kept.
     n_features_rff : int
         Random Fourier features of the ``mmd`` kernel.
     k_neighbors : int
@@ -337,8 +386,11 @@ def score_pool(
             f"pool {pool.name!r} has no arrays (a replay/table pool): training-free scores "
             f"need the candidates' and validation features and labels"
         )
-    if n_components < 1 or n_features_rff < 1 or k_neighbors < 1 or max_ot_rows < 1:
-        raise ScoreError("n_components, n_features_rff, k_neighbors, max_ot_rows must be >= 1")
+    if min(n_components, n_features_rff, k_neighbors, max_ot_rows) < 1 or n_residual < 0:
+        raise ScoreError(
+            "n_components, n_features_rff, k_neighbors, max_ot_rows must be >= 1, "
+            "n_residual >= 0"
+        )
     ot = None
     if "otdd_exact" in names:
         from dashsel.errors import require
@@ -348,7 +400,7 @@ def score_pool(
     cost = dict.fromkeys(("load", "setup", *names), 0.0)
 
     t0 = time.perf_counter()
-    ref = _build_reference(pool, n_components, n_features_rff, rng)
+    ref = _build_reference(pool, n_components, n_residual, n_features_rff, rng)
     k = min(k_neighbors, ref.Zr.shape[0])
     ref_sq = (ref.Zr**2).sum(axis=1)
     cost["setup"] = time.perf_counter() - t0
@@ -449,8 +501,7 @@ def _otdd_exact(
 ) -> float:
     codes, _, C = _label_costs(ref, Z, y)
     classes = np.unique(codes)
-    yv = ref.yr[: ref.Zv.shape[0]]
-    Zv = ref.Zv
+    Zv, yv = ref.Zv, ref.yv
     if Z.shape[0] > max_rows:
         keep = np.sort(rng.choice(Z.shape[0], max_rows, replace=False))
         Z, codes = Z[keep], codes[keep]
