@@ -278,3 +278,23 @@ def test_cli_score_replay_pool_is_a_one_line_error(manifests) -> None:
 def test_cli_score_unknown_score(manifests) -> None:
     res = runner.invoke(app, ["score", str(manifests["arrays"]), "--which", "mean,bogus"])
     assert res.exit_code == 2 and "unknown score 'bogus'" in res.output
+
+
+# --- the example in docs/scores.md ---------------------------------------------------------------
+def test_docs_example_claims() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "scores.md").read_text()
+    block = text.split("<!-- example:", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec(compile(block, "docs/scores.md", "exec"), scope)
+    frame = scope["frame"]
+    cols = ["score_mean", "score_mmd", "score_otdd", "score_label_quality"]
+    rank = frame[cols].rank(ascending=False, method="min").astype(int)
+    # The table in the docs: the look-alike fools the label-free scores only...
+    assert rank.loc["lookalike", "score_mean"] == 1 and rank.loc["lookalike", "score_mmd"] == 1
+    assert rank.loc["lookalike", "score_otdd"] == 13
+    assert rank.loc["lookalike", "score_label_quality"] == 15
+    # ...the two-class set fools label_quality only, and a copy scores as its original.
+    assert rank.loc["two-class", "score_label_quality"] == 1
+    assert rank.loc["two-class", "score_otdd"] == 15
+    assert frame.loc["g0-0-copy", cols].equals(frame.loc["g0-0", cols])
+    assert set(rank["score_otdd"].nsmallest(4).index) == {"g0-0", "g0-1", "g0-2", "g0-0-copy"}
