@@ -224,6 +224,8 @@ def test_otdd_exact_with_pot() -> None:
     f = score_pool(_pool(), which=["otdd_exact"], max_ot_rows=150)
     assert f.loc["same", "score_otdd_exact"] > f.loc["mislabelled", "score_otdd_exact"]
     assert f.loc["same", "score_otdd_exact"] > f.loc["shifted", "score_otdd_exact"]
+    # Not corrected for sampling noise (docs/scores.md): far from 0 for a same-distribution set.
+    assert f.loc["same", "dist_otdd_exact"] > 5 * f.loc["same", "dist_otdd"]
 
 
 def test_otdd_exact_without_pot_says_how_to_install() -> None:
