@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--features", type=int, default=256)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
+    loads: list[str] = []
     lines = [
         "# Training-free scores at scale",
         "",
@@ -108,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n in args.candidates:
+        load_before = os.getloadavg()[0]
         c = measure(n, args.rows, args.features)
+        loads.append(f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}")
         scoring = c["total"] - c["load"]
         row = (
             f"| {n:,} | {c['wall']:.1f} | {c['cpu']:.1f} | {c['load']:.1f} | "
@@ -125,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         "over candidates "
         "(`frame.attrs['cost_seconds']`). *Top precision*: the share of the honest group-0 "
         "candidates found among the same number of top-ranked candidates by `score_default`.",
+        f"Load average (1 min) before -> after each row: {'; '.join(loads)}.",
         "",
     ]
     if args.out is not None:
