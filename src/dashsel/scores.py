@@ -7,11 +7,14 @@ distances are negated. The raw distances are returned too.
 The shared space
 ----------------
 A PCA fitted on the validation and local features (at most ``n_components`` axes, default 32),
-plus one extra coordinate: a point's distance to that PCA subspace (its residual norm), so that a
-candidate lying *off* the target's subspace still looks different. Coordinates are divided by one
-common scale (the reference data's root-mean-square spread per coordinate), so that kernel
-bandwidths and penalties are unit-free. Projecting 1,000 rows of 256 features costs well under a
-millisecond; this is what makes 10^4 candidates cheap.
+plus a random (Johnson-Lindenstrauss) projection of what the PCA leaves out (``n_residual``
+directions, default 16), so that a candidate shifted in a direction the target does not vary in
+still looks different. Coordinates are divided by one common scale, so that kernel bandwidths
+and penalties are unit-free. The space is cross-fitted: the PCA sees one half of the validation
+rows and candidates are compared with the other half (axes fitted on the rows they are compared
+with overfit them, and a fresh sample of the target would look far from it). Projecting a
+candidate is one matrix product; every score then works in 48 dimensions, whatever the width
+of the features.
 
 Scores (``which=``)
 -------------------
@@ -27,11 +30,13 @@ Scores (``which=``)
     candidate's class ``c`` with the validation's class ``v`` is the 2-Wasserstein distance
     between the two Gaussians, plus a *label penalty* when ``c != v`` (twice the validation
     data's total variance: the expected squared distance between two random validation points,
-    i.e. "as bad as pairing at random"). The distance is the optimal transport between the two
-    label distributions under that cost (a tiny LP, at most classes x classes). Unlike OTDD
-    proper, the label penalty makes it care about *which* label a look-alike carries: permuted
-    or noisy labels cost, and a class missing on either side must be paid for by moving mass to
-    another label. This is ``score_default``.
+    i.e. "as bad as pairing at random"); each cost is corrected for the sampling noise of the
+    class statistics. The distance is the optimal transport between the two label
+    distributions under that cost (a tiny LP, at most classes x classes), classes both sides
+    have taking the validation's proportions. Unlike OTDD proper, the label penalty makes it
+    care about *which* label a look-alike carries: permuted or noisy labels cost, and a class
+    missing on either side must be paid for by moving mass to another label. This is
+    ``score_default``.
 ``label_quality``
     Fraction of the candidate's rows whose label agrees with a k-nearest-neighbour vote
     (``k_neighbors``, default 5) of the validation and local data in the shared space. In
