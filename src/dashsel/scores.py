@@ -52,6 +52,7 @@ See ``docs/scores.md`` for costs and for when each score misleads.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -260,6 +261,16 @@ def _rff_mean(Z: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 # --- label optimal transport ----------------------------------------------------------------
+@functools.cache
+def _pot() -> Any:
+    """POT's ``ot`` module, or None (looked up once: a failed import is not cached by Python)."""
+    try:
+        import ot  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return ot
+
+
 def _small_ot(a: np.ndarray, b: np.ndarray, C: np.ndarray) -> float:
     """Exact optimal transport cost between two small discrete distributions."""
     if a.size == 1:
@@ -273,12 +284,9 @@ def _small_ot(a: np.ndarray, b: np.ndarray, C: np.ndarray) -> float:
         # diagonal can only cost more, so the diagonal plan is optimal (no LP needed; the
         # common case, since off-diagonal costs carry the label penalty).
         return float(a @ np.diag(C))
-    try:  # POT's network simplex is ~100x faster than an LP solver on these tiny problems
-        import ot  # type: ignore[import-not-found]
-
+    ot = _pot()
+    if ot is not None:  # POT's network simplex is much faster than an LP solver here
         return float(ot.emd2(a, b, C))
-    except ImportError:
-        pass
     from scipy.optimize import linprog
 
     m, n = C.shape
