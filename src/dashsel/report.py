@@ -40,7 +40,8 @@ def read_journal(path: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
         raise JournalError(f"journal {path} does not exist")
     if path.stat().st_size == 0:
         raise JournalError(f"journal {path} is empty")
-    with SQLiteJournal(path) as j:
+    # read-only: works on another user's journal, in a read-only folder, during a live run
+    with SQLiteJournal(path, mode="read") as j:
         meta = j.meta()
         if not meta:
             raise JournalError(f"journal {path} holds no run yet")
