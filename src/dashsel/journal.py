@@ -674,6 +674,10 @@ class SQLiteJournal(Journal):
             if budget != stored.get("budget"):
                 stored["budget"] = budget
                 changed = True
+            # the latest run's selection rule is the one a report applies
+            if "selection" in meta and meta["selection"] != stored.get("selection"):
+                stored["selection"] = meta["selection"]
+                changed = True
             if changed:
                 self._writable()
                 if isinstance(stored.get("pool"), dict):
@@ -702,9 +706,12 @@ class SQLiteJournal(Journal):
         self._pool_cache = (tuple(ids), tuple(groups))
 
     # --- trials ----------------------------------------------------------------------------
-    def _record(self, number: int) -> TrialRecord | None:
-        rows = self._fetch("SELECT * FROM trials WHERE number = ?", (number,))
+    def record(self, number: int) -> TrialRecord | None:
+        """The trial numbered ``number`` (None if there is none)."""
+        rows = self._fetch("SELECT * FROM trials WHERE number = ?", (int(number),))
         return None if not rows else _record_from_row(rows[0], self.path)
+
+    _record = record
 
     def record_start(self, spec: TrialSpec, *, group: str | None = None, batch: int = 0) -> None:
         self.record_starts([spec], groups=[group], batch=batch)
