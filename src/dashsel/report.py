@@ -48,6 +48,8 @@ def read_journal(path: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
         journal; the message is one line naming the file and what is wrong.
     """
     path = Path(path)
+    if path.is_dir():
+        raise JournalError(f"{path} is a folder, not a dashsel journal")
     if not path.is_file():
         raise JournalError(f"journal {path} does not exist")
     if path.stat().st_size == 0:
