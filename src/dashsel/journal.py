@@ -462,6 +462,8 @@ class SQLiteJournal(Journal):
         self.mode = mode
         self._conn: sqlite3.Connection | None = None
         self._pool_cache: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+        # (batch, group) of the trials this object started: an outcome needs no read first
+        self._started: dict[int, tuple[int, str | None]] = {}
         self._lock = JournalLock(self.path, "run" if mode == "run" else "study")
         _check_sqlite_header(self.path)
         if mode == "read":
@@ -725,60 +727,105 @@ class SQLiteJournal(Journal):
     ) -> None:
         self._writable()
         now = time.time()
+        rows = []
+        for i, spec in enumerate(specs):
+            values = (
+                int(spec.number),
+                int(batch),
+                str(spec.dataset_id),
+                None if groups is None or groups[i] is None else str(groups[i]),
+                int(spec.seed),
+                int(spec.pull),
+                "running",
+                None,
+                now,
+                None,
+                None,
+                None,
+            )
+            rows.append((*values, _row_crc(values)))
+        insert = (
+            'INSERT INTO trials (number, batch, dataset_id, "group", seed, pull, state, reward, '
+            "started, finished, duration, error, crc) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        conn = self.conn
+        if self.mode == "run" and not conn.in_transaction:
+            # The fast path of a run (it holds the lock): new trials need no read first, and a
+            # single INSERT is its own atomic transaction.
+            try:
+                if len(rows) == 1:
+                    conn.execute(insert, rows[0])
+                else:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        conn.executemany(insert, rows)
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
+            except sqlite3.IntegrityError:
+                pass  # some are on record already (a retry or a resume): checked below
+            except sqlite3.Error as exc:
+                raise _damaged(self.path, exc) from None
+            else:
+                self._started.update({r[0]: (r[1], r[3]) for r in rows})
+                return
         with self.transaction():
-            for i, spec in enumerate(specs):
-                self._check_start(self._record(spec.number), spec)
-                values = (
-                    int(spec.number),
-                    int(batch),
-                    str(spec.dataset_id),
-                    None if groups is None or groups[i] is None else str(groups[i]),
-                    int(spec.seed),
-                    int(spec.pull),
-                    "running",
-                    None,
-                    now,
-                    None,
-                    None,
-                    None,
-                )
-                self._exec(
-                    'INSERT OR REPLACE INTO trials (number, batch, dataset_id, "group", seed, '
-                    "pull, state, reward, started, finished, duration, error, crc) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*values, _row_crc(values)),
-                )
+            for spec, row in zip(specs, rows, strict=True):
+                self._check_start(self.record(spec.number), spec)
+                self._exec(insert.replace("INSERT", "INSERT OR REPLACE", 1), row)
+        self._started.update({r[0]: (r[1], r[3]) for r in rows})
 
     def record_outcome(self, outcome: TrialOutcome) -> None:
         self._writable()
         spec = outcome.spec
-        with self.transaction():
-            rec = self._record(spec.number)
+        known = self._started.get(spec.number)
+        if known is None:  # started by another process (a study): read where it sits
+            rec = self.record(spec.number)
             if rec is None or rec.spec != spec:
                 raise JournalError(
                     f"journal {self.path}: outcome for trial {spec.number} that was never "
                     f"started as {spec}"
                 )
-            reward = None if outcome.reward is None else float(outcome.reward)
-            error = None if outcome.error is None else str(outcome.error)
-            values = (
-                int(spec.number),
-                int(rec.batch),
+            known = (rec.batch, rec.group)
+        reward = None if outcome.reward is None else float(outcome.reward)
+        error = None if outcome.error is None else str(outcome.error)
+        values = (
+            int(spec.number),
+            int(known[0]),
+            spec.dataset_id,
+            known[1],
+            int(spec.seed),
+            int(spec.pull),
+            str(outcome.state),
+            reward,
+            float(outcome.started),
+            float(outcome.finished),
+            float(outcome.finished) - float(outcome.started),
+            error,
+        )
+        # One UPDATE: atomic on its own; it matches only the trial started with this spec.
+        cur = self._exec(
+            "UPDATE trials SET state = ?, reward = ?, started = ?, finished = ?, duration = ?, "
+            "error = ?, crc = ? WHERE number = ? AND dataset_id = ? AND seed = ? AND pull = ? "
+            'AND batch = ? AND "group" IS ?',
+            (
+                *values[6:],
+                _row_crc(values),
+                spec.number,
                 spec.dataset_id,
-                rec.group,
                 int(spec.seed),
                 int(spec.pull),
-                str(outcome.state),
-                reward,
-                float(outcome.started),
-                float(outcome.finished),
-                float(outcome.finished) - float(outcome.started),
-                error,
-            )
-            self._exec(
-                "UPDATE trials SET state = ?, reward = ?, started = ?, finished = ?, "
-                "duration = ?, error = ?, crc = ? WHERE number = ?",
-                (*values[6:], _row_crc(values), spec.number),
+                int(known[0]),
+                known[1],
+            ),
+        )
+        if cur.rowcount != 1:
+            self._started.pop(spec.number, None)
+            raise JournalError(
+                f"journal {self.path}: outcome for trial {spec.number} that was never "
+                f"started as {spec}"
             )
 
     def records(self) -> list[TrialRecord]:
@@ -788,7 +835,7 @@ class SQLiteJournal(Journal):
 
 def _row_crc(values: Sequence[Any]) -> int:
     # repr() of a float round-trips exactly, and SQLite stores REAL as the same double.
-    return zlib.crc32("\x1f".join(repr(v) for v in values).encode("utf-8", "surrogatepass"))
+    return zlib.crc32(repr(tuple(values)).encode("utf-8", "surrogatepass"))
 
 
 def _damaged(path: Path, exc: BaseException | None) -> JournalError:
