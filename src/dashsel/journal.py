@@ -612,6 +612,16 @@ class SQLiteJournal(Journal):
 
     # --- run -------------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
+        meta = self.header()
+        pool = self.pool_structure() if meta else None
+        if pool is not None and isinstance(meta.get("pool"), dict):
+            meta["pool"]["dataset_ids"] = list(pool[0])
+            meta["pool"]["groups"] = list(pool[1])
+        return meta
+
+    def header(self) -> dict[str, Any]:
+        """The run's metadata without the pool's dataset ids and groups (see
+        :meth:`pool_structure`): cheap to read however large the pool."""
         rows = self._fetch("SELECT meta, crc FROM run WHERE id = 1")
         if not rows:
             return {}
@@ -626,10 +636,6 @@ class SQLiteJournal(Journal):
             ) from None
         if not isinstance(meta, dict):
             raise JournalError(f"journal {self.path} is damaged: the run header is not a table")
-        pool = self.pool_structure()
-        if pool is not None and isinstance(meta.get("pool"), dict):
-            meta["pool"]["dataset_ids"] = list(pool[0])
-            meta["pool"]["groups"] = list(pool[1])
         return meta
 
     def pool_structure(self) -> tuple[tuple[str, ...], tuple[str, ...]] | None:

@@ -240,7 +240,7 @@ class Study(Closeable):
             )
         journal = SQLiteJournal(path, mode="shared")
         try:
-            meta = journal.meta()
+            meta = journal.header()
             if not meta:
                 raise JournalError(f"journal {path} holds no study yet")
             if journal.pool_structure() is None:
@@ -326,7 +326,7 @@ class Study(Closeable):
         """
         n = check_count("ask(n): n", n)
         with self.journal.transaction():
-            meta = self.journal.meta()
+            meta = self.journal.header()
             records = self._expire(meta, self.journal.records())
             spent = sum(1 for r in records if not is_abandoned(r))
             budget = meta.get("budget")
@@ -410,7 +410,7 @@ class Study(Closeable):
 
     # --- reading ---------------------------------------------------------------------------
     def _read_policy(self) -> tuple[dict[str, Any], Policy]:
-        meta = self.journal.meta()
+        meta = self.journal.header()
         return meta, self._policy_for(meta, self.journal.records())
 
     def recommend(self, k: int | None = None, percentile: float | None = None) -> Recommendation:
