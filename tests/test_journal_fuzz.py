@@ -65,8 +65,24 @@ def pool() -> Pool:
     return Pool.replay_only(Hierarchy.from_mapping(GROUPS), name="fuzz")
 
 
+class Originals:
+    """The good journals' bytes (an object, so a failing case's report does not print them)."""
+
+    def __init__(self, data: dict[str, bytes]) -> None:
+        self.data = data
+
+    def __getitem__(self, name: str) -> bytes:
+        return self.data[name]
+
+    def items(self):
+        return self.data.items()
+
+    def __repr__(self) -> str:
+        return f"Originals({', '.join(f'{k}: {len(v)} bytes' for k, v in self.data.items())})"
+
+
 @pytest.fixture(scope="module")
-def originals(tmp_path_factory) -> dict[str, bytes]:
+def originals(tmp_path_factory) -> Originals:
     base = tmp_path_factory.mktemp("fuzz-originals")
     run_db = base / "run.db"
     select(pool(), "dash", Noisy(), 10, journal=run_db, seed=2, batch_size=2, k=2,
@@ -85,7 +101,7 @@ def originals(tmp_path_factory) -> dict[str, bytes]:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
         con.close()
         out[p.name] = p.read_bytes()
-    return out
+    return Originals(out)
 
 
 def exercise(path: Path) -> None:

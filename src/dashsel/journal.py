@@ -488,7 +488,7 @@ class SQLiteJournal(Journal):
         try:
             # isolation_level=None: autocommit; transactions are explicit (BEGIN IMMEDIATE).
             conn = sqlite3.connect(target, uri=uri, isolation_level=None, timeout=30.0)
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise JournalError(f"journal {self.path}: cannot open ({one_line(exc)})") from None
         conn.row_factory = sqlite3.Row
         return conn
@@ -505,7 +505,7 @@ class SQLiteJournal(Journal):
                 with self.transaction_lock():
                     conn.execute("PRAGMA journal_mode=DELETE")
             _init_or_check_schema(conn, self.path, self.mode, check)
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             conn.close()
             raise _damaged(self.path, exc) from None
         except BaseException:
@@ -528,7 +528,11 @@ class SQLiteJournal(Journal):
                 last = exc
                 if "malformed" in str(exc) or "not a database" in str(exc):
                     break
-            except sqlite3.Error as exc:
+            except ValueError as exc:  # undecodable text in the schema
+                conn.close()
+                last = exc
+                break
+            except _DB_ERRORS as exc:
                 conn.close()
                 last = exc
                 break
@@ -553,7 +557,7 @@ class SQLiteJournal(Journal):
                         conn.execute("ROLLBACK")
                     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                     conn.execute("PRAGMA journal_mode=DELETE")
-            except sqlite3.Error:
+            except _DB_ERRORS:
                 pass  # a reader holds the WAL open: the -wal file stays, still consistent
             finally:
                 conn.close()
@@ -597,13 +601,13 @@ class SQLiteJournal(Journal):
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         try:
             return self.conn.execute(sql, params)
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise _damaged(self.path, exc) from None
 
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
             return self.conn.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise _damaged(self.path, exc) from None
 
     def _writable(self) -> None:
@@ -772,7 +776,7 @@ class SQLiteJournal(Journal):
                     conn.execute("COMMIT")
             except sqlite3.IntegrityError:
                 pass  # some are on record already (a retry or a resume): checked below
-            except sqlite3.Error as exc:
+            except _DB_ERRORS as exc:
                 raise _damaged(self.path, exc) from None
             else:
                 self._started.update({r[0]: (r[1], r[3]) for r in rows})
@@ -842,6 +846,11 @@ class SQLiteJournal(Journal):
 def _row_crc(values: Sequence[Any]) -> int:
     # repr() of a float round-trips exactly, and SQLite stores REAL as the same double.
     return zlib.crc32(repr(tuple(values)).encode("utf-8", "surrogatepass"))
+
+
+#: What reading a damaged file can raise from the sqlite3 module: its own errors, and
+#: UnicodeDecodeError (a ValueError) for undecodable text in the schema.
+_DB_ERRORS = (sqlite3.Error, ValueError, OverflowError)
 
 
 def _damaged(path: Path, exc: BaseException | None) -> JournalError:
@@ -1042,7 +1051,7 @@ def backup(source: str | Path, target: str | Path) -> Path:
         try:
             src.conn.backup(dst)
             dst.execute("PRAGMA journal_mode=DELETE")
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             dst.close()
             target.unlink(missing_ok=True)
             raise _damaged(Path(source), exc) from None
