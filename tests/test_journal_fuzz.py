@@ -17,6 +17,7 @@ fixed seed (derandomized) in a few minutes::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -117,10 +118,8 @@ def exercise(path: Path) -> None:
     with Study.open(path) as s:
         s.recommend()
         s.posterior()
-        try:
+        with contextlib.suppress(BudgetSpent):
             s.ask()
-        except BudgetSpent:
-            pass
 
 
 def check_case(path: Path, data: bytes) -> None:
