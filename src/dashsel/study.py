@@ -325,6 +325,10 @@ class Study(Closeable):
             A deterministic study has pending trials.
         """
         n = check_count("ask(n): n", n)
+        if self._setting(self.journal.header(), "pending_timeout"):
+            # its own transaction: trials given back stay given back even if the ask is refused
+            with self.journal.transaction():
+                self._expire(self.journal.header(), self.journal.records())
         with self.journal.transaction():
             meta = self.journal.header()
             records = self._expire(meta, self.journal.records())
