@@ -359,6 +359,7 @@ def _worker_main(conn: mpc.Connection, payload: bytes, threads: int | None) -> N
     except Exception as exc:
         conn.send(("init-failed", f"{type(exc).__name__}: {one_line(exc, 300)}"))
         return
+    conn.send(("ready", None))  # trial timeouts count from here, not from the start-up
     limit = ThreadLimit(threads)
     while True:
         try:
@@ -382,6 +383,7 @@ class _Worker:
         child.close()
         self.spec: TrialSpec | None = None
         self.started = 0.0
+        self.ready = False
 
     def kill(self) -> None:
         with contextlib.suppress(Exception):
@@ -507,7 +509,8 @@ class ProcessExecutor(Executor):
                 busy = [w for w in self._workers if w.spec is not None]
                 wait_s = None
                 if timeout is not None:
-                    wait_s = max(0.0, min(w.started + timeout for w in busy) - time.time())
+                    running = [w.started + timeout for w in busy if w.ready]
+                    wait_s = max(0.0, min(running) - time.time()) if running else None
                 ready = set(mpc.wait([w.conn for w in busy], timeout=wait_s))
                 for i, w in enumerate(list(self._workers)):
                     spec = w.spec
@@ -515,6 +518,9 @@ class ProcessExecutor(Executor):
                         continue
                     if w.conn in ready:
                         message = self._receive(w)
+                        if message[0] == "ready":
+                            w.ready, w.started = True, time.time()
+                            continue
                         w.spec = None
                         if message[0] == "outcome":
                             yield message[1]
@@ -536,7 +542,7 @@ class ProcessExecutor(Executor):
                             "the spawn start method, a script that starts the run outside "
                             "`if __name__ == '__main__':`)",
                         )
-                    elif timeout is not None and time.time() >= w.started + timeout:
+                    elif timeout is not None and w.ready and time.time() >= w.started + timeout:
                         out = _timeout_outcome(spec, w.started, timeout)
                     else:
                         continue
