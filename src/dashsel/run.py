@@ -16,6 +16,12 @@ How a run stays reproducible and resumable:
   ask counter is set to where the original run had it), and the unfinished batch, if any, has
   its unfinished trials evaluated again *as journaled*, not asked again. Finished trials are
   never repeated, so a resumed run ends exactly like an uninterrupted one.
+* A trial that fails (an exception, a timeout, a reward outside the evaluator's range) is run
+  again up to ``retries`` times with the same spec; one that keeps failing is journaled
+  failed, never told to the policy, and its dataset is excluded from every later ask. Resuming
+  sets aside again the datasets whose trials failed in finished batches, so the later asks
+  are the original run's.
+* Each finished trial is logged to the ``"dashsel"`` logger (:mod:`dashsel.log`).
 """
 
 from __future__ import annotations
