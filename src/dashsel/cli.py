@@ -189,83 +189,116 @@ def run(
     first trial is: the manifest, the local and validation data, the journal path, --json.
     """
     with _user_errors():
-        from dashsel.executors import make_executor
-        from dashsel.log import configure
-        from dashsel.manifest import load_manifest
-        from dashsel.policies import make_policy
-        from dashsel.run import select
+        from dashsel.log import configure, unconfigure
 
         if quiet and verbose:
             raise DashselError("--quiet and --verbose exclude each other")
         bar_wanted = err_console.is_terminal and not quiet and log_format == "text"
-        configure(
+        handler = configure(
             log_format=log_format,
             quiet=quiet,
             verbose=verbose,
             progress_bar=bar_wanted,
             console=err_console,
         )
-        if json_out is not None:
-            check_output_file(json_out, "--json")
-        if journal is not None:
-            check_output_file(journal, "--journal", may_exist=True)
-        m = load_manifest(manifest)
-        evaluator = m.make_evaluator()
-        pol = make_policy(policy, **_parse_params(param, "--param"))
-        if batch_size is None and workers is not None:
-            batch_size = workers  # --workers N alone runs N trials at once
-        exe = make_executor(
-            executor,
-            workers,
-            threads_per_trial=threads_per_trial,
-            trial_timeout=trial_timeout,
-            address=address,
-            cpus_per_trial=cpus_per_trial,
-            gpus_per_trial=gpus_per_trial,
+        try:
+            _run(**locals())
+        finally:
+            unconfigure(handler)
+
+
+def _run(
+    *,
+    manifest: Path,
+    policy: str,
+    budget: int,
+    top_k: int | None,
+    percentile: float | None,
+    seed: int,
+    journal: Path | None,
+    json_out: Path | None,
+    executor: str,
+    workers: int | None,
+    batch_size: int | None,
+    threads_per_trial: int | None,
+    trial_timeout: float | None,
+    retries: int,
+    address: str | None,
+    cpus_per_trial: float,
+    gpus_per_trial: float,
+    param: list[str] | None,
+    no_final: bool,
+    quiet: bool,
+    bar_wanted: bool,
+    **_: Any,
+) -> None:
+    """The body of `dashsel run`, once logging is set up."""
+    from dashsel.executors import make_executor
+    from dashsel.manifest import load_manifest
+    from dashsel.policies import make_policy
+    from dashsel.run import select
+
+    if json_out is not None:
+        check_output_file(json_out, "--json")
+    if journal is not None:
+        check_output_file(journal, "--journal")
+    m = load_manifest(manifest)
+    evaluator = m.make_evaluator()
+    pol = make_policy(policy, **_parse_params(param, "--param"))
+    if batch_size is None and workers is not None:
+        batch_size = workers  # --workers N alone runs N trials at once
+    exe = make_executor(
+        executor,
+        workers,
+        threads_per_trial=threads_per_trial,
+        trial_timeout=trial_timeout,
+        address=address,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+    )
+    best = {"r": float("-inf")}
+    with exe, _progress() if bar_wanted else nullcontext() as bar:
+        task = (
+            bar.add_task(f"{pol.name} on {m.pool.name}", total=budget, best="-")
+            if bar is not None
+            else None
         )
-        best = {"r": float("-inf")}
-        with exe, _progress() if bar_wanted else nullcontext() as bar:
-            task = (
-                bar.add_task(f"{pol.name} on {m.pool.name}", total=budget, best="-")
-                if bar is not None
-                else None
-            )
 
-            def on_trial(outcome: Any) -> None:
-                if bar is None:
-                    return
-                if outcome.reward is not None:
-                    best["r"] = max(best["r"], outcome.reward)
-                shown = f"{best['r']:.4f}" if best["r"] > float("-inf") else "-"
-                bar.update(task, advance=1, best=shown)
+        def on_trial(outcome: Any) -> None:
+            if bar is None:
+                return
+            if outcome.reward is not None:
+                best["r"] = max(best["r"], outcome.reward)
+            shown = f"{best['r']:.4f}" if best["r"] > float("-inf") else "-"
+            bar.update(task, advance=1, best=shown)
 
-            result = select(
-                m.pool,
-                pol,
-                evaluator,
-                budget,
-                journal=journal,
-                seed=seed,
-                executor=exe,
-                batch_size=batch_size,
-                k=top_k,
-                percentile=percentile,
-                score_final=not no_final,
-                callback=on_trial,
-                retries=retries,
-            )
-            if bar is not None:
-                # Trials replayed from the journal count toward the bar too.
-                bar.update(task, completed=budget)
+        result = select(
+            m.pool,
+            pol,
+            evaluator,
+            budget,
+            journal=journal,
+            seed=seed,
+            executor=exe,
+            batch_size=batch_size,
+            k=top_k,
+            percentile=percentile,
+            score_final=not no_final,
+            callback=on_trial,
+            retries=retries,
+        )
+        if bar is not None:
+            # Trials replayed from the journal count toward the bar too.
+            bar.update(task, completed=budget)
+    if not quiet:
+        _print_result(result)
+    if json_out is not None:
+        write_json_atomic(result.to_dict(), json_out)
         if not quiet:
-            _print_result(result)
-        if json_out is not None:
-            write_json_atomic(result.to_dict(), json_out)
-            if not quiet:
-                console.print(f"wrote {json_out}")
+            console.print(f"wrote {json_out}")
 
 
-def check_output_file(path: Path, option: str, *, may_exist: bool = True) -> None:
+def check_output_file(path: Path, option: str) -> None:
     """Fail now, with one line, if ``path`` cannot be written later.
 
     Not a directory; its folder exists or can be created; a file can be created in that

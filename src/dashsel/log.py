@@ -113,3 +113,10 @@ def configure(
     logger.setLevel(level)
     logger.propagate = False
     return handler
+
+
+def unconfigure(handler: logging.Handler) -> None:
+    """Undo :func:`configure`: remove ``handler`` and give the logger its defaults back."""
+    logger.removeHandler(handler)
+    logger.setLevel(logging.NOTSET)
+    logger.propagate = True
