@@ -140,7 +140,9 @@ def main() -> None:
             # A private test cluster: no token authentication (Ray >= 2.5x enables it).
             ray_env = {**env, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
             t0 = time.perf_counter()
-            head, address = start_ray(ray_env, Path(tempfile.mkdtemp(prefix="rp", dir="/tmp")))
+            # Short path: Ray's socket paths must fit in 107 characters.
+            ray_temp = Path(tempfile.mkdtemp(prefix="rp", dir="/tmp"))
+            head, address = start_ray(ray_env, ray_temp)
             startup = time.perf_counter() - t0
             try:
                 args = [*budget, "--executor", "ray", "--workers", "2", "--address", address]
@@ -150,6 +152,7 @@ def main() -> None:
                 print(f"ray: {wall:.1f}s", flush=True)
             finally:
                 stop_ray(head)
+                shutil.rmtree(ray_temp, ignore_errors=True)
     load_after = os.getloadavg()
     write_report(opts, rows, load_before, load_after)
 
@@ -198,7 +201,13 @@ def write_report(opts, rows, load_before, load_after) -> None:
             f"{phase / serial_span:.2f} | {result['evaluation_seconds'] / n:.3f} | "
             f"{result['batch_size']} | {target} | {met} |"
         )
+    per_trial = [r[2]["evaluation_seconds"] / max(1, r[2]["n_evaluations"]) for r in rows]
     lines += [
+        "",
+        f"The mean trial time ranged from {min(per_trial):.3f} s to {max(per_trial):.3f} s "
+        "across these runs of the same trials' kind: when it differs this much, the load on "
+        "the machine changed between runs and the ratios say as much about the load as about "
+        "the executors.",
         "",
         "`wall s` is the whole `dashsel run` process (imports, reading the pool, fingerprinting "
         "its data, worker or Ray start-up, the trials); `trial phase s` runs from the first "

@@ -410,3 +410,24 @@ def test_ray_trials_run_with_their_threads(ray_session, tmp_path) -> None:
         outs = list(ex.map_unordered(ThreadReporter(str(tmp_path)), SPECS[:2]))
     assert all(o.state is TrialState.COMPLETE for o in outs), outs
     assert {n for _, n in reported(tmp_path)} == {1}
+
+
+class Dying(ToyEvaluator):
+    """'die' ends its worker process abruptly."""
+
+    def evaluate(self, spec: TrialSpec) -> float:
+        if spec.dataset_id == "die":
+            os._exit(1)
+        return super().evaluate(spec)
+
+
+def test_dead_workers_are_replaced() -> None:
+    with ProcessExecutor(1) as ex:
+        got = list(ex.map_unordered(Dying(), [TrialSpec(0, "die", 1, 0), TrialSpec(1, "a", 2, 0)]))
+        states = {o.spec.dataset_id: o.state for o in got}
+        assert states == {"die": TrialState.FAILED, "a": TrialState.COMPLETE}
+        assert "a worker died" in next(o.error for o in got if o.spec.dataset_id == "die")
+        ex._workers[0].proc.kill()  # dies while idle, between batches
+        ex._workers[0].proc.join()
+        again = list(ex.map_unordered(Dying(), SPECS[:2]))
+        assert [o.state for o in again] == [TrialState.COMPLETE] * 2

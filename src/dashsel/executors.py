@@ -502,10 +502,17 @@ class ProcessExecutor(Executor):
         timeout = self.trial_timeout
         try:
             while queue or any(w.spec is not None for w in self._workers):
-                for w in self._workers:
+                for i, w in enumerate(list(self._workers)):
                     if w.spec is None and queue:
-                        w.spec, w.started = queue.popleft(), time.time()
-                        w.conn.send(w.spec)
+                        spec = queue[0]
+                        try:
+                            w.conn.send(spec)
+                        except OSError:  # the idle worker died: replace it, send again
+                            w.kill()
+                            w = self._workers[i] = self._start_worker()
+                            w.conn.send(spec)
+                        queue.popleft()
+                        w.spec, w.started = spec, time.time()
                 busy = [w for w in self._workers if w.spec is not None]
                 wait_s = None
                 if timeout is not None:
