@@ -431,3 +431,21 @@ def test_dead_workers_are_replaced() -> None:
         ex._workers[0].proc.join()
         again = list(ex.map_unordered(Dying(), SPECS[:2]))
         assert [o.state for o in again] == [TrialState.COMPLETE] * 2
+
+
+@pytest.mark.ray
+@pytest.mark.xdist_group("ray")
+def test_ray_resources_per_trial_set_the_workers(ray_session) -> None:
+    from dashsel.executors import RayExecutor
+
+    with RayExecutor(cpus_per_trial=2) as ex:
+        assert ex.n_workers == 1 and ex.threads_per_trial == 2
+    with RayExecutor(cpus_per_trial=0.5) as ex:
+        assert ex.n_workers == 4
+    with pytest.raises(DashselError, match="gpus_per_trial must be a number >= 0"):
+        RayExecutor(gpus_per_trial=-1)
+    # Joining the running session by address leaves it running.
+    address = ray_session.get_runtime_context().gcs_address
+    with make_executor("ray", address=address) as ex:
+        assert ex.n_workers == 2
+    assert ray_session.is_initialized()
