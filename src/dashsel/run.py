@@ -316,6 +316,20 @@ class _Run:
             budget=self.budget,
         )
         self.journal.open_run(meta)
+        log_event(
+            logging.DEBUG,
+            f"run: {self.policy.name} on {self.pool.name}, budget {self.budget}, executor "
+            f"{self.executor.name} ({self.executor.n_workers} at once, batch {self.batch_size}, "
+            f"{self.executor.threads_per_trial or 'default'} threads per trial)",
+            policy=self.policy.name,
+            pool=self.pool.name,
+            budget=self.budget,
+            executor=self.executor.name,
+            batch_size=self.batch_size,
+            threads_per_trial=self.executor.threads_per_trial,
+            trial_timeout=self.executor.trial_timeout,
+            retries=self.retries,
+        )
         with self._policy_time():
             self.policy.reset(self.hierarchy, random_state=self.seed)
 
