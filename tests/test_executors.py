@@ -7,7 +7,7 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -231,3 +231,221 @@ def test_failures_carry_the_exception_object(executor) -> None:
     assert got["odd"].exception is None
     assert got["odd"].error == "Unpicklable: evaluating dataset 'odd' (trial 1): cannot travel"
     assert type(got["nan"].exception) is RewardError
+
+
+# --- thread limits: checked by what the loaded libraries report ---------------------------------
+class ThreadReporter(Evaluator):
+    """Reward 0.5; writes what threadpoolctl reports inside ``evaluate`` to ``out/<trial>``.
+
+    It imports scikit-learn inside ``evaluate``: in a fresh worker that loads OpenMP there,
+    after the worker started, which is the case a limit entered too early misses.
+    """
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    def evaluate(self, spec: TrialSpec) -> float:
+        import json
+
+        import sklearn.linear_model  # noqa: F401 - loads scikit-learn's OpenMP runtime
+        from threadpoolctl import threadpool_info
+
+        info = [(i["user_api"], i["num_threads"]) for i in threadpool_info()]
+        Path(self.out, str(spec.number)).write_text(json.dumps(info))
+        return 0.5
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "threads"}
+
+
+def reported(out: Path) -> list[tuple[str, int]]:
+    import json
+
+    return [tuple(x) for f in sorted(out.iterdir()) for x in json.loads(f.read_text())]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_inprocess_trials_run_with_their_threads(tmp_path, threads) -> None:
+    import sklearn.linear_model  # noqa: F401 - BLAS and OpenMP loaded before the run
+    from threadpoolctl import threadpool_info
+
+    before = {i["filepath"]: i["num_threads"] for i in threadpool_info()}
+    ex = InProcessExecutor(threads_per_trial=threads)
+    outs = list(ex.map_unordered(ThreadReporter(str(tmp_path)), SPECS[:2]))
+    assert all(o.state is TrialState.COMPLETE for o in outs)
+    got = reported(tmp_path)
+    assert {api for api, _ in got} >= {"blas", "openmp"}
+    assert {n for _, n in got} == {threads}
+    # The limit holds around each evaluation only: the caller's threads are given back.
+    assert {i["filepath"]: i["num_threads"] for i in threadpool_info()} == before
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_worker_trials_run_with_their_threads(tmp_path, threads) -> None:
+    with ProcessExecutor(1, threads_per_trial=threads) as ex:
+        outs = list(ex.map_unordered(ThreadReporter(str(tmp_path)), SPECS[:2]))
+    assert all(o.state is TrialState.COMPLETE for o in outs), outs
+    got = reported(tmp_path)
+    assert {api for api, _ in got} >= {"blas", "openmp"}
+    assert {n for _, n in got} == {threads}
+
+
+def test_default_threads_share_the_cores() -> None:
+    from dashsel.executors import available_cpus, default_threads
+
+    cores = available_cpus()
+    assert default_threads(1) == cores
+    assert default_threads(cores * 4) == 1
+    assert ProcessExecutor(2).threads_per_trial == max(1, cores // 2)
+    with pytest.raises(DashselError, match="threads_per_trial"):
+        ProcessExecutor(2, threads_per_trial=0)
+
+
+# --- timeouts and a pool that outlives batches -------------------------------------------------
+class Sleepy(ToyEvaluator):
+    """'hang' sleeps a minute; every other dataset answers at once."""
+
+    def evaluate(self, spec: TrialSpec) -> float:
+        if spec.dataset_id == "hang":
+            import time
+
+            time.sleep(60)
+        return super().evaluate(spec)
+
+
+def test_process_timeout_kills_the_trial_and_replaces_the_worker(tmp_path) -> None:
+    import time
+
+    from dashsel.executors import TrialTimeoutError
+
+    specs = [TrialSpec(0, "hang", 1, 0), TrialSpec(1, "a", 2, 0), TrialSpec(2, "c", 3, 0)]
+    start = time.monotonic()
+    with ProcessExecutor(2, trial_timeout=1.0) as ex:
+        got = {o.spec.dataset_id: o for o in ex.map_unordered(Sleepy(), specs)}
+        assert time.monotonic() - start < 20
+        hung = got["hang"]
+        assert hung.state is TrialState.FAILED and type(hung.exception) is TrialTimeoutError
+        assert "ran longer than the trial timeout of 1s" in hung.error
+        assert got["a"].state is got["c"].state is TrialState.COMPLETE
+        # The killed worker was replaced: the pool still runs n_workers trials.
+        again = list(ex.map_unordered(Sleepy(), SPECS[:2]))
+        assert [o.state for o in again] == [TrialState.COMPLETE] * 2
+        assert len(ex._workers) == 2
+
+
+def test_inprocess_timeout_stops_a_python_trial() -> None:
+    import time
+
+    start = time.monotonic()
+    ex = InProcessExecutor(trial_timeout=0.5)
+    out = next(ex.map_unordered(Sleepy(), [TrialSpec(0, "hang", 1, 0)]))
+    assert time.monotonic() - start < 10
+    assert out.state is TrialState.FAILED and "trial timeout" in out.error
+
+
+def test_process_pool_started_once_per_evaluator(tmp_path) -> None:
+    ev = ToyEvaluator(log_dir=str(tmp_path))
+    with ProcessExecutor(2) as ex:
+        for _ in range(4):
+            assert len(list(ex.map_unordered(ev, SPECS[:2]))) == 2
+        pids = {w.proc.pid for w in ex._workers}
+        list(ex.map_unordered(ev, SPECS))
+        assert {w.proc.pid for w in ex._workers} == pids  # the same warm workers
+    assert len(list(tmp_path.glob("unpickled-*"))) == 2
+
+
+# --- rewards checked against the evaluator's range ---------------------------------------------
+class Returns(Evaluator):
+    """Returns the value its dataset id names (a lookup table)."""
+
+    reward_range = (0.0, 1.0)
+    VALUES: ClassVar[dict[str, Any]] = {
+        "five": 5.0,
+        "minus": -3.0,
+        "text": "0.5",
+        "nan": float("nan"),
+        "bool": True,
+        "np": np.float32(0.25),
+        "int": 1,
+        "zero-d": np.array(0.75),
+    }
+
+    def evaluate(self, spec: TrialSpec) -> Any:
+        return self.VALUES[spec.dataset_id]
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "returns"}
+
+
+def test_rewards_outside_the_declared_range_fail() -> None:
+    ev = Returns()
+    specs = [TrialSpec(n, d, n, 0) for n, d in enumerate(Returns.VALUES)]
+    got = {o.spec.dataset_id: o for o in InProcessExecutor().map_unordered(ev, specs)}
+    for bad in ("five", "minus", "text", "nan", "bool"):
+        assert got[bad].state is TrialState.FAILED, bad
+        assert type(got[bad].exception) is RewardError
+        assert got[bad].reward is None
+    assert "outside the evaluator's range [0, 1]" in got["five"].error
+    assert "is not a number: '0.5'" in got["text"].error
+    assert "is not a number: True" in got["bool"].error
+    assert {d: got[d].reward for d in ("np", "int", "zero-d")} == {
+        "np": 0.25,
+        "int": 1.0,
+        "zero-d": 0.75,
+    }
+    # Without a declared range any finite number is a reward.
+    ev.reward_range = None
+    free = {o.spec.dataset_id: o for o in InProcessExecutor().map_unordered(ev, specs)}
+    assert free["five"].reward == 5.0 and free["minus"].reward == -3.0
+    assert free["nan"].state is TrialState.FAILED and free["text"].state is TrialState.FAILED
+
+
+@pytest.mark.ray
+@pytest.mark.xdist_group("ray")
+def test_ray_trials_run_with_their_threads(ray_session, tmp_path) -> None:
+    from dashsel.executors import RayExecutor
+
+    with RayExecutor(threads_per_trial=1) as ex:
+        assert ex.n_workers == 2
+        outs = list(ex.map_unordered(ThreadReporter(str(tmp_path)), SPECS[:2]))
+    assert all(o.state is TrialState.COMPLETE for o in outs), outs
+    assert {n for _, n in reported(tmp_path)} == {1}
+
+
+class Dying(ToyEvaluator):
+    """'die' ends its worker process abruptly."""
+
+    def evaluate(self, spec: TrialSpec) -> float:
+        if spec.dataset_id == "die":
+            os._exit(1)
+        return super().evaluate(spec)
+
+
+def test_dead_workers_are_replaced() -> None:
+    with ProcessExecutor(1) as ex:
+        got = list(ex.map_unordered(Dying(), [TrialSpec(0, "die", 1, 0), TrialSpec(1, "a", 2, 0)]))
+        states = {o.spec.dataset_id: o.state for o in got}
+        assert states == {"die": TrialState.FAILED, "a": TrialState.COMPLETE}
+        assert "a worker died" in next(o.error for o in got if o.spec.dataset_id == "die")
+        ex._workers[0].proc.kill()  # dies while idle, between batches
+        ex._workers[0].proc.join()
+        again = list(ex.map_unordered(Dying(), SPECS[:2]))
+        assert [o.state for o in again] == [TrialState.COMPLETE] * 2
+
+
+@pytest.mark.ray
+@pytest.mark.xdist_group("ray")
+def test_ray_resources_per_trial_set_the_workers(ray_session) -> None:
+    from dashsel.executors import RayExecutor
+
+    with RayExecutor(cpus_per_trial=2) as ex:
+        assert ex.n_workers == 1 and ex.threads_per_trial == 2
+    with RayExecutor(cpus_per_trial=0.5) as ex:
+        assert ex.n_workers == 4
+    with pytest.raises(DashselError, match="gpus_per_trial must be a number >= 0"):
+        RayExecutor(gpus_per_trial=-1)
+    # Joining the running session by address leaves it running.
+    address = ray_session.get_runtime_context().gcs_address
+    with make_executor("ray", address=address) as ex:
+        assert ex.n_workers == 2
+    assert ray_session.is_initialized()

@@ -213,7 +213,8 @@ def test_resume_after_failure_equals_uninterrupted(tmp_path, reference, batch_si
     (tmp_path / "fail_at").write_text("7")
     ev = ToyEvaluator(tmp_path)
     with pytest.raises(DashselError) as info:
-        select(make_pool(), ToyTS(), ev, 12, journal=path, seed=7, batch_size=batch_size, k=2)
+        select(make_pool(), ToyTS(), ev, 12, journal=path, seed=7, batch_size=batch_size, k=2,
+               on_failure="stop")  # fmt: skip
     msg = str(info.value)
     failed_ds = reference[(batch_size, 12)].trials.loc[7, "dataset_id"]
     assert f"OSError: evaluating dataset {failed_ds!r} (trial 7)" in msg and "\n" not in msg
@@ -258,7 +259,7 @@ def test_resume_with_process_executor(tmp_path, reference) -> None:
     with ProcessExecutor(2) as ex:  # one pool (same evaluator object) for both calls
         with pytest.raises(DashselError, match="trial 4"):
             select(make_pool(), ToyTS(), ev, 12, journal=path, seed=7, batch_size=3, k=2,
-                   executor=ex)  # fmt: skip
+                   executor=ex, on_failure="stop")  # fmt: skip
         (tmp_path / "fail_at").unlink()
         res = select(
             make_pool(), ToyTS(), ev, 12, journal=path, seed=7, batch_size=3, k=2, executor=ex
@@ -272,7 +273,8 @@ def test_nan_reward_stops_and_resumes(tmp_path, reference) -> None:
     path = tmp_path / "run.db"
     (tmp_path / "nan_at").write_text("5")
     with pytest.raises(RewardError) as info:
-        select(make_pool(), ToyTS(), ToyEvaluator(tmp_path), 12, journal=path, seed=7, k=2)
+        select(make_pool(), ToyTS(), ToyEvaluator(tmp_path), 12, journal=path, seed=7, k=2,
+               on_failure="stop")  # fmt: skip
     ds = reference[(1, 12)].trials.loc[5, "dataset_id"]
     assert f"reward for dataset {ds!r} (trial 5) is not finite: nan" in str(info.value)
     con = sqlite3.connect(path)
@@ -402,7 +404,7 @@ def test_dash_end_to_end_resume(tmp_path) -> None:
     path = tmp_path / "run.db"
     with pytest.raises(DashselError, match="trial 5"):
         select(make_pool(), policies.make_policy("dash"), ToyEvaluator(tmp_path), 10,
-               journal=path, seed=3, batch_size=2)  # fmt: skip
+               journal=path, seed=3, batch_size=2, on_failure="stop")  # fmt: skip
     (tmp_path / "fail_at").unlink()
     res = select(make_pool(), "dash", ToyEvaluator(tmp_path), 10, journal=path, seed=3,
                  batch_size=2)  # fmt: skip
@@ -432,7 +434,8 @@ def test_a_trial_error_stops_the_run_as_itself(tmp_path, executor) -> None:
     # The exception object comes back from the worker; nothing is parsed from text.
     path = tmp_path / "run.db"
     with executor() as ex, pytest.raises(DataError) as info:
-        select(make_pool(), "roundrobin", DataFailing(), 8, journal=path, executor=ex)
+        select(make_pool(), "roundrobin", DataFailing(), 8, journal=path, executor=ex,
+               on_failure="stop")  # fmt: skip
     msg = str(info.value)
     assert msg.startswith("evaluating dataset 'b1' (trial ") and "b1.npz: unreadable" in msg
     assert str(path) in msg and "\n" not in msg

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -134,11 +134,42 @@ def run(
         str, typer.Option(help="Where evaluations run: inprocess, process or ray.")
     ] = "inprocess",
     workers: Annotated[
-        int | None, typer.Option(min=1, help="Parallel workers (process/ray).")
+        int | None,
+        typer.Option(min=1, help="Trials run at once (process workers, CPUs of a local Ray)."),
     ] = None,
     batch_size: Annotated[
-        int, typer.Option(min=1, help="Evaluations asked for at once (parallel batch).")
-    ] = 1,
+        int | None,
+        typer.Option(
+            min=1,
+            help="Evaluations asked for at once [default: the workers]. A seed and batch "
+            "size give the same trials whatever the executor.",
+        ),
+    ] = None,
+    threads_per_trial: Annotated[
+        int | None,
+        typer.Option(min=1, help="BLAS/OpenMP threads per trial [default: cores // workers]."),
+    ] = None,
+    trial_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="Seconds a trial may run; then it is stopped and counts as failed "
+            "(guaranteed with --executor process).",
+        ),
+    ] = None,
+    retries: Annotated[
+        int, typer.Option(min=0, help="Run a failed trial again this many times.")
+    ] = 0,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray: join the cluster at this address (e.g. auto, HOST:6379)."),
+    ] = None,
+    cpus_per_trial: Annotated[
+        float, typer.Option(min=0, help="Ray: CPUs each trial asks for.")
+    ] = 1.0,
+    gpus_per_trial: Annotated[
+        float, typer.Option(min=0, help="Ray: GPUs each trial asks for.")
+    ] = 0.0,
     param: Annotated[
         list[str] | None,
         typer.Option("--param", "-p", help="Policy parameter key=value (repeatable)."),
@@ -154,53 +185,189 @@ def run(
             "scikit-learn's classifiers (repeatable; a manifest cannot allow one itself).",
         ),
     ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also retries and other details.")
+    ] = False,
+    log_format: Annotated[
+        str,
+        typer.Option(help="Log lines on stderr: text, or json (one JSON object per line)."),
+    ] = "text",
 ) -> None:
-    """Select datasets from the pool in MANIFEST."""
+    """Select datasets from the pool in MANIFEST.
+
+    In a terminal a progress bar shows the trials; otherwise (or with --log-format json) one
+    log line per finished trial goes to stderr. Everything that can be checked before the
+    first trial is: the manifest, the local and validation data, the journal path, --json.
+    """
     with _user_errors():
-        from dashsel.checks import check_journal_path, check_pool, check_seed
-        from dashsel.executors import make_executor
-        from dashsel.manifest import load_manifest
-        from dashsel.policies import make_policy
-        from dashsel.run import select
+        from dashsel.log import configure, unconfigure
 
-        check_seed(seed)
-        if journal is not None:
-            check_journal_path(journal)
-        m = load_manifest(manifest, allow_estimators=allow_estimator or ())
-        evaluator = m.make_evaluator()
-        check_pool(m.pool, deep=False)  # shapes and headers, before the first trial
-        pol = make_policy(policy, **_parse_params(param, "--param"))
-        exe = make_executor(executor, workers)
-        best = {"r": float("-inf")}
-        with exe, _progress() as bar:
-            task = bar.add_task(f"{pol.name} on {m.pool.name}", total=budget, best="-")
+        if quiet and verbose:
+            raise DashselError("--quiet and --verbose exclude each other")
+        bar_wanted = err_console.is_terminal and not quiet and log_format == "text"
+        handler = configure(
+            log_format=log_format,
+            quiet=quiet,
+            verbose=verbose,
+            progress_bar=bar_wanted,
+            console=err_console,
+        )
+        try:
+            _run(**locals())
+        finally:
+            unconfigure(handler)
 
-            def on_trial(outcome: Any) -> None:
-                if outcome.reward is not None:
-                    best["r"] = max(best["r"], outcome.reward)
-                bar.update(task, advance=1, best=f"{best['r']:.4f}")
 
-            result = select(
-                m.pool,
-                pol,
-                evaluator,
-                budget,
-                journal=journal,
-                seed=seed,
-                executor=exe,
-                batch_size=batch_size,
-                k=top_k,
-                percentile=percentile,
-                score_final=not no_final,
-                callback=on_trial,
-            )
+def _run(
+    *,
+    manifest: Path,
+    policy: str,
+    budget: int,
+    top_k: int | None,
+    percentile: float | None,
+    seed: int,
+    journal: Path | None,
+    json_out: Path | None,
+    executor: str,
+    workers: int | None,
+    batch_size: int | None,
+    threads_per_trial: int | None,
+    trial_timeout: float | None,
+    retries: int,
+    address: str | None,
+    cpus_per_trial: float,
+    gpus_per_trial: float,
+    param: list[str] | None,
+    no_final: bool,
+    quiet: bool,
+    bar_wanted: bool,
+    allow_estimator: list[str] | None,
+    **_: Any,
+) -> None:
+    """The body of `dashsel run`, once logging is set up."""
+    from dashsel.checks import check_journal_path, check_pool, check_seed
+    from dashsel.executors import make_executor
+    from dashsel.manifest import load_manifest
+    from dashsel.policies import make_policy
+    from dashsel.run import select
+
+    if json_out is not None:
+        check_output_file(json_out, "--json")
+    check_seed(seed)
+    if journal is not None:
+        check_journal_path(journal)
+        check_output_file(journal, "--journal")
+    m = load_manifest(manifest, allow_estimators=allow_estimator or ())
+    evaluator = m.make_evaluator()
+    check_pool(m.pool, deep=False)  # shapes and headers, before the first trial
+    pol = make_policy(policy, **_parse_params(param, "--param"))
+    if batch_size is None and workers is not None:
+        batch_size = workers  # --workers N alone runs N trials at once
+    exe = make_executor(
+        executor,
+        workers,
+        threads_per_trial=threads_per_trial,
+        trial_timeout=trial_timeout,
+        address=address,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+    )
+    best = {"r": float("-inf")}
+    with exe, _progress() if bar_wanted else nullcontext() as bar:
+        task = (
+            bar.add_task(f"{pol.name} on {m.pool.name}", total=budget, best="-")
+            if bar is not None
+            else None
+        )
+
+        def on_trial(outcome: Any) -> None:
+            if bar is None:
+                return
+            if outcome.reward is not None:
+                best["r"] = max(best["r"], outcome.reward)
+            shown = f"{best['r']:.4f}" if best["r"] > float("-inf") else "-"
+            bar.update(task, advance=1, best=shown)
+
+        result = select(
+            m.pool,
+            pol,
+            evaluator,
+            budget,
+            journal=journal,
+            seed=seed,
+            executor=exe,
+            batch_size=batch_size,
+            k=top_k,
+            percentile=percentile,
+            score_final=not no_final,
+            callback=on_trial,
+            retries=retries,
+        )
+        if bar is not None:
             # Trials replayed from the journal count toward the bar too.
-            bar.update(task, completed=result.n_evaluations)
+            bar.update(task, completed=budget)
+    if not quiet:
         _print_result(result)
-        if json_out is not None:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            result.to_json(json_out)
+    if json_out is not None:
+        write_json_atomic(result.to_dict(), json_out)
+        if not quiet:
             console.print(f"wrote {json_out}")
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """Fail now, with one line, if ``path`` cannot be written later.
+
+    Not a directory; its folder exists or can be created; a file can be created in that
+    folder (tried, then removed) and an existing ``path`` is writable.
+    """
+    import os
+    import tempfile
+
+    if path.is_dir():
+        raise DashselError(f"{option} {path}: is a directory, not a file")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DashselError(
+            f"{option} {path}: cannot create folder {parent} ({exc.strerror or exc})"
+        ) from None
+    if not parent.is_dir():
+        raise DashselError(f"{option} {path}: {parent} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise DashselError(
+            f"{option} {path}: cannot write in {parent} ({exc.strerror or exc})"
+        ) from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise DashselError(f"{option} {path}: file is not writable")
+
+
+def write_json_atomic(data: Any, path: Path) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically: a temporary file in the same
+    folder, then ``os.replace``, so a reader never sees half a file."""
+    import os
+    import tempfile
+
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _fmt(x: float | None, pct: bool = False) -> str:

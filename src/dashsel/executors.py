@@ -2,25 +2,43 @@
 
 An executor turns :class:`~dashsel.trial.TrialSpec` objects into
 :class:`~dashsel.trial.TrialOutcome` objects and yields each as soon as it completes. It never
-raises for a failed evaluation: an exception inside ``evaluate`` or a reward that is not a
-finite number becomes a ``FAILED`` outcome whose ``exception`` is the exception itself (sent
-back from worker processes as an object; a :class:`~dashsel.errors.DashselError` with the
-dataset and trial put in front of its message) and whose ``error`` is the one line a journal
-stores, ``"<ExceptionType>: <message naming the dataset and trial>"``. The run loop decides
-what a failure means. Because every trial carries its own seed, the outcomes do not depend on which
-worker ran a trial or in which order trials completed.
+raises for a failed evaluation: an exception inside ``evaluate``, a reward that is not a
+finite number in the evaluator's :attr:`~dashsel.evaluators.base.Evaluator.reward_range`, or
+a trial that runs past ``trial_timeout`` becomes a ``FAILED`` outcome whose ``exception`` is
+the exception itself (sent back from worker processes as an object; a
+:class:`~dashsel.errors.DashselError` with the dataset and trial put in front of its message)
+and whose ``error`` is the one line a journal stores, ``"<ExceptionType>: <message naming the
+dataset and trial>"``. The run loop decides what a failure means. Because every trial carries
+its own seed, the outcomes do not depend on which worker ran a trial or in which order trials
+completed.
+
+Threads: every trial runs with ``threads_per_trial`` BLAS/OpenMP threads (default: the CPUs
+available divided by the trials that run at once, at least 1). A limit only holds for the
+libraries loaded when it is entered, so it is applied around each evaluation (after the
+evaluator's imports), and worker processes also get the ``*_NUM_THREADS`` environment
+variables before they import anything.
+
+Interrupting: Ctrl-C stops a run within seconds with the ``process`` executor whatever the
+workers do (they ignore SIGINT and are killed by the main process), and with ``ray`` (tasks are
+force-cancelled). A trial running in this process (``inprocess``) can only be interrupted, or
+timed out, between Python bytecodes: a trial hung inside C code is interrupted only by the
+``process`` executor.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import math
 import multiprocessing
+import multiprocessing.connection as mpc
+import numbers
 import os
 import pickle
+import signal
+import threading
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +51,107 @@ if TYPE_CHECKING:
     from dashsel.evaluators.base import Evaluator
 
 EXECUTORS: tuple[str, ...] = ("inprocess", "process", "ray")
+
+#: Environment variables that size the thread pools of BLAS and OpenMP libraries at load time.
+THREAD_ENV_VARS: tuple[str, ...] = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+class TrialTimeoutError(DashselError):
+    """A trial ran longer than the run's ``trial_timeout``."""
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def default_threads(n_workers: int) -> int:
+    """BLAS/OpenMP threads per trial when ``n_workers`` trials run at once: cores // workers."""
+    return max(1, available_cpus() // max(1, int(n_workers)))
+
+
+def _check_threads(threads: int | None) -> int | None:
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or int(threads) != threads or threads < 1:
+        raise DashselError(f"threads_per_trial must be a positive integer, got {threads!r}")
+    return int(threads)
+
+
+def _check_timeout(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not timeout > 0:
+        raise DashselError(f"trial_timeout must be a positive number of seconds, got {timeout!r}")
+    if not math.isfinite(float(timeout)):
+        return None
+    return float(timeout)
+
+
+class ThreadLimit:
+    """Applies a BLAS/OpenMP thread limit around each evaluation (``with limit(): ...``).
+
+    ``threadpool_limits`` scans the loaded libraries each time it is entered (milliseconds);
+    a :class:`threadpoolctl.ThreadpoolController` is scanned once, before the first evaluation
+    (the evaluator's imports are done by then), and once more after it, so a library the
+    first evaluation loaded is limited from the second on. ``None`` leaves threads alone.
+    """
+
+    def __init__(self, threads: int | None) -> None:
+        self.threads = _check_threads(threads)
+        self._controller: Any = None
+        self._rescanned = False
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        if self.threads is None:
+            yield
+            return
+        if self._controller is None:
+            from threadpoolctl import ThreadpoolController
+
+            self._controller = ThreadpoolController()
+        with self._controller.limit(limits=self.threads):
+            yield
+        if not self._rescanned:
+            from threadpoolctl import ThreadpoolController
+
+            self._controller = ThreadpoolController()
+            self._rescanned = True
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"threads": self.threads, "_controller": None, "_rescanned": False}
+
+
+@contextlib.contextmanager
+def thread_env(threads: int | None) -> Iterator[None]:
+    """Set :data:`THREAD_ENV_VARS` to ``threads`` while worker processes are started.
+
+    Spawned children read them before importing numpy, so the libraries start with that many
+    threads (the per-evaluation limit then holds for anything loaded later too).
+    """
+    if threads is None:
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in THREAD_ENV_VARS}
+    os.environ.update({k: str(threads) for k in THREAD_ENV_VARS})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def failed_outcome(
@@ -68,11 +187,38 @@ def failed_outcome(
     )
 
 
+def check_reward(value: Any, reward_range: tuple[float, float] | None, where: str) -> float:
+    """``value`` as a float, or a :class:`RewardError` saying why it is not a reward.
+
+    A reward is a real number (a Python or numpy int or float; not a bool, not a string such
+    as ``"0.5"``), finite, and inside ``reward_range`` (both ends included) when one is given.
+    """
+    import numpy as np
+
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "iuf":
+            value = value.item()
+        else:
+            raise RewardError(f"reward for {where} is not a number: {value!r}")
+    reward = float(value)
+    if not math.isfinite(reward):
+        raise RewardError(f"reward for {where} is not finite: {reward!r}")
+    if reward_range is not None:
+        low, high = reward_range
+        if not low <= reward <= high:
+            raise RewardError(
+                f"reward for {where} is {reward!r}, outside the evaluator's range "
+                f"[{low:g}, {high:g}]"
+            )
+    return reward
+
+
 def evaluate_spec(evaluator: Evaluator, spec: TrialSpec) -> TrialOutcome:
     """Evaluate one trial and wrap the result, timing ``evaluate`` with :func:`time.time`.
 
-    Exceptions (not ``KeyboardInterrupt``/``SystemExit``) and non-finite rewards become FAILED
-    outcomes; this is what every executor runs, wherever it runs.
+    Exceptions (not ``KeyboardInterrupt``/``SystemExit``) and rewards refused by
+    :func:`check_reward` become FAILED outcomes; this is what every executor runs, wherever
+    it runs.
     """
     where = f"dataset {spec.dataset_id!r} (trial {spec.number})"
     started = time.time()
@@ -82,14 +228,18 @@ def evaluate_spec(evaluator: Evaluator, spec: TrialSpec) -> TrialOutcome:
         return failed_outcome(spec, exc, started, time.time(), f"evaluating {where}")
     finished = time.time()
     try:
-        reward = float(value)
-    except (TypeError, ValueError):
-        bad = RewardError(f"reward for {where} is not a number: {value!r}")
-        return failed_outcome(spec, bad, started, finished)
-    if not math.isfinite(reward):
-        bad = RewardError(f"reward for {where} is not finite: {reward!r}")
+        reward = check_reward(value, getattr(evaluator, "reward_range", None), where)
+    except RewardError as bad:
         return failed_outcome(spec, bad, started, finished)
     return TrialOutcome(spec, TrialState.COMPLETE, reward, started, finished)
+
+
+def _timeout_outcome(spec: TrialSpec, started: float, timeout: float) -> TrialOutcome:
+    exc = TrialTimeoutError(
+        f"dataset {spec.dataset_id!r} (trial {spec.number}) ran longer than the trial "
+        f"timeout of {timeout:g}s"
+    )
+    return failed_outcome(spec, exc, started, time.time())
 
 
 class Executor(Closeable, ABC):
@@ -100,6 +250,10 @@ class Executor(Closeable, ABC):
 
     #: Name used by :func:`make_executor` and in result files.
     name: str = "executor"
+    #: BLAS/OpenMP threads per trial (None: left as they are).
+    threads_per_trial: int | None = None
+    #: Seconds a trial may run before it is stopped and recorded failed (None: no limit).
+    trial_timeout: float | None = None
 
     @abstractmethod
     def map_unordered(
@@ -107,7 +261,8 @@ class Executor(Closeable, ABC):
     ) -> Iterator[TrialOutcome]:
         """Evaluate every spec, yielding each outcome as soon as it is available.
 
-        Closing the iterator early cancels the trials that have not started.
+        Closing the iterator early cancels the trials that have not started (and, where the
+        executor can, stops those that have).
         """
 
     @property
@@ -120,38 +275,144 @@ class Executor(Closeable, ABC):
 
 
 class InProcessExecutor(Executor):
-    """Evaluates trials one after the other in this process (the default)."""
+    """Evaluates trials one after the other in this process (the default).
+
+    Parameters
+    ----------
+    threads_per_trial : int, optional
+        BLAS/OpenMP threads of each evaluation (default: every available CPU).
+    trial_timeout : float, optional
+        Seconds after which a trial is stopped and recorded failed. Enforced with
+        ``SIGALRM`` (POSIX, main thread only), between Python bytecodes: a trial stuck inside
+        C code is stopped when it returns to Python, if ever. Use the process executor for a
+        hard limit.
+    """
 
     name = "inprocess"
+
+    def __init__(
+        self, *, threads_per_trial: int | None = None, trial_timeout: float | None = None
+    ) -> None:
+        self.threads_per_trial = _check_threads(threads_per_trial) or default_threads(1)
+        self.trial_timeout = _check_timeout(trial_timeout)
+        self._limit = ThreadLimit(self.threads_per_trial)
 
     def map_unordered(
         self, evaluator: Evaluator, specs: Sequence[TrialSpec]
     ) -> Iterator[TrialOutcome]:
         for spec in specs:
-            yield evaluate_spec(evaluator, spec)
+            with self._limit():
+                out = self._run_one(evaluator, spec)
+            yield out
+
+    def _run_one(self, evaluator: Evaluator, spec: TrialSpec) -> TrialOutcome:
+        timeout = self.trial_timeout
+        alarm = (
+            timeout is not None
+            and hasattr(signal, "setitimer")
+            and threading.current_thread() is threading.main_thread()
+        )
+        if not alarm:
+            return evaluate_spec(evaluator, spec)
+        assert timeout is not None
+        started = time.time()
+
+        def on_alarm(signum: int, frame: Any) -> None:
+            raise _Alarm
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            return evaluate_spec(evaluator, spec)
+        except _Alarm:
+            return _timeout_outcome(spec, started, timeout)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+class _Alarm(BaseException):
+    # A BaseException, so evaluate_spec's `except Exception` lets it through to _run_one.
+    pass
 
 
 # --- worker processes ------------------------------------------------------------------------
-# The evaluator a worker process uses, unpickled once by the pool's initializer.
-_WORKER_EVALUATOR: Evaluator | None = None
+def warm_up(evaluator: Any) -> None:
+    """Load what every trial needs (the pool's local and validation arrays) once per worker."""
+    pool = getattr(evaluator, "pool", None)
+    has_split = getattr(pool, "has_split", None)
+    if not callable(has_split):
+        return
+    for name in ("local", "validation"):
+        if has_split(name):
+            pool.split(name)
 
 
-def _init_worker(payload: bytes) -> None:
-    global _WORKER_EVALUATOR
-    _WORKER_EVALUATOR = pickle.loads(payload)
+def _worker_main(conn: mpc.Connection, payload: bytes, threads: int | None) -> None:
+    """A worker process: unpickle the evaluator once, then evaluate specs until told to stop."""
+    # Ctrl-C in a terminal reaches the whole process group: the main process handles it and
+    # ends the workers, so they must not die half-way through sending a result.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        evaluator = pickle.loads(payload)
+        warm_up(evaluator)
+    except Exception as exc:
+        conn.send(("init-failed", f"{type(exc).__name__}: {one_line(exc, 300)}"))
+        return
+    conn.send(("ready", None))  # trial timeouts count from here, not from the start-up
+    limit = ThreadLimit(threads)
+    while True:
+        try:
+            spec = conn.recv()
+        except (EOFError, OSError):
+            return
+        if spec is None:
+            return
+        with limit():
+            out = evaluate_spec(evaluator, spec)
+        conn.send(("outcome", out))
 
 
-def _worker_evaluate(spec: TrialSpec) -> TrialOutcome:
-    assert _WORKER_EVALUATOR is not None, "worker started without an evaluator"
-    return evaluate_spec(_WORKER_EVALUATOR, spec)
+class _Worker:
+    """One worker process and the pipe to it; ``spec`` is the trial it runs (None: idle)."""
+
+    def __init__(self, ctx: Any, payload: bytes, threads: int | None) -> None:
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, payload, threads), daemon=True)
+        self.proc.start()
+        child.close()
+        self.spec: TrialSpec | None = None
+        self.started = 0.0
+        self.ready = False
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):
+            self.proc.kill()
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        with contextlib.suppress(Exception):
+            self.proc.join(timeout=5)
+
+    def stop(self) -> None:
+        """End an idle worker politely (it finishes nothing); kill it if it does not go."""
+        with contextlib.suppress(Exception):
+            self.conn.send(None)
+        self.proc.join(timeout=2)
+        if self.proc.is_alive():
+            self.kill()
+        with contextlib.suppress(Exception):
+            self.conn.close()
 
 
 class ProcessExecutor(Executor):
     """Evaluates trials in a pool of local worker processes.
 
-    The evaluator is pickled once and unpickled once per worker (by the pool's initializer),
-    not once per trial, so evaluators holding arrays stay cheap to use. The pool is started on
-    the first batch and kept while the same evaluator object is used.
+    The workers are started once (on the first batch) and kept for every later batch of the
+    same evaluator object: each unpickles the evaluator and loads the pool's local and
+    validation arrays once, in its start-up, not once per trial. A trial past
+    ``trial_timeout`` has its worker killed and replaced; so does a worker that dies. Workers
+    ignore SIGINT: on Ctrl-C the main process kills them, so a run stops within seconds even
+    when a trial hangs.
 
     Parameters
     ----------
@@ -162,107 +423,202 @@ class ProcessExecutor(Executor):
         (SQLite, BLAS, Ray) and behaves the same on every platform; evaluators must then be
         importable by module path (defined in a module, not in ``__main__`` of an interactive
         session).
+    threads_per_trial : int, optional
+        BLAS/OpenMP threads of each worker (default: available CPUs // ``n_workers``).
+    trial_timeout : float, optional
+        Seconds a trial may run; then its worker is killed and the trial recorded failed.
     """
 
     name = "process"
 
-    def __init__(self, n_workers: int | None = None, start_method: str = "spawn") -> None:
+    def __init__(
+        self,
+        n_workers: int | None = None,
+        start_method: str = "spawn",
+        *,
+        threads_per_trial: int | None = None,
+        trial_timeout: float | None = None,
+    ) -> None:
         if n_workers is None:
-            n_workers = (
-                len(os.sched_getaffinity(0))
-                if hasattr(os, "sched_getaffinity")
-                else (os.cpu_count() or 1)
-            )
-        if int(n_workers) != n_workers or n_workers < 1:
+            n_workers = available_cpus()
+        if isinstance(n_workers, bool) or int(n_workers) != n_workers or n_workers < 1:
             raise DashselError(f"n_workers must be a positive integer, got {n_workers!r}")
         self._n_workers = int(n_workers)
         self.start_method = start_method
-        self._pool: cf.ProcessPoolExecutor | None = None
+        self.threads_per_trial = _check_threads(threads_per_trial) or default_threads(
+            self._n_workers
+        )
+        self.trial_timeout = _check_timeout(trial_timeout)
+        self._workers: list[_Worker] = []
+        self._payload: bytes | None = None
         self._evaluator: Evaluator | None = None
 
     @property
     def n_workers(self) -> int:
         return self._n_workers
 
-    def _pool_for(self, evaluator: Evaluator) -> cf.ProcessPoolExecutor:
-        if self._pool is not None and self._evaluator is evaluator:
-            return self._pool
-        self.close()
+    def _start_worker(self) -> _Worker:
+        assert self._payload is not None
+        ctx = multiprocessing.get_context(self.start_method)
+        with thread_env(self.threads_per_trial):
+            return _Worker(ctx, self._payload, self.threads_per_trial)
+
+    def _ensure(self, evaluator: Evaluator) -> None:
+        """Workers for ``evaluator``: the running ones if it is the same object."""
+        if self._evaluator is not evaluator:
+            self.close()
+            try:
+                self._payload = pickle.dumps(evaluator)
+            except Exception as exc:
+                raise DashselError(
+                    f"the process executor cannot pickle evaluator {type(evaluator).__name__}: "
+                    f"{one_line(exc, 200)}"
+                ) from None
+            self._evaluator = evaluator
+        # Replace workers that were killed (timeout, interrupted batch) or died.
+        alive = []
+        for w in self._workers:
+            if w.proc.is_alive():
+                alive.append(w)
+            else:
+                w.kill()
+        self._workers = alive
+        while len(self._workers) < self._n_workers:
+            self._workers.append(self._start_worker())
+
+    def _receive(self, worker: _Worker) -> Any:
         try:
-            payload = pickle.dumps(evaluator)
-        except Exception as exc:
-            raise DashselError(
-                f"the process executor cannot pickle evaluator {type(evaluator).__name__}: "
-                f"{one_line(exc, 200)}"
-            ) from None
-        self._pool = cf.ProcessPoolExecutor(
-            max_workers=self._n_workers,
-            mp_context=multiprocessing.get_context(self.start_method),
-            initializer=_init_worker,
-            initargs=(payload,),
-        )
-        self._evaluator = evaluator
-        return self._pool
+            return worker.conn.recv()
+        except (EOFError, OSError, pickle.UnpicklingError) as exc:
+            return ("died", exc)
 
     def map_unordered(
         self, evaluator: Evaluator, specs: Sequence[TrialSpec]
     ) -> Iterator[TrialOutcome]:
         if not specs:
             return
-        pool = self._pool_for(evaluator)
-        submitted = time.time()
-        futures = {pool.submit(_worker_evaluate, spec): spec for spec in specs}
-        broken = False
+        self._ensure(evaluator)
+        queue = deque(specs)
+        timeout = self.trial_timeout
         try:
-            for fut in cf.as_completed(futures):
-                try:
-                    yield fut.result()
-                except Exception as exc:  # a worker died (BrokenProcessPool) or unpickling failed
-                    is_broken = isinstance(exc, cf.process.BrokenProcessPool)
-                    broken = broken or is_broken
-                    spec = futures[fut]
-                    hint = (
-                        " (a worker died: out of memory, killed, or, with the spawn start "
-                        "method, a script that starts the run outside "
-                        "`if __name__ == '__main__':`)"
-                        if is_broken
-                        else ""
-                    )
-                    yield failed_outcome(
-                        spec,
-                        exc,
-                        submitted,
-                        time.time(),
-                        f"worker failed on dataset {spec.dataset_id!r} (trial {spec.number}){hint}",
-                    )
+            while queue or any(w.spec is not None for w in self._workers):
+                for i, w in enumerate(list(self._workers)):
+                    if w.spec is None and queue:
+                        spec = queue[0]
+                        try:
+                            w.conn.send(spec)
+                        except OSError:  # the idle worker died: replace it, send again
+                            w.kill()
+                            w = self._workers[i] = self._start_worker()
+                            w.conn.send(spec)
+                        queue.popleft()
+                        w.spec, w.started = spec, time.time()
+                busy = [w for w in self._workers if w.spec is not None]
+                wait_s = None
+                if timeout is not None:
+                    running = [w.started + timeout for w in busy if w.ready]
+                    wait_s = max(0.0, min(running) - time.time()) if running else None
+                ready = set(mpc.wait([w.conn for w in busy], timeout=wait_s))
+                for i, w in enumerate(list(self._workers)):
+                    spec = w.spec
+                    if spec is None:
+                        continue
+                    if w.conn in ready:
+                        message = self._receive(w)
+                        if message[0] == "ready":
+                            w.ready, w.started = True, time.time()
+                            continue
+                        w.spec = None
+                        if message[0] == "outcome":
+                            yield message[1]
+                            continue
+                        if message[0] == "init-failed":
+                            raise DashselError(
+                                f"a worker process could not load evaluator "
+                                f"{type(evaluator).__name__}: {message[1]}"
+                            )
+                        out = failed_outcome(
+                            spec,
+                            message[1]
+                            if isinstance(message[1], BaseException)
+                            else RuntimeError(str(message)),
+                            w.started,
+                            time.time(),
+                            f"worker failed on dataset {spec.dataset_id!r} (trial "
+                            f"{spec.number}) (a worker died: out of memory, killed, or, with "
+                            "the spawn start method, a script that starts the run outside "
+                            "`if __name__ == '__main__':`)",
+                        )
+                    elif timeout is not None and w.ready and time.time() >= w.started + timeout:
+                        out = _timeout_outcome(spec, w.started, timeout)
+                    else:
+                        continue
+                    # The worker is dead or stuck in the trial: replace it.
+                    w.kill()
+                    self._workers[i] = self._start_worker()
+                    yield out
         finally:
-            for fut in futures:
-                fut.cancel()  # only trials not yet started; running ones finish unheard
-            if broken:
-                self.close()
+            # Closed early (Ctrl-C, a callback that raised): trials still running are stopped
+            # now, not waited for; the workers are replaced on the next batch.
+            for w in self._workers:
+                if w.spec is not None:
+                    w.kill()
+                    w.spec = None
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-            self._evaluator = None
+        for w in self._workers:
+            if w.spec is not None or not w.proc.is_alive():
+                w.kill()
+            else:
+                w.stop()
+        self._workers = []
+        self._payload = None
+        self._evaluator = None
+
+
+# --- Ray ---------------------------------------------------------------------------------------
+# Per Ray worker process: evaluators fetched from the object store (keyed by object id) and
+# the thread limit, so a warm worker deserialises an evaluator once, not once per task.
+_RAY_EVALUATORS: dict[str, Any] = {}
+_RAY_LIMITS: dict[int | None, ThreadLimit] = {}
+
+
+def _ray_trial(boxed: list[Any], spec: TrialSpec, threads: int | None) -> TrialOutcome:
+    import ray
+
+    ref = boxed[0]  # in a list, so Ray passes the reference instead of resolving it per task
+    key = ref.hex()
+    evaluator = _RAY_EVALUATORS.get(key)
+    if evaluator is None:
+        _RAY_EVALUATORS.clear()  # one evaluator at a time per worker
+        evaluator = _RAY_EVALUATORS[key] = ray.get(ref)
+        warm_up(evaluator)
+    limit = _RAY_LIMITS.setdefault(threads, ThreadLimit(threads))
+    with limit():
+        return evaluate_spec(evaluator, spec)
 
 
 class RayExecutor(Executor):
     """Evaluates trials as Ray tasks (needs the ``ray`` extra).
 
-    The evaluator is put in Ray's object store once per evaluator object; each trial is a
-    remote task and outcomes are yielded as ``ray.wait`` reports them.
+    The evaluator is put in Ray's object store once per evaluator object (``ray.put``) and
+    each Ray worker fetches and deserialises it once; each trial is a remote task and outcomes
+    are yielded as ``ray.wait`` reports them.
 
     Parameters
     ----------
     address : str, optional
-        Cluster to connect to (``"auto"``, ``"ray://host:10001"``). None starts a local Ray
-        instance unless one is already initialised in this process.
+        Cluster to join (``"auto"``, ``"HOST:6379"``, ``"ray://host:10001"``). None starts a
+        local Ray instance unless one is already initialised in this process.
     num_cpus : int, optional
         CPUs of a local instance this executor starts.
     cpus_per_trial, gpus_per_trial : float
         Resources each trial asks Ray for.
+    threads_per_trial : int, optional
+        BLAS/OpenMP threads of each trial (default: ``cpus_per_trial``, at least 1).
+    trial_timeout : float, optional
+        Seconds a trial may take from its submission; then its task is force-cancelled and
+        the trial recorded failed.
     init_kwargs : dict, optional
         Extra arguments for ``ray.init``.
 
@@ -281,6 +637,8 @@ class RayExecutor(Executor):
         *,
         cpus_per_trial: float = 1.0,
         gpus_per_trial: float = 0.0,
+        threads_per_trial: int | None = None,
+        trial_timeout: float | None = None,
         init_kwargs: dict[str, Any] | None = None,
     ) -> None:
         if address is not None and num_cpus is not None:
@@ -288,9 +646,18 @@ class RayExecutor(Executor):
                 f"the Ray executor: num_cpus sets up a local Ray instance; the cluster at "
                 f"{address!r} has its own CPUs (drop num_cpus / --workers)"
             )
+        for name, value in (("cpus_per_trial", cpus_per_trial), ("gpus_per_trial", gpus_per_trial)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0:
+                raise DashselError(f"{name} must be a number >= 0, got {value!r}")
         ray = require("ray", "ray", "the Ray executor")
         self._ray = ray
         self._owns_ray = False
+        self.cpus_per_trial = float(cpus_per_trial)
+        self.gpus_per_trial = float(gpus_per_trial)
+        self.threads_per_trial = _check_threads(threads_per_trial) or max(
+            1, int(self.cpus_per_trial)
+        )
+        self.trial_timeout = _check_timeout(trial_timeout)
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {
                 "address": address,
@@ -299,18 +666,31 @@ class RayExecutor(Executor):
                 "log_to_driver": False,
             }
             kwargs.update(init_kwargs or {})
-            ray.init(**kwargs)
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+                raise DashselError(f"cannot start or join {where}: {one_line(exc, 300)}") from None
             self._owns_ray = True
-        self._remote = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial)(evaluate_spec)
+        self._remote = ray.remote(num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial)(
+            _ray_trial
+        )
         self._evaluator: Evaluator | None = None
         self._evaluator_ref: Any = None
 
     @property
     def n_workers(self) -> int:
+        """Trials the cluster runs at once: its CPUs (or GPUs) over what a trial asks for."""
         try:
-            return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
+            resources = self._ray.cluster_resources()
         except Exception:  # pragma: no cover - cluster unreachable
             return 1
+        fits = []
+        if self.cpus_per_trial > 0:
+            fits.append(resources.get("CPU", 1) / self.cpus_per_trial)
+        if self.gpus_per_trial > 0:
+            fits.append(resources.get("GPU", 0) / self.gpus_per_trial)
+        return max(1, int(min(fits))) if fits else 1
 
     def _ref_for(self, evaluator: Evaluator) -> Any:
         # Keep the evaluator itself alive so its id() cannot be reused by another object.
@@ -325,28 +705,41 @@ class RayExecutor(Executor):
         if not specs:
             return
         ray = self._ray
-        ref = self._ref_for(evaluator)
+        boxed = [self._ref_for(evaluator)]
+        timeout = self.trial_timeout
         submitted = time.time()
-        pending = {self._remote.remote(ref, spec): spec for spec in specs}
+        pending = {self._remote.remote(boxed, spec, self.threads_per_trial): spec for spec in specs}
         try:
             while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
+                wait_s = None
+                if timeout is not None:
+                    wait_s = max(0.0, submitted + timeout - time.time())
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=wait_s)
+                if not done:  # every trial still pending has run past the timeout
+                    for obj, spec in list(pending.items()):
+                        with contextlib.suppress(Exception):
+                            ray.cancel(obj, force=True)
+                        del pending[obj]
+                        assert timeout is not None
+                        yield _timeout_outcome(spec, submitted, timeout)
+                    continue
                 for obj in done:
                     spec = pending.pop(obj)
                     try:
-                        yield ray.get(obj)
+                        out = ray.get(obj)
                     except Exception as exc:  # the task's worker crashed or was killed
-                        yield failed_outcome(
+                        out = failed_outcome(
                             spec,
                             exc,
                             submitted,
                             time.time(),
                             f"Ray task failed on dataset {spec.dataset_id!r} (trial {spec.number})",
                         )
+                    yield out
         finally:
             for obj in pending:
                 with contextlib.suppress(Exception):  # already finished or gone
-                    ray.cancel(obj)
+                    ray.cancel(obj, force=True)
 
     def close(self) -> None:
         self._evaluator = None
@@ -356,17 +749,38 @@ class RayExecutor(Executor):
         self._owns_ray = False
 
 
-def make_executor(name: str = "inprocess", n_workers: int | None = None) -> Executor:
+def make_executor(
+    name: str = "inprocess",
+    n_workers: int | None = None,
+    *,
+    threads_per_trial: int | None = None,
+    trial_timeout: float | None = None,
+    address: str | None = None,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
+) -> Executor:
     """An executor by name: ``"inprocess"``, ``"process"`` or ``"ray"``.
 
     ``n_workers`` sets the worker processes of ``"process"`` and the CPUs of a local Ray
-    instance started by ``"ray"``; ``"inprocess"`` ignores it.
+    instance started by ``"ray"``; ``"inprocess"`` ignores it. ``address``, ``cpus_per_trial``
+    and ``gpus_per_trial`` are Ray's (see :class:`RayExecutor`); ``threads_per_trial`` and
+    ``trial_timeout`` apply to every executor.
     """
     key = str(name).lower().replace("-", "").replace("_", "")
+    common: dict[str, Any] = {
+        "threads_per_trial": threads_per_trial,
+        "trial_timeout": trial_timeout,
+    }
     if key == "inprocess":
-        return InProcessExecutor()
+        return InProcessExecutor(**common)
     if key == "process":
-        return ProcessExecutor(n_workers)
+        return ProcessExecutor(n_workers, **common)
     if key == "ray":
-        return RayExecutor(num_cpus=n_workers)
+        return RayExecutor(
+            address,
+            None if address is not None else n_workers,
+            cpus_per_trial=cpus_per_trial,
+            gpus_per_trial=gpus_per_trial,
+            **common,
+        )
     raise DashselError(f"unknown executor {name!r}: use one of {', '.join(EXECUTORS)}")

@@ -48,6 +48,8 @@ class SelectionResult:
         What produced the result.
     n_resumed : int
         Trials taken from the journal instead of being evaluated by this call.
+    failed_datasets : dict of str to str
+        Datasets set aside because their trial kept failing, with the last error of each.
     """
 
     selected: tuple[str, ...]
@@ -67,6 +69,7 @@ class SelectionResult:
     pool: str = ""
     batch_size: int = 1
     n_resumed: int = 0
+    failed_datasets: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of everything in the result."""
@@ -89,6 +92,7 @@ class SelectionResult:
             "batch_size": self.batch_size,
             "pool": self.pool,
             "n_resumed": self.n_resumed,
+            "failed_datasets": dict(self.failed_datasets),
         }
 
     def to_json(self, path: str | Path) -> Path:

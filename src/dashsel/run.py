@@ -16,11 +16,18 @@ How a run stays reproducible and resumable:
   ask counter is set to where the original run had it), and the unfinished batch, if any, has
   its unfinished trials evaluated again *as journaled*, not asked again. Finished trials are
   never repeated, so a resumed run ends exactly like an uninterrupted one.
+* A trial that fails (an exception, a timeout, a reward outside the evaluator's range) is run
+  again up to ``retries`` times with the same spec; one that keeps failing is journaled
+  failed, never told to the policy, and its dataset is excluded from every later ask. Resuming
+  sets aside again the datasets whose trials failed in finished batches, so the later asks
+  are the original run's.
+* Each finished trial is logged to the ``"dashsel"`` logger (:mod:`dashsel.log`).
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -32,10 +39,11 @@ import numpy as np
 
 from dashsel.checks import check_journal_path, check_seed
 from dashsel.errors import DashselError, JournalError
-from dashsel.executors import Executor, InProcessExecutor, make_executor
+from dashsel.executors import Executor, make_executor, warm_up
 from dashsel.hierarchy import Hierarchy
 from dashsel.journal import InMemoryJournal, Journal, is_abandoned, open_journal
 from dashsel.jsonable import to_jsonable
+from dashsel.log import log_event, trial_message
 from dashsel.policies.base import Policy, validate_selection_rule
 from dashsel.pool import Pool
 from dashsel.random_state import derive_seed
@@ -116,11 +124,16 @@ def select(
     journal: str | Path | Journal | None = None,
     seed: int = 0,
     executor: Executor | str | None = None,
-    batch_size: int = 1,
+    batch_size: int | None = None,
     k: int | None = None,
     percentile: float | None = None,
     score_final: bool = True,
     callback: Callback | None = None,
+    workers: int | None = None,
+    threads_per_trial: int | None = None,
+    trial_timeout: float | None = None,
+    retries: int = 0,
+    on_failure: str = "skip",
 ) -> SelectionResult:
     """Select datasets from ``pool`` with ``policy``, spending ``budget`` evaluations.
 
@@ -143,18 +156,37 @@ def select(
         every trial's evaluation.
     executor : Executor, str or None
         Where evaluations run (default in this process). A name goes to
-        :func:`~dashsel.executors.make_executor`; executors given by name are closed at the
-        end, executor objects are left open.
-    batch_size : int
+        :func:`~dashsel.executors.make_executor` with ``workers``, ``threads_per_trial`` and
+        ``trial_timeout``; executors given by name are closed at the end, executor objects
+        are left open (set those options on the object).
+    batch_size : int, optional
         Trials asked at once and evaluated in parallel before the policy learns their
-        rewards.
+        rewards (default: the executor's workers, so ``workers`` trials run at once). A
+        given seed and batch size give the same trials whatever the executor.
     k, percentile : optional
         Final selection rule passed to ``policy.recommend`` (default: the single best).
     score_final : bool
         Score the selection, local data only and the whole pool on the test split when the
         evaluator can train.
     callback : callable, optional
-        Called with each trial's outcome as soon as it finishes (not for journaled trials).
+        Called with each trial's final outcome (complete or failed) as soon as it finishes
+        (not for journaled trials).
+    workers : int, optional
+        Worker processes (``"process"``) or CPUs of a local Ray instance (``"ray"``) of an
+        executor given by name.
+    threads_per_trial : int, optional
+        BLAS/OpenMP threads of each trial (default: available CPUs // workers, at least 1).
+    trial_timeout : float, optional
+        Seconds a trial may run before it is stopped and counted as a failed attempt
+        (guaranteed by the process executor; see :mod:`dashsel.executors`).
+    retries : int
+        How often a failed trial is run again (same seed) before it fails for good.
+    on_failure : {"skip", "stop"}
+        What a trial that fails for good does: ``"skip"`` records it failed with its error,
+        sets its dataset aside (never asked again; listed in
+        :attr:`SelectionResult.failed_datasets`) and goes on; the run stops only when every
+        dataset of the pool has failed. ``"stop"`` stops the run with the trial's error (the
+        journal keeps everything finished; running again retries the trial).
 
     Returns
     -------
@@ -163,15 +195,20 @@ def select(
     Raises
     ------
     DashselError
-        A trial failed (an exception in ``evaluate``; :class:`~dashsel.errors.RewardError`
-        for a non-finite reward). The message names the dataset and trial; the journal keeps
-        the failure and everything finished before it, and running ``select`` again with the
-        same journal retries from there.
+        Every dataset failed, or (``on_failure="stop"``) a trial failed: an exception in
+        ``evaluate``, a :class:`~dashsel.errors.RewardError` for a reward that is not a
+        finite number in the evaluator's ``reward_range``, a timeout. The message names
+        the dataset and trial.
     JournalError
         The journal belongs to another run or is not a dashsel journal.
     """
     budget = _positive_int("budget", budget)
-    batch_size = _positive_int("batch_size", batch_size)
+    if batch_size is not None:
+        batch_size = _positive_int("batch_size", batch_size)
+    if isinstance(retries, bool) or not isinstance(retries, int | np.integer) or retries < 0:
+        raise DashselError(f"retries must be an integer >= 0, got {retries!r}")
+    if on_failure not in ON_FAILURE:
+        raise DashselError(f"on_failure must be one of {', '.join(ON_FAILURE)}, got {on_failure!r}")
     # An int only: the journal stores it and derive_seed() keys every trial on it.
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise DashselError(f"seed must be an integer, got {seed!r}")
@@ -188,16 +225,29 @@ def select(
     if not callable(getattr(evaluator, "evaluate", None)):
         raise TypeError(f"evaluator must be an Evaluator, not {type(evaluator).__name__}")
 
+    options = {"threads_per_trial": threads_per_trial, "trial_timeout": trial_timeout}
+    if isinstance(executor, Executor) and (
+        workers is not None or any(v is not None for v in options.values())
+    ):
+        raise DashselError(
+            "workers, threads_per_trial and trial_timeout are set on an executor object "
+            "when it is made, not in select()"
+        )
+    _check_splits(evaluator)
     jr, own_journal = open_journal(journal)
     try:
         if executor is None:
-            ex, own_executor = InProcessExecutor(), True
-        elif isinstance(executor, str):
-            ex, own_executor = make_executor(executor), True
+            executor = "inprocess"
+        if isinstance(executor, str):
+            ex, own_executor = make_executor(executor, workers, **options), True
         else:
             ex, own_executor = executor, False
         try:
+            if batch_size is None:
+                batch_size = max(1, int(ex.n_workers))
             run = _Run(pool, policy, evaluator, budget, jr, ex, seed, batch_size, callback)
+            run.retries = int(retries)
+            run.on_failure = on_failure
             return run.execute(k=k, percentile=percentile, score_final=score_final)
         finally:
             if own_executor:
@@ -205,6 +255,17 @@ def select(
     finally:
         if own_journal:
             jr.close()
+
+
+#: What a trial that fails for good does (see :func:`select`).
+ON_FAILURE: tuple[str, ...] = ("skip", "stop")
+
+
+def _check_splits(evaluator: Evaluator) -> None:
+    """Load the local and validation data a training evaluator needs now, before any trial,
+    so a missing or broken split fails the run up front, not in its first trial."""
+    if getattr(evaluator, "can_train", False):
+        warm_up(evaluator)
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -246,6 +307,12 @@ class _Run:
         self.pulls: Counter[str] = Counter()
         self.overhead = 0.0
         self.n_resumed = 0
+        self.retries = 0
+        self.on_failure = "skip"
+        # Datasets whose trial failed for good, with the error: never asked again.
+        self.failed: dict[str, str] = {}
+        self.finished_failed: set[int] = set()
+        self.best: float | None = None
 
     @contextmanager
     def _policy_time(self) -> Iterator[None]:
@@ -270,6 +337,20 @@ class _Run:
             percentile=percentile,
         )
         self.journal.open_run(meta)
+        log_event(
+            logging.DEBUG,
+            f"run: {self.policy.name} on {self.pool.name}, budget {self.budget}, executor "
+            f"{self.executor.name} ({self.executor.n_workers} at once, batch {self.batch_size}, "
+            f"{self.executor.threads_per_trial or 'default'} threads per trial)",
+            policy=self.policy.name,
+            pool=self.pool.name,
+            budget=self.budget,
+            executor=self.executor.name,
+            batch_size=self.batch_size,
+            threads_per_trial=self.executor.threads_per_trial,
+            trial_timeout=self.executor.trial_timeout,
+            retries=self.retries,
+        )
         with self._policy_time():
             self.policy.reset(self.hierarchy, random_state=self.seed)
 
@@ -277,7 +358,13 @@ class _Run:
         while n_spent < self.budget:
             m = min(self.batch_size, self.budget - n_spent)
             with self._policy_time():
-                ids = self.policy.ask(m)
+                # Set-aside datasets are excluded; the policy's exclusion is part of its
+                # seeded ask, so a resumed run (which rebuilds `failed`) asks the same.
+                ids = (
+                    self.policy.ask(m, exclude=tuple(self.failed))
+                    if self.failed
+                    else (self.policy.ask(m))
+                )
             specs = [self._spec(n_started + i, d) for i, d in enumerate(ids)]
             # Journal the whole batch, in one transaction, before evaluating any of it: a
             # kill then leaves all of the batch on record or none of it, and resuming
@@ -325,6 +412,7 @@ class _Run:
             pool=self.pool.name,
             batch_size=self.batch_size,
             n_resumed=self.n_resumed,
+            failed_datasets=dict(self.failed),
         )
 
     def _spec(self, number: int, dataset_id: str) -> TrialSpec:
@@ -361,7 +449,7 @@ class _Run:
             )
         batches = [(b, list(rs)) for b, rs in itertools.groupby(records, key=lambda r: r.batch)]
         last_batch = -1
-        for batch, recs in batches:
+        for i, (batch, recs) in enumerate(batches):
             if batch <= last_batch:
                 raise JournalError(f"journal {where}: batch {batch} is not contiguous")
             last_batch = batch
@@ -382,6 +470,15 @@ class _Run:
                 if r.state is TrialState.COMPLETE and r.outcome is not None:
                     self.outcomes[r.spec.number] = r.outcome
                     self.n_resumed += 1
+                elif (
+                    r.state is TrialState.FAILED
+                    and r.spec.number not in abandoned
+                    and i != len(batches) - 1
+                ):
+                    # Failed for good and the run went on: its dataset stays set aside.
+                    error = r.outcome.error if r.outcome is not None else None
+                    self.failed[r.spec.dataset_id] = error or "failed"
+                    self.finished_failed.add(r.spec.number)
         # Trials started but not finished (crash, kill, failure) are evaluated again with the
         # journaled spec, not asked again: asking would need the rewards of the very batch
         # they are part of. select leaves them in its last batch only; a study's pending
@@ -389,7 +486,9 @@ class _Run:
         todo = [
             r
             for r in records
-            if r.spec.number not in self.outcomes and r.spec.number not in abandoned
+            if r.spec.number not in self.outcomes
+            and r.spec.number not in abandoned
+            and r.spec.number not in self.finished_failed
         ]
         for b, recs in itertools.groupby(todo, key=lambda r: r.batch):
             specs = [r.spec for r in recs]
@@ -409,21 +508,77 @@ class _Run:
 
     # --- evaluation and bookkeeping --------------------------------------------------------
     def _evaluate(self, specs: Sequence[TrialSpec]) -> None:
-        """Run specs on the executor, journal each outcome, stop on the first failure."""
-        failures: list[TrialOutcome] = []
-        # closing(): if the callback or a KeyboardInterrupt stops us, trials not yet started
-        # are cancelled; the journal keeps them as running and a resume re-runs them.
-        with closing(self.executor.map_unordered(self.evaluator, specs)) as outcomes:
-            for out in outcomes:
-                self.journal.record_outcome(out)
-                if out.state is TrialState.COMPLETE:
-                    self.outcomes[out.spec.number] = out
+        """Run specs on the executor, retrying failed ones, and journal each final outcome.
+
+        A trial that still fails after ``retries`` more attempts stops the run
+        (``on_failure="stop"``) or is recorded failed and its dataset set aside
+        (``"skip"``); the run stops when every dataset has been set aside.
+        """
+        final_failures: list[TrialOutcome] = []
+        todo = list(specs)
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            again: list[TrialSpec] = []
+            # closing(): if the callback or a KeyboardInterrupt stops us, trials not yet
+            # finished are cancelled (the process executor kills their workers); the journal
+            # keeps them as running and a resume runs them again.
+            with closing(self.executor.map_unordered(self.evaluator, todo)) as outcomes:
+                for out in outcomes:
+                    if out.state is not TrialState.COMPLETE and not last:
+                        log_event(
+                            logging.DEBUG,
+                            f"trial {out.spec.number + 1} attempt {attempt + 1} failed, "
+                            f"retrying: {out.error}",
+                            trial=out.spec.number,
+                            dataset=out.spec.dataset_id,
+                            attempt=attempt + 1,
+                            error=out.error,
+                        )
+                        again.append(out.spec)
+                        continue
+                    self.journal.record_outcome(out)
+                    if out.state is TrialState.COMPLETE:
+                        self.outcomes[out.spec.number] = out
+                        if out.reward is not None and (self.best is None or out.reward > self.best):
+                            self.best = out.reward
+                    else:
+                        final_failures.append(out)
+                    self._log_trial(out)
                     if self.callback is not None:
                         self.callback(out)
-                else:
-                    failures.append(out)
-        if failures:
-            raise self._failure(min(failures, key=lambda o: o.spec.number))
+            todo = sorted(again, key=lambda sp: sp.number)
+            if not todo:
+                break
+        if not final_failures:
+            return
+        final_failures.sort(key=lambda o: o.spec.number)
+        if self.on_failure == "stop":
+            raise self._failure(final_failures[0])
+        for out in final_failures:
+            self.failed.setdefault(out.spec.dataset_id, out.error or "failed")
+            self.finished_failed.add(out.spec.number)
+        if len(self.failed) >= self.hierarchy.n_datasets:
+            last_error = self._failure(final_failures[-1])
+            raise last_error.with_message(
+                f"every dataset of pool {self.pool.name!r} failed; the last: {last_error}"
+            )
+
+    def _log_trial(self, out: TrialOutcome) -> None:
+        fields = {
+            "trial": out.spec.number,
+            "budget": self.budget,
+            "dataset": out.spec.dataset_id,
+            "group": self.hierarchy.group_of(out.spec.dataset_id),
+            "state": str(out.state),
+            "reward": out.reward,
+            "best": self.best,
+            "seconds": round(out.duration, 4),
+        }
+        if out.state is TrialState.COMPLETE:
+            log_event(logging.INFO, trial_message(fields), **fields)
+        else:
+            fields["error"] = out.error
+            log_event(logging.WARNING, trial_message(fields), **fields)
 
     def _failure(self, out: TrialOutcome) -> DashselError:
         """The error a failed trial stops the run with: its own DashselError (it names the
@@ -443,8 +598,9 @@ class _Run:
         """Tell the policy a batch's rewards in trial-number order."""
         with self._policy_time():
             for n in sorted(numbers):
-                out = self.outcomes[n]
-                self.policy.tell(out.spec.dataset_id, out.reward)
+                out = self.outcomes.get(n)
+                if out is not None:  # failed trials are never told
+                    self.policy.tell(out.spec.dataset_id, out.reward)
 
     def _trials_frame(self, done: Sequence[TrialOutcome]) -> pd.DataFrame:
         records = [

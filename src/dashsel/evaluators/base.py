@@ -28,6 +28,33 @@ class Evaluator(ABC):
     #: Whether :meth:`score` is available.
     can_train: bool = False
 
+    #: The rewards :meth:`evaluate` may return, both ends included; a reward outside it is
+    #: recorded as a failed trial and never told to the policy. None: any finite number.
+    reward_range: tuple[float, float] | None = None
+
+    # Set by a manifest's ``deterministic = true|false``; None: the evaluator decides.
+    _deterministic: bool | None = None
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether a trial's reward depends on its dataset only (not on its seed or pull).
+
+        The engine then never repeats an evaluation whose reward it already knows. False
+        by default; subclasses may override it with a class attribute or a property, and a
+        manifest's ``[evaluator] deterministic = true|false`` sets it.
+        """
+        if self._deterministic is not None:
+            return self._deterministic
+        return self._is_deterministic()
+
+    @deterministic.setter
+    def deterministic(self, value: bool) -> None:
+        self._deterministic = bool(value)
+
+    def _is_deterministic(self) -> bool:
+        """What :attr:`deterministic` is when nothing overrides it (False here)."""
+        return False
+
     @abstractmethod
     def evaluate(self, spec: TrialSpec) -> float:
         """Reward of adding ``spec.dataset_id`` to the local data (higher is better)."""

@@ -70,6 +70,9 @@ class CachedEvaluator(Evaluator):
         self.path = Path(path)
         self.timeout = float(timeout)
         self.can_train = inner.can_train
+        # The cache returns the inner evaluator's rewards: same range, same determinism.
+        self.reward_range = getattr(inner, "reward_range", None)
+        self.deterministic = bool(getattr(inner, "deterministic", False))
         self.config = config_hash(inner.describe())
         self.hits = 0
         self.misses = 0

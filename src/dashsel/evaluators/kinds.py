@@ -17,6 +17,11 @@ Kinds and their keys:
 ``torch`` (needs ``pip install 'dashsel[torch]'``)
     Every other key is passed to :class:`dashsel.evaluators.torch_cnn.TorchCNNEvaluator`.
 
+Every kind also takes ``deterministic`` (bool): whether a trial's reward depends on its
+dataset only, overriding what the evaluator says (:attr:`Evaluator.deterministic
+<dashsel.evaluators.base.Evaluator.deterministic>`: ``logistic`` and ``sklearn`` without
+bootstrap and without a seeded estimator, ``table`` with one row per dataset).
+
 Parsing imports nothing heavy (a manifest is checked before scikit-learn or torch load);
 building does.
 """
@@ -31,7 +36,7 @@ from typing import Any
 from dashsel.config import ConfigContext
 from dashsel.errors import DashselError, MissingExtraError
 from dashsel.evaluators.base import Evaluator
-from dashsel.evaluators.registry import EvaluatorKind, register_evaluator
+from dashsel.evaluators.registry import Build, EvaluatorKind, Parse, register_evaluator
 from dashsel.pool import Pool
 
 
@@ -146,7 +151,34 @@ def _build_torch(kwargs: dict[str, Any], pool: Pool, base: Path, ctx: ConfigCont
         raise ctx.fail(None, f"TorchCNNEvaluator rejects these keys ({exc})") from None
 
 
-register_evaluator(EvaluatorKind("logistic", _parse_logistic, _build_logistic, trains=True))
-register_evaluator(EvaluatorKind("sklearn", _parse_sklearn, _build_sklearn, trains=True))
-register_evaluator(EvaluatorKind("table", _parse_table, _build_table, trains=False))
-register_evaluator(EvaluatorKind("torch", _parse_torch, _build_torch, trains=True))
+# --- keys every kind takes ---------------------------------------------------------------------
+_DETERMINISTIC = "__deterministic__"  # where the parsed override travels to build
+
+
+def _with_common_keys(parse: Parse, build: Build) -> tuple[Parse, Build]:
+    """``parse``/``build`` that also handle ``deterministic = true|false``."""
+
+    def parse_all(config: dict[str, Any], ctx: ConfigContext) -> dict[str, Any]:
+        rest = {k: v for k, v in config.items() if k != "deterministic"}
+        kwargs = parse(rest, ctx)
+        if "deterministic" in config:
+            kwargs[_DETERMINISTIC] = ctx.boolean(config, "deterministic", False)
+        return kwargs
+
+    def build_all(kwargs: dict[str, Any], pool: Pool, base: Path, ctx: ConfigContext) -> Evaluator:
+        rest = {k: v for k, v in kwargs.items() if k != _DETERMINISTIC}
+        evaluator = build(rest, pool, base, ctx)
+        if _DETERMINISTIC in kwargs:
+            evaluator.deterministic = kwargs[_DETERMINISTIC]
+        return evaluator
+
+    return parse_all, build_all
+
+
+for _name, _parse, _build, _trains in (
+    ("logistic", _parse_logistic, _build_logistic, True),
+    ("sklearn", _parse_sklearn, _build_sklearn, True),
+    ("table", _parse_table, _build_table, False),
+    ("torch", _parse_torch, _build_torch, True),
+):
+    register_evaluator(EvaluatorKind(_name, *_with_common_keys(_parse, _build), trains=_trains))

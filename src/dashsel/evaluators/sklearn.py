@@ -66,6 +66,8 @@ class SklearnEvaluator(Evaluator):
 
     can_train = True
     kind = "sklearn"
+    #: Rewards are accuracies.
+    reward_range = (0.0, 1.0)
 
     def __init__(
         self,
@@ -157,6 +159,14 @@ class SklearnEvaluator(Evaluator):
             return Pipeline([("scale", StandardScaler()), ("model", est)])
         return est
 
+    def _is_deterministic(self) -> bool:
+        # Without bootstrap the training rows are fixed; the trial's seed only reaches the
+        # estimator through ``random_state`` parameters, so one without any is deterministic.
+        if self.bootstrap:
+            return False
+        params = self.estimator.get_params(deep=True)
+        return not any(k == "random_state" or k.endswith("__random_state") for k in params)
+
     def describe(self) -> dict[str, Any]:
         """Kind, estimator and its parameters, options, pool name and data fingerprints."""
         if self._description is None:
@@ -216,6 +226,10 @@ class LogisticEvaluator(SklearnEvaluator):
         )
         self.C = C
         self.max_iter = max_iter
+
+    def _is_deterministic(self) -> bool:
+        # lbfgs (the default solver) ignores random_state: only bootstrap makes seeds matter.
+        return not self.bootstrap
 
 
 # --- estimator allow-list --------------------------------------------------------------------

@@ -131,6 +131,10 @@ class TableEvaluator(Evaluator):
             raise UnknownDatasetError(f"{self._name}: no rewards for dataset {spec.dataset_id!r}")
         return float(rows[spec.pull % rows.size])
 
+    def _is_deterministic(self) -> bool:
+        # One logged reward per dataset: every pull replays it. Several: pulls differ.
+        return all(rows.size == 1 for rows in self._rewards.values())
+
     def check_pool(self, pool: Pool) -> None:
         """Raise :class:`DataError` naming a dataset of ``pool`` that has no row."""
         missing = [d for d in pool.dataset_ids if d not in self._rewards]
