@@ -1,0 +1,345 @@
+"""The hierarchical Gaussian model of the ``hits`` engine and its empirical-Bayes estimator.
+
+Model, for dataset d in group g(d) with standardised covariates x_d (p of them, maybe none)::
+
+    theta_g             ~ N(mu0, sigma0^2)                        group utility
+    theta_d | theta_g   ~ N(theta_g + beta . x_d, sigmahat0^2)    dataset utility
+    r | theta_d         ~ N(theta_d, sigma_r^2)                   one evaluation's reward
+    beta                ~ N(0, tau^2 I),  tau^2 = sigma0^2 + sigmahat0^2   (shrinkage prior)
+
+Unlike DaSH's closed forms (paper Eqs. 4-8, which treat a group's pooled rewards as one
+dataset's), the posteriors here are the exact ones of this model: a group's evaluated datasets
+are separate noisy views of the group utility.
+
+The hyperparameters (sigma0, sigmahat0, sigma_r) maximise the marginal likelihood of the
+rewards (type-II maximum likelihood), with mu0 and beta profiled out by (penalised) generalised
+least squares, and a weak log-normal hyperprior on each std so that one to three rewards give
+sane values. Everything is a closed form per group (the covariance of one group's dataset means
+is diagonal plus rank one), so one evaluation of the objective is O(evaluated datasets * p^2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize
+
+__all__ = [
+    "Hyper",
+    "HyperPrior",
+    "Moments",
+    "RewardStats",
+    "fit_hyper",
+    "log_marginal",
+    "posterior_moments",
+    "sample_joint",
+]
+
+
+@dataclass(frozen=True)
+class HyperPrior:
+    """Weak log-normal hyperprior on the three stds, and their floors.
+
+    Parameters
+    ----------
+    sigma0, sigmahat0, sigma_r : float
+        Prior medians (reward units). The defaults of :class:`~dashsel.policies.engine.HiTS`
+        suit accuracy-like rewards in [0, 1].
+    width : float
+        Std of log(sigma) under the hyperprior: 1.0 lets the data move a std by a factor e
+        against the weight of about one observation.
+    min_std : float
+        Floor of every std, and the noise std assumed for deterministic rewards.
+    """
+
+    sigma0: float = 0.05
+    sigmahat0: float = 0.05
+    sigma_r: float = 0.02
+    width: float = 1.0
+    min_std: float = 1e-3
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """Hyperparameters in use: group mean and the three stds, and the covariate weights."""
+
+    mu0: float
+    sigma0: float
+    sigmahat0: float
+    sigma_r: float
+    beta: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    beta_cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "mu0": self.mu0,
+            "sigma0": self.sigma0,
+            "sigmahat0": self.sigmahat0,
+            "sigma_r": self.sigma_r,
+            "beta": [float(b) for b in self.beta],
+        }
+
+
+class RewardStats:
+    """Per-dataset count, sum and Welford sum of squared deviations of the rewards told."""
+
+    def __init__(self, n_datasets: int) -> None:
+        self.counts = np.zeros(n_datasets, dtype=np.int64)
+        self.sums = np.zeros(n_datasets)
+        self.m2 = np.zeros(n_datasets)
+        self.total = 0
+
+    def add(self, index: int, reward: float) -> None:
+        n0 = int(self.counts[index])
+        mean0 = float(self.sums[index]) / n0 if n0 else 0.0
+        delta = reward - mean0
+        self.m2[index] += delta * (reward - (mean0 + delta / (n0 + 1)))
+        self.counts[index] = n0 + 1
+        self.sums[index] += reward
+        self.total += 1
+
+
+@dataclass
+class _Data:
+    """The evaluated datasets' sufficient statistics, compacted."""
+
+    ybar: np.ndarray  # mean reward per evaluated dataset
+    n: np.ndarray  # rewards per evaluated dataset (float)
+    group: np.ndarray  # compact group index (0..n_groups_seen-1)
+    n_groups: int
+    design: np.ndarray  # (n_eval, 1 + p): intercept then covariates
+    ss_within: float  # sum over datasets of squared deviations from their own mean
+    dof_within: int  # sum over datasets of (n_d - 1)
+
+
+def _compact(
+    stats: RewardStats, group_of: np.ndarray, covariates: np.ndarray | None
+) -> _Data:
+    ev = np.flatnonzero(stats.counts > 0)
+    n = stats.counts[ev].astype(float)
+    _, group = np.unique(group_of[ev], return_inverse=True)
+    p = 0 if covariates is None else covariates.shape[1]
+    design = np.ones((ev.size, 1 + p))
+    if p:
+        design[:, 1:] = covariates[ev]
+    return _Data(
+        ybar=stats.sums[ev] / n,
+        n=n,
+        group=group,
+        n_groups=int(group.max()) + 1 if ev.size else 0,
+        design=design,
+        ss_within=float(stats.m2[ev].sum()),
+        dof_within=int((stats.counts[ev] - 1).sum()),
+    )
+
+
+def _gls(
+    data: _Data, s0: float, sh: float, sr: float
+) -> tuple[np.ndarray, np.ndarray, float, float, float]:
+    """Penalised GLS of (mu0, beta) given the stds.
+
+    Returns the coefficients, the inverse of the penalised information matrix, the quadratic
+    form of the residuals, log det of the marginal covariance, and tau^2.
+    """
+    w = 1.0 / (sh**2 + sr**2 / data.n)
+    W = np.bincount(data.group, weights=w, minlength=data.n_groups)
+    c = s0**2 / (1.0 + s0**2 * W)  # Sherman-Morrison weight of each group's rank-one term
+    A = data.design
+    Aw = A * w[:, None]
+    U = np.zeros((data.n_groups, A.shape[1]))
+    np.add.at(U, data.group, Aw)
+    uz = np.bincount(data.group, weights=w * data.ybar, minlength=data.n_groups)
+    info = Aw.T @ A - (U * c[:, None]).T @ U
+    rhs = Aw.T @ data.ybar - (U * c[:, None]).T @ uz
+    p = A.shape[1] - 1
+    tau2 = s0**2 + sh**2
+    pen = np.zeros_like(info)
+    if p:
+        pen[1:, 1:] = np.eye(p) / tau2
+    info_pen = info + pen
+    # A tiny ridge keeps the solve defined with one observation and covariates.
+    info_pen[np.diag_indices_from(info_pen)] += 1e-12
+    cov = np.linalg.pinv(info_pen)
+    coef = cov @ rhs
+    resid = data.ybar - A @ coef
+    gr = np.bincount(data.group, weights=w * resid, minlength=data.n_groups)
+    quad = float((w * resid**2).sum() - (c * gr**2).sum())
+    logdet = float(np.log(1.0 / w).sum() + np.log1p(s0**2 * W).sum())
+    return coef, cov, quad, logdet, tau2
+
+
+def _objective(log_s: np.ndarray, data: _Data, prior: HyperPrior, sr_fixed: float | None) -> float:
+    s0, sh = math.exp(log_s[0]), math.exp(log_s[1])
+    sr = sr_fixed if sr_fixed is not None else math.exp(log_s[2])
+    coef, _, quad, logdet, tau2 = _gls(data, s0, sh, sr)
+    nll = 0.5 * (logdet + quad)
+    if sr_fixed is None and data.dof_within:
+        nll += 0.5 * (data.dof_within * math.log(sr**2) + data.ss_within / sr**2)
+    beta = coef[1:]
+    if beta.size:
+        nll += 0.5 * (float(beta @ beta) / tau2 + beta.size * math.log(tau2))
+    # Weak log-normal hyperprior on each std.
+    centres = [prior.sigma0, prior.sigmahat0] + ([] if sr_fixed is not None else [prior.sigma_r])
+    for v, c in zip(log_s, centres, strict=False):
+        nll += 0.5 * ((v - math.log(c)) / prior.width) ** 2
+    return nll
+
+
+def log_marginal(
+    stats: RewardStats,
+    group_of: np.ndarray,
+    covariates: np.ndarray | None,
+    sigma0: float,
+    sigmahat0: float,
+    sigma_r: float,
+) -> float:
+    """Log marginal likelihood of the dataset means (mu0, beta at their penalised GLS values),
+    up to a constant, without the within-dataset and hyperprior terms. For tests."""
+    data = _compact(stats, group_of, covariates)
+    _, _, quad, logdet, _ = _gls(data, sigma0, sigmahat0, sigma_r)
+    return -0.5 * (logdet + quad)
+
+
+def fit_hyper(
+    stats: RewardStats,
+    group_of: np.ndarray,
+    covariates: np.ndarray | None,
+    prior: HyperPrior,
+    *,
+    deterministic: bool = False,
+    start: Hyper | None = None,
+) -> Hyper:
+    """Type-II maximum-likelihood hyperparameters from the rewards told so far.
+
+    Parameters
+    ----------
+    stats : RewardStats
+        Rewards told, per dataset.
+    group_of : ndarray of int
+        Group index of every dataset.
+    covariates : ndarray (n_datasets, p) or None
+        Standardised covariates.
+    prior : HyperPrior
+        Hyperprior medians, width and floors.
+    deterministic : bool
+        Rewards are noise-free: sigma_r is fixed at ``prior.min_std``.
+    start : Hyper, optional
+        Warm start (the previous fit).
+
+    Returns
+    -------
+    Hyper
+        With no reward yet: the hyperprior medians, mu0 = 0 (no information) and beta = 0.
+    """
+    p = 0 if covariates is None else covariates.shape[1]
+    sr_fixed = prior.min_std if deterministic else None
+    if stats.total == 0:
+        return Hyper(
+            mu0=0.0,
+            sigma0=prior.sigma0,
+            sigmahat0=prior.sigmahat0,
+            sigma_r=sr_fixed if sr_fixed is not None else prior.sigma_r,
+            beta=np.zeros(p),
+            beta_cov=np.eye(p) * (prior.sigma0**2 + prior.sigmahat0**2),
+        )
+    data = _compact(stats, group_of, covariates)
+    base = start if start is not None else Hyper(0.0, prior.sigma0, prior.sigmahat0, prior.sigma_r)
+    x0 = [math.log(base.sigma0), math.log(base.sigmahat0)]
+    if sr_fixed is None:
+        x0.append(math.log(base.sigma_r))
+    lo, hi = math.log(prior.min_std), math.log(1e3)
+    x0 = np.clip(x0, lo, hi)
+    res = minimize(
+        _objective,
+        x0,
+        args=(data, prior, sr_fixed),
+        # Nelder-Mead: 2-3 parameters, no gradient needed, cheap per step; a 1% precision on
+        # each std is plenty.
+        method="Nelder-Mead",
+        bounds=[(lo, hi)] * x0.size,
+        options={"xatol": 0.01, "fatol": 1e-4, "maxiter": 400, "initial_simplex": _simplex(x0)},
+    )
+    xs = res.x if np.all(np.isfinite(res.x)) else x0
+    s0, sh = math.exp(xs[0]), math.exp(xs[1])
+    sr = sr_fixed if sr_fixed is not None else math.exp(xs[2])
+    coef, cov, _, _, _ = _gls(data, s0, sh, sr)
+    return Hyper(
+        mu0=float(coef[0]),
+        sigma0=s0,
+        sigmahat0=sh,
+        sigma_r=sr,
+        beta=coef[1:].copy(),
+        beta_cov=cov[1:, 1:].copy(),
+    )
+
+
+def _simplex(x0: np.ndarray) -> np.ndarray:
+    # Steps of 0.3 in log std (35%): wide enough to move, small enough for a warm start.
+    return np.vstack([x0, x0 + 0.3 * np.eye(x0.size)])
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Posterior means and variances of every group and dataset, and the pieces a joint draw
+    needs (see :func:`sample_joint`)."""
+
+    group_mean: np.ndarray
+    group_var: np.ndarray
+    group_evaluated: np.ndarray  # bool: the group holds an evaluated dataset
+    mean: np.ndarray
+    var: np.ndarray
+    lam: np.ndarray  # var(theta_d | theta_g, data)
+    offset: np.ndarray  # lam * (beta.x / sh^2 + sum / sr^2)
+    gain: np.ndarray  # lam / sh^2: weight of theta_g in E[theta_d | theta_g, data]
+
+
+def posterior_moments(
+    hyper: Hyper,
+    stats: RewardStats,
+    group_of: np.ndarray,
+    n_groups: int,
+    covariates: np.ndarray | None,
+) -> Moments:
+    """Exact Gaussian posteriors of the model given the hyperparameters; O(N) numpy.
+
+    Group g: precision 1/sigma0^2 + sum_d w_d over its evaluated datasets, w_d =
+    1/(sigmahat0^2 + sigma_r^2/n_d), mean from mu0 and the datasets' beta-adjusted means.
+    Dataset d given theta_g: N(lam (theta_g + beta.x_d)/sigmahat0^2 + lam S_d/sigma_r^2, lam),
+    lam = 1/(1/sigmahat0^2 + n_d/sigma_r^2); marginally its mean uses the group's posterior
+    mean and its variance adds (lam/sigmahat0^2)^2 times the group's variance.
+    """
+    s0, sh, sr = hyper.sigma0, hyper.sigmahat0, hyper.sigma_r
+    n = stats.counts.astype(float)
+    bx = covariates @ hyper.beta if covariates is not None and hyper.beta.size else 0.0
+    ev = n > 0
+    n_safe = np.where(ev, n, 1.0)
+    w = np.where(ev, 1.0 / (sh**2 + sr**2 / n_safe), 0.0)
+    z = np.where(ev, stats.sums / n_safe - bx, 0.0)
+    W = np.bincount(group_of, weights=w, minlength=n_groups)
+    Z = np.bincount(group_of, weights=w * z, minlength=n_groups)
+    g_var = 1.0 / (1.0 / s0**2 + W)
+    g_mean = g_var * (hyper.mu0 / s0**2 + Z)
+    lam = 1.0 / (1.0 / sh**2 + n / sr**2)
+    gain = lam / sh**2
+    offset = gain * bx + lam * stats.sums / sr**2
+    mean = gain * g_mean[group_of] + offset
+    var = lam + gain**2 * g_var[group_of]
+    return Moments(g_mean, g_var, W > 0, mean, var, lam, offset, gain)
+
+
+def sample_joint(
+    m: Moments, group_of: np.ndarray, rng: np.random.Generator, size: int | None = None
+) -> np.ndarray:
+    """One draw (or ``size`` draws, shape (size, N)) of every dataset's utility from the joint
+    posterior: group utilities first, then datasets given their group. O(N) per draw."""
+    if size is None:
+        tg = m.group_mean + np.sqrt(m.group_var) * rng.standard_normal(m.group_mean.size)
+        return m.gain * tg[group_of] + m.offset + np.sqrt(m.lam) * rng.standard_normal(
+            m.lam.size
+        )
+    tg = m.group_mean + np.sqrt(m.group_var) * rng.standard_normal((size, m.group_mean.size))
+    return m.gain * tg[:, group_of] + m.offset + np.sqrt(m.lam) * rng.standard_normal(
+        (size, m.lam.size)
+    )
