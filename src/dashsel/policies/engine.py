@@ -63,7 +63,7 @@ __all__ = ["HiTS", "rank_top", "standardize_covariates"]
 # Refit the hyperparameters after every reward up to this many rewards, then whenever the
 # number of rewards has grown by REFIT_GROWTH since the last fit (O(log T) fits in all).
 REFIT_EVERY_UNTIL = 30
-REFIT_GROWTH = 1.1
+REFIT_GROWTH = 1.15
 
 
 def standardize_covariates(covariates: Any, n_datasets: int) -> np.ndarray | None:

@@ -136,37 +136,43 @@ def _compact(
 
 
 def _gls(
-    data: _Data, s0: float, sh: float, sr: float
-) -> tuple[np.ndarray, np.ndarray, float, float, float]:
+    data: _Data, s0: float, sh: float, sr: float, need_cov: bool = False
+) -> tuple[np.ndarray, np.ndarray | None, float, float, float]:
     """Penalised GLS of (mu0, beta) given the stds.
 
-    Returns the coefficients, the inverse of the penalised information matrix, the quadratic
-    form of the residuals, log det of the marginal covariance, and tau^2.
+    Returns the coefficients, the inverse of the penalised information matrix (if
+    ``need_cov``), the quadratic form of the residuals, log det of the marginal covariance,
+    and tau^2.
     """
     w = 1.0 / (sh**2 + sr**2 / data.n)
-    W = np.bincount(data.group, weights=w, minlength=data.n_groups)
+    g, ng = data.group, data.n_groups
+    W = np.bincount(g, weights=w, minlength=ng)
     c = s0**2 / (1.0 + s0**2 * W)  # Sherman-Morrison weight of each group's rank-one term
+    wy = w * data.ybar
+    uz = np.bincount(g, weights=wy, minlength=ng)
     A = data.design
-    Aw = A * w[:, None]
-    U = np.zeros((data.n_groups, A.shape[1]))
-    np.add.at(U, data.group, Aw)
-    uz = np.bincount(data.group, weights=w * data.ybar, minlength=data.n_groups)
-    info = Aw.T @ A - (U * c[:, None]).T @ U
-    rhs = Aw.T @ data.ybar - (U * c[:, None]).T @ uz
     p = A.shape[1] - 1
     tau2 = s0**2 + sh**2
-    pen = np.zeros_like(info)
-    if p:
-        pen[1:, 1:] = np.eye(p) / tau2
-    info_pen = info + pen
-    # A tiny ridge keeps the solve defined with one observation and covariates.
-    info_pen[np.diag_indices_from(info_pen)] += 1e-12
-    cov = np.linalg.pinv(info_pen)
-    coef = cov @ rhs
-    resid = data.ybar - A @ coef
-    gr = np.bincount(data.group, weights=w * resid, minlength=data.n_groups)
+    if p == 0:  # intercept only: scalars, no linear algebra
+        info = float(w.sum() - (c * W * W).sum())
+        coef = np.array([float(wy.sum() - (c * W * uz).sum()) / info])
+        cov = np.array([[1.0 / info]]) if need_cov else None
+        resid = data.ybar - coef[0]
+    else:
+        Aw = A * w[:, None]
+        U = np.column_stack([np.bincount(g, weights=Aw[:, j], minlength=ng) for j in range(p + 1)])
+        Uc = U * c[:, None]
+        info = Aw.T @ A - Uc.T @ U
+        rhs = Aw.T @ data.ybar - Uc.T @ uz
+        info[1:, 1:] += np.eye(p) / tau2
+        # A tiny ridge keeps the solve defined with a single observation.
+        info[0, 0] += 1e-12
+        coef = np.linalg.solve(info, rhs)
+        cov = np.linalg.inv(info) if need_cov else None
+        resid = data.ybar - A @ coef
+    gr = np.bincount(g, weights=w * resid, minlength=ng)
     quad = float((w * resid**2).sum() - (c * gr**2).sum())
-    logdet = float(np.log(1.0 / w).sum() + np.log1p(s0**2 * W).sum())
+    logdet = float(-np.log(w).sum() + np.log1p(s0**2 * W).sum())
     return coef, cov, quad, logdet, tau2
 
 
@@ -264,7 +270,8 @@ def fit_hyper(
     xs = res.x if np.all(np.isfinite(res.x)) else x0
     s0, sh = math.exp(xs[0]), math.exp(xs[1])
     sr = sr_fixed if sr_fixed is not None else math.exp(xs[2])
-    coef, cov, _, _, _ = _gls(data, s0, sh, sr)
+    coef, cov, _, _, _ = _gls(data, s0, sh, sr, need_cov=True)
+    assert cov is not None
     return Hyper(
         mu0=float(coef[0]),
         sigma0=s0,
