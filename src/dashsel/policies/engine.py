@@ -182,6 +182,7 @@ class HiTS(Policy):
     """
 
     name = "hits"
+    _pick_rule = "random"
 
     def __init__(
         self,
@@ -387,9 +388,10 @@ class HiTS(Policy):
                     )
                     cand = first if first.any() else second
                     if cand.any():
-                        # The most uncertain of the disputed datasets: most to learn.
                         idx = np.flatnonzero(cand)
-                        return int(idx[np.argmax(m.var[idx])])
+                        if self._pick_rule == "widest":
+                            return int(idx[np.argmax(m.var[idx])])
+                        return int(idx[rng.integers(idx.size)])
                     break
         # Settled (or k >= N): the allowed dataset most ambiguous about the top-k boundary.
         if k < n:

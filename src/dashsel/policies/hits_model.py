@@ -176,9 +176,28 @@ def _gls(
     return coef, cov, quad, logdet, tau2
 
 
-def _objective(log_s: np.ndarray, data: _Data, prior: HyperPrior, sr_fixed: float | None) -> float:
-    s0, sh = math.exp(log_s[0]), math.exp(log_s[1])
-    sr = sr_fixed if sr_fixed is not None else math.exp(log_s[2])
+_RHO_MIN = 1e-4  # smallest group share s0^2 / (s0^2 + sh^2) the fit considers
+
+
+def _unpack(x: np.ndarray, prior: HyperPrior, sr_fixed: float | None) -> tuple[float, float, float]:
+    """(log total spread, logit group share[, log sigma_r]) -> (sigma0, sigmahat0, sigma_r)."""
+    tot = math.exp(x[0])
+    rho = _RHO_MIN + (1 - 2 * _RHO_MIN) / (1.0 + math.exp(-x[1]))
+    s0 = max(tot * math.sqrt(rho), prior.min_std)
+    sh = max(tot * math.sqrt(1.0 - rho), prior.min_std)
+    sr = sr_fixed if sr_fixed is not None else max(math.exp(x[2]), prior.min_std)
+    return s0, sh, sr
+
+
+def _pack(s0: float, sh: float, sr: float) -> list[float]:
+    tot2 = s0**2 + sh**2
+    rho = min(max(s0**2 / tot2, 2 * _RHO_MIN), 1 - 2 * _RHO_MIN)
+    q = (rho - _RHO_MIN) / (1 - 2 * _RHO_MIN)
+    return [0.5 * math.log(tot2), math.log(q / (1 - q)), math.log(sr)]
+
+
+def _objective(x: np.ndarray, data: _Data, prior: HyperPrior, sr_fixed: float | None) -> float:
+    s0, sh, sr = _unpack(x, prior, sr_fixed)
     coef, _, quad, logdet, tau2 = _gls(data, s0, sh, sr)
     nll = 0.5 * (logdet + quad)
     if sr_fixed is None and data.dof_within:
@@ -186,10 +205,15 @@ def _objective(log_s: np.ndarray, data: _Data, prior: HyperPrior, sr_fixed: floa
     beta = coef[1:]
     if beta.size:
         nll += 0.5 * (float(beta @ beta) / tau2 + beta.size * math.log(tau2))
-    # Weak log-normal hyperprior on each std.
-    centres = [prior.sigma0, prior.sigmahat0] + ([] if sr_fixed is not None else [prior.sigma_r])
-    for v, c in zip(log_s, centres, strict=False):
-        nll += 0.5 * ((v - math.log(c)) / prior.width) ** 2
+    # Weak hyperprior: log-normal on the total spread and on sigma_r; on the group share
+    # rho = s0^2 / (s0^2 + sh^2) only a Beta(1.1, 1.1) nudge off 0 and 1, so that the data
+    # alone decide whether groups are informative (rho -> 0 makes the model flat).
+    tot0 = 0.5 * math.log(prior.sigma0**2 + prior.sigmahat0**2)
+    nll += 0.5 * ((x[0] - tot0) / prior.width) ** 2
+    if sr_fixed is None:
+        nll += 0.5 * ((x[2] - math.log(prior.sigma_r)) / prior.width) ** 2
+    rho = s0**2 / (s0**2 + sh**2)
+    nll -= 0.1 * math.log(rho * (1.0 - rho))
     return nll
 
 
@@ -252,11 +276,11 @@ def fit_hyper(
         )
     data = _compact(stats, group_of, covariates)
     base = start if start is not None else Hyper(0.0, prior.sigma0, prior.sigmahat0, prior.sigma_r)
-    x0 = [math.log(base.sigma0), math.log(base.sigmahat0)]
-    if sr_fixed is None:
-        x0.append(math.log(base.sigma_r))
-    lo, hi = math.log(prior.min_std), math.log(1e3)
-    x0 = np.clip(x0, lo, hi)
+    x0 = np.array(_pack(base.sigma0, base.sigmahat0, base.sigma_r)[: 2 if sr_fixed else 3])
+    # Keep the optimiser in a sane box: spreads between min_std and 1e3, share logit +-12.
+    lo_s, hi_s = math.log(prior.min_std), math.log(1e3)
+    bounds = [(lo_s, hi_s), (-12.0, 12.0)] + ([] if sr_fixed else [(lo_s, hi_s)])
+    x0 = np.clip(x0, [b[0] for b in bounds], [b[1] for b in bounds])
     res = minimize(
         _objective,
         x0,
@@ -264,12 +288,11 @@ def fit_hyper(
         # Nelder-Mead: 2-3 parameters, no gradient needed, cheap per step; a 1% precision on
         # each std is plenty.
         method="Nelder-Mead",
-        bounds=[(lo, hi)] * x0.size,
+        bounds=bounds,
         options={"xatol": 0.01, "fatol": 1e-4, "maxiter": 400, "initial_simplex": _simplex(x0)},
     )
     xs = res.x if np.all(np.isfinite(res.x)) else x0
-    s0, sh = math.exp(xs[0]), math.exp(xs[1])
-    sr = sr_fixed if sr_fixed is not None else math.exp(xs[2])
+    s0, sh, sr = _unpack(xs, prior, sr_fixed)
     coef, cov, _, _, _ = _gls(data, s0, sh, sr, need_cov=True)
     assert cov is not None
     return Hyper(
@@ -283,8 +306,10 @@ def fit_hyper(
 
 
 def _simplex(x0: np.ndarray) -> np.ndarray:
-    # Steps of 0.3 in log std (35%): wide enough to move, small enough for a warm start.
-    return np.vstack([x0, x0 + 0.3 * np.eye(x0.size)])
+    # Steps of 0.3 (35% in a std, a notch in the share's logit): enough to move, small
+    # enough for a warm start. Step down where a start sits at its upper bound.
+    step = np.where(x0 > 11.0, -0.3, 0.3)
+    return np.vstack([x0, x0 + np.diag(step)])
 
 
 @dataclass(frozen=True)
