@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from dashsel.policies import DaSH, FlatTS, RoundRobin, UCB1  # noqa: E402
+from dashsel.policies import UCB1, DaSH, FlatTS, RoundRobin  # noqa: E402
 from dashsel.policies.engine import HiTS  # noqa: E402
 from dashsel.policies.heuristic import GroupMean  # noqa: E402
 from dashsel_bench.replay_suites import KINDS, make_replay_pool  # noqa: E402
@@ -113,7 +113,9 @@ def summarise(raw: list[dict[str, Any]], methods: tuple[str, ...]) -> dict[str, 
             "runs": len(rows),
             "seeds": [r["seed"] for r in rows],
             "cells": cells,
-            "repeats": {m: float(np.mean([r["methods"][m]["repeats"] for r in rows])) for m in methods},
+            "repeats": {
+                m: float(np.mean([r["methods"][m]["repeats"] for r in rows])) for m in methods
+            },
             "seconds_per_run": {
                 m: float(np.mean([r["methods"][m]["seconds"] for r in rows])) for m in methods
             },

@@ -131,12 +131,12 @@ class HiTS(Policy):
     Parameters
     ----------
     k : int, optional
-        Size of the set to identify (the run passes its ``--top-k``). Also the default of
-        :meth:`recommend`.
+        Size of the set the allocation identifies and :meth:`should_stop` checks (the run
+        passes its ``--top-k``; give the same rule to :meth:`recommend`).
     percentile : float, optional
         Identify the datasets above this percentile instead (k = the matching count).
         Default (neither): the allocation targets the top 10% of the pool (at least one
-        dataset) and :meth:`recommend` returns the single best.
+        dataset).
     deterministic : bool, default False
         Repeating an evaluation returns the same reward (a table with one reward per
         dataset, training without bootstrap). The engine then never asks for an evaluated
@@ -215,8 +215,10 @@ class HiTS(Policy):
         validate_selection_rule(self.k, self.percentile)
         for name in ("sigma0", "sigmahat0", "sigma_r", "hyperprior_width", "min_std"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not (
-                math.isfinite(v) and v > 0
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, int | float)
+                or not (math.isfinite(v) and v > 0)
             ):
                 raise DashselError(f"HiTS: {name} must be a positive finite number, got {v!r}")
         for name in ("top_two", "delta"):
@@ -224,7 +226,9 @@ class HiTS(Policy):
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v <= 1.0:
                 raise DashselError(f"HiTS: {name} must be in [0, 1], got {v!r}")
         if not isinstance(self.deterministic, bool):
-            raise DashselError(f"HiTS: deterministic must be True or False, got {self.deterministic!r}")
+            raise DashselError(
+                f"HiTS: deterministic must be True or False, got {self.deterministic!r}"
+            )
         if isinstance(self.trust_z, bool) or not isinstance(self.trust_z, int | float):
             raise DashselError(f"HiTS: trust_z must be a number, got {self.trust_z!r}")
 
@@ -384,7 +388,9 @@ class HiTS(Policy):
                 if (s1 != s2).any():
                     leader, challenger = s1 & ~s2 & allowed, s2 & ~s1 & allowed
                     first, second = (
-                        (challenger, leader) if rng.random() < self.top_two else (leader, challenger)
+                        (challenger, leader)
+                        if rng.random() < self.top_two
+                        else (leader, challenger)
                     )
                     cand = first if first.any() else second
                     if cand.any():
@@ -470,13 +476,11 @@ class HiTS(Policy):
 
         Guard: a dataset of a group with no evaluation comes after every dataset of evaluated
         groups (and never passes a percentile) unless the covariates are trusted
-        (:meth:`covariates_trusted`). Default rule: the constructor's ``k`` / ``percentile``,
-        else the single best. O(N) numpy.
+        (:meth:`covariates_trusted`). Default (neither): the single best, as for every
+        policy. O(N) numpy.
         """
         self._check_reset()
         validate_selection_rule(k, percentile)
-        if k is None and percentile is None:
-            k, percentile = self.k, self.percentile
         idx = self._recommend_indices(k, percentile)
         h = self.hierarchy_
         chosen = tuple(h.dataset_ids[i] for i in idx)

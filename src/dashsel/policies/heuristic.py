@@ -121,7 +121,9 @@ class GroupMean(Policy):
             g_mean = np.where(g_n > 0, g_sum / g_n, np.nan)
         g_pulls = np.bincount(self._group_of, self.counts_, self._n_groups).astype(int)
         datasets = tuple(
-            Belief(h.dataset_ids[i], h.groups[i], float(mean[i]), float(se[i]), int(self.counts_[i]))
+            Belief(
+                h.dataset_ids[i], h.groups[i], float(mean[i]), float(se[i]), int(self.counts_[i])
+            )
             for i in range(h.n_datasets)
         )
         groups = tuple(

@@ -114,9 +114,7 @@ class _Data:
     dof_within: int  # sum over datasets of (n_d - 1)
 
 
-def _compact(
-    stats: RewardStats, group_of: np.ndarray, covariates: np.ndarray | None
-) -> _Data:
+def _compact(stats: RewardStats, group_of: np.ndarray, covariates: np.ndarray | None) -> _Data:
     ev = np.flatnonzero(stats.counts > 0)
     n = stats.counts[ev].astype(float)
     _, group = np.unique(group_of[ev], return_inverse=True)
@@ -368,10 +366,10 @@ def sample_joint(
     posterior: group utilities first, then datasets given their group. O(N) per draw."""
     if size is None:
         tg = m.group_mean + np.sqrt(m.group_var) * rng.standard_normal(m.group_mean.size)
-        return m.gain * tg[group_of] + m.offset + np.sqrt(m.lam) * rng.standard_normal(
-            m.lam.size
-        )
+        return m.gain * tg[group_of] + m.offset + np.sqrt(m.lam) * rng.standard_normal(m.lam.size)
     tg = m.group_mean + np.sqrt(m.group_var) * rng.standard_normal((size, m.group_mean.size))
-    return m.gain * tg[:, group_of] + m.offset + np.sqrt(m.lam) * rng.standard_normal(
-        (size, m.lam.size)
+    return (
+        m.gain * tg[:, group_of]
+        + m.offset
+        + np.sqrt(m.lam) * rng.standard_normal((size, m.lam.size))
     )
