@@ -14,7 +14,7 @@ kept as the reproduction), and why:
   instead of the paper's pooled approximation.
 * **Identification, not regret.** Each ask draws two joint posterior samples until their
   top-k sets differ and evaluates a dataset on which they disagree (the leader's or, with
-  probability ``top_two``, the challenger's), the one with the widest posterior: a top-k
+  probability ``top_two``, the challenger's), an untried one if any is disputed: a top-k
   version of top-two Thompson sampling. Evaluations go to the top-k boundary and to untried
   members of promising groups, not to the current favourite again and again.
 * **No repeated deterministic evaluations.** With ``deterministic=True`` the engine never asks
@@ -182,7 +182,6 @@ class HiTS(Policy):
     """
 
     name = "hits"
-    _pick_rule = "random"
 
     def __init__(
         self,
@@ -394,9 +393,12 @@ class HiTS(Policy):
                     )
                     cand = first if first.any() else second
                     if cand.any():
+                        # Uniformly among the disputed datasets, untried ones first: while an
+                        # untried dataset is in dispute, a repeat teaches less than a new view.
                         idx = np.flatnonzero(cand)
-                        if self._pick_rule == "widest":
-                            return int(idx[np.argmax(m.var[idx])])
+                        fresh = idx[self.stats_.counts[idx] == 0]
+                        if fresh.size:
+                            idx = fresh
                         return int(idx[rng.integers(idx.size)])
                     break
         # Settled (or k >= N): the allowed dataset most ambiguous about the top-k boundary.
