@@ -90,7 +90,8 @@ def run_one(task: tuple[str, int, int, tuple[str, ...]]) -> dict[str, Any]:
 
 def summarise(raw: list[dict[str, Any]], methods: tuple[str, ...]) -> dict[str, Any]:
     res: dict[str, Any] = {}
-    for kind in dict.fromkeys(r["kind"] for r in raw):
+    seen = {r["kind"] for r in raw}
+    for kind in [k for k in KINDS if k in seen]:
         rows = [r for r in raw if r["kind"] == kind]
         u = {m: np.array([r["methods"][m]["utility"] for r in rows]) for m in methods}
         cells = []
@@ -206,7 +207,53 @@ def readme(res: dict[str, Any], methods: tuple[str, ...], meta: dict[str, Any]) 
             + ", ".join(f"{m} {r['repeats'][m]:.1f}" for m in methods),
             "",
         ]
+    lines += _verdict(res)
     return "\n".join(lines)
+
+
+def _verdict(res: dict[str, Any]) -> list[str]:
+    """Where the targets hold and where the engine loses, from the numbers above."""
+    out = ["## Targets", ""]
+    losses = []
+    for kind, r in res.items():
+        for c in r["cells"]:
+            d = c.get("engine_minus_best")
+            if d and d["mean"] < -0.01:
+                losses.append(
+                    f"* {kind}, budget {_frac(c['fraction'])}: engine {c[ENGINE]['mean']:.3f} vs "
+                    f"{c['best_baseline']} {c[c['best_baseline']]['mean']:.3f} "
+                    f"(Δ {d['mean']:+.3f} ± {d['se']:.3f})"
+                )
+    n_cells = sum(len(r["cells"]) for r in res.values())
+    out.append(
+        f"Within 0.01 of the best baseline (or above it) in {n_cells - len(losses)} of "
+        f"{n_cells} cells. Where the engine loses by more than 0.01:"
+    )
+    out += ["", *(losses or ["* nowhere"]), ""]
+    if "deterministic" in res:
+        rep = res["deterministic"]["repeats"]
+        out.append(
+            "Repeated evaluations of deterministic datasets while unevaluated ones remain "
+            "(mean per run): " + ", ".join(f"{m} {v:.1f}" for m, v in rep.items()) + "."
+        )
+        out.append("")
+    half = []
+    for kind in ("informative", "deterministic", "large"):
+        if kind in res and "dash" in res[kind]["cells"][0]:
+            cells = res[kind]["cells"]
+            e_half = next(c for c in cells if c["fraction"] == 0.5)[ENGINE]
+            d_full = next(c for c in cells if c["fraction"] == 1.0)["dash"]
+            half.append(
+                f"{kind}: engine at 1/2 {e_half['mean']:.3f} ± {e_half['se']:.3f} vs dash at 1 "
+                f"{d_full['mean']:.3f} ± {d_full['se']:.3f}"
+            )
+    if half:
+        out += [
+            "Half-budget aim (engine at half the budget vs dash at the full budget, "
+            "informative groups): " + "; ".join(half) + ".",
+            "",
+        ]
+    return out
 
 
 def _frac(f: float) -> str:
@@ -224,7 +271,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=None, help="write README.md, results.json, PNG here")
+    ap.add_argument(
+        "--render", default=None, help="only rewrite README.md and the PNG from a results.json"
+    )
     args = ap.parse_args(argv)
+    if args.render:
+        data = json.loads(Path(args.render).read_text())
+        res, meta = data["results"], data["meta"]
+        methods = tuple(m for m in METHODS if m in next(iter(res.values()))["cells"][0])
+        out = Path(args.render).parent
+        plot(res, methods, out / "engine_study.png")
+        (out / "README.md").write_text(readme(res, methods, meta))
+        print("rendered", out)
+        return
     kinds = tuple(args.kinds.split(","))
     methods = tuple(args.methods.split(","))
     tasks = [
