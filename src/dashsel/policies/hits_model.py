@@ -204,14 +204,17 @@ def _objective(x: np.ndarray, data: _Data, prior: HyperPrior, sr_fixed: float | 
     if beta.size:
         nll += 0.5 * (float(beta @ beta) / tau2 + beta.size * math.log(tau2))
     # Weak hyperprior: log-normal on the total spread and on sigma_r; on the group share
-    # rho = s0^2 / (s0^2 + sh^2) only a Beta(1.1, 1.1) nudge off 0 and 1, so that the data
-    # alone decide whether groups are informative (rho -> 0 makes the model flat).
+    # rho = s0^2 / (s0^2 + sh^2) only a Beta(1 + 0.2 rho0, 1 + 0.2 (1 - rho0)) nudge off 0
+    # and 1 (mode rho0, the medians' share), so that the data alone decide whether groups
+    # are informative (rho -> 0 makes the model flat); rho0 only settles a share that the
+    # data cannot tell yet (no group with two evaluated datasets).
     tot0 = 0.5 * math.log(prior.sigma0**2 + prior.sigmahat0**2)
     nll += 0.5 * ((x[0] - tot0) / prior.width) ** 2
     if sr_fixed is None:
         nll += 0.5 * ((x[2] - math.log(prior.sigma_r)) / prior.width) ** 2
     rho = s0**2 / (s0**2 + sh**2)
-    nll -= 0.1 * math.log(rho * (1.0 - rho))
+    rho0 = prior.sigma0**2 / (prior.sigma0**2 + prior.sigmahat0**2)
+    nll -= 0.2 * (rho0 * math.log(rho) + (1.0 - rho0) * math.log(1.0 - rho))
     return nll
 
 
