@@ -293,3 +293,39 @@ def test_the_cli_check_can_fail() -> None:
     section = _section(_text(REFERENCE), "### `dashsel run`")
     assert "`--top-k`" in section
     assert "`--no-such-option`" not in section
+
+
+def _example_commands() -> list[list[str]]:
+    """The ``dashsel ...`` command lines of the bash examples, as argument lists."""
+    import shlex
+
+    out = []
+    for block in _blocks(REFERENCE, "bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            while words and re.match(r"^[A-Z_]+=", words[0]):  # VAR=value prefixes
+                words = words[1:]
+            if words and words[0] == "dashsel":
+                out.append(words[1:])
+    return out
+
+
+def test_cli_examples_parse_against_the_real_cli() -> None:
+    """Every example names a real command and only options it takes, with valid values."""
+    commands = _commands()
+    examples = _example_commands()
+    assert len(examples) >= len([p for p in commands if p and p != "data"])
+    seen = set()
+    for args in examples:
+        path, rest = "", list(args)
+        while rest and f"{path} {rest[0]}".strip() in commands:
+            path = f"{path} {rest[0]}".strip()
+            rest = rest[1:]
+        seen.add(path)
+        if not path:
+            assert rest == ["--version"], args
+            continue
+        cmd = commands[path]
+        cmd.make_context(f"dashsel {path}", rest)  # raises on a bad option or value
+    leaves = {p for p, c in commands.items() if p and not getattr(c, "commands", None)}
+    assert leaves <= seen, f"commands without an example: {sorted(leaves - seen)}"
