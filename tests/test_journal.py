@@ -209,8 +209,9 @@ class TestSQLiteJournalConformance(JournalConformance):
             yield j
 
     def reopen(self, journal: Journal) -> Journal:
+        # the first is still open and holds the journal: a second writer would be refused
         assert isinstance(journal, SQLiteJournal)
-        return SQLiteJournal(journal.path)
+        return SQLiteJournal(journal.path, mode="read")
 
 
 class TestInMemoryJournalConformance(JournalConformance):

@@ -7,7 +7,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["SelectionResult", "__version__", "select"]
+__all__ = ["SelectionResult", "Study", "__version__", "select"]
 
 
 def __getattr__(name: str):
@@ -20,4 +20,8 @@ def __getattr__(name: str):
         from dashsel.result import SelectionResult
 
         return SelectionResult
+    if name == "Study":
+        from dashsel.study import Study
+
+        return Study
     raise AttributeError(f"module 'dashsel' has no attribute {name!r}")

@@ -29,6 +29,7 @@ from rich.progress import (
 from rich.table import Table
 
 from dashsel import __version__
+from dashsel.cli_study import journal_app, study_app
 from dashsel.errors import DashselError, MissingExtraError
 
 app = typer.Typer(
@@ -40,6 +41,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Build the benchmark data offline (cached).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(study_app, name="study")
+app.add_typer(journal_app, name="journal")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -269,18 +272,43 @@ def report(
     journal: Annotated[Path, typer.Argument(help="A journal written by `dashsel run`.")],
     trials: Annotated[int, typer.Option(help="How many of the latest trials to list.")] = 20,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1)] = None,
+    percentile: Annotated[float | None, typer.Option()] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the selection as JSON here.")
+    ] = None,
 ) -> None:
-    """Show the posterior and the trials recorded in a JOURNAL."""
+    """Show the posterior and the trials recorded in a JOURNAL (read-only).
+
+    The selection is the run's own (its --top-k / --percentile) unless one is given here.
+    """
     with _user_errors():
-        from dashsel.report import read_journal, replay_posterior
+        from dashsel.report import (
+            describe_rule,
+            read_journal,
+            replay_posterior,
+            report_dict,
+            selection_rule,
+            write_json_atomic,
+        )
 
         meta, frame = read_journal(journal)
+        asked_k, asked_percentile = top_k, percentile
+        top_k, percentile, source = selection_rule(meta, top_k, percentile)
         console.print(
             f"[bold]{journal}[/]: pool {meta.get('pool', {}).get('name', '?')}, "
             f"policy {meta.get('policy', {}).get('name', '?')}, seed {meta.get('seed')}, "
             f"{int((frame['state'] == 'complete').sum()) if len(frame) else 0} complete trials"
         )
-        posterior, rec = replay_posterior(meta, frame, k=top_k)
+        posterior, rec = replay_posterior(meta, frame, k=top_k, percentile=percentile)
+        if rec is not None:
+            whose = "as asked" if source == "asked" else "the run's rule"
+            console.print(
+                f"selected by {describe_rule(top_k, percentile)} ({whose}): "
+                + ", ".join(rec.datasets)
+            )
+        if json_out is not None:
+            rep = report_dict(journal, meta, frame, k=asked_k, percentile=asked_percentile)
+            write_json_atomic(rep, json_out)
         if posterior is not None:
             chosen = set(rec.datasets)
             table = Table(title="posterior")

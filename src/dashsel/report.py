@@ -1,50 +1,121 @@
 """Reading a finished (or interrupted) run back from its journal, for ``dashsel report``.
 
 The journal is storage only; rebuilding what the run's policy believed needs the policy
-registry, so it lives here, beside its one user, and not in :mod:`dashsel.journal`.
+registry, so it lives here, beside its users (``dashsel report``, ``dashsel study show``,
+:class:`dashsel.Study`), and not in :mod:`dashsel.journal`.
+
+The journal keeps the run's selection rule (``top-k`` or a percentile), so a report makes the
+same selection as the run did unless it is asked for another cut.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dashsel.errors import DashselError, JournalError
+from dashsel.errors import DashselError, JournalError, one_line
 from dashsel.hierarchy import Hierarchy
 from dashsel.journal import SQLiteJournal, meta_field
+from dashsel.policies.base import validate_selection_rule
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from dashsel.policies.base import Posterior, Recommendation
+    from dashsel.policies.base import Policy, Posterior, Recommendation
 
 
 def read_journal(path: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
     """Read a journal file without changing it: its run metadata and its trials.
 
+    Opened read-only (another user's file, a read-only folder, a journal a run is writing).
+
     Returns
     -------
     meta : dict
-        The run header (pool, policy, evaluator, seed, ...).
+        The run header (pool, policy, evaluator, seed, selection rule, ...).
     trials : pandas.DataFrame
         Every started trial, columns :data:`~dashsel.trial.TRIAL_COLUMNS`.
 
     Raises
     ------
     JournalError
-        If ``path`` does not exist, is empty, holds no run, or is not a dashsel journal.
+        If ``path`` does not exist, is empty, holds no run, is damaged, or is not a dashsel
+        journal; the message is one line naming the file and what is wrong.
     """
     path = Path(path)
+    if path.is_dir():
+        raise JournalError(f"{path} is a folder, not a dashsel journal")
     if not path.is_file():
         raise JournalError(f"journal {path} does not exist")
     if path.stat().st_size == 0:
         raise JournalError(f"journal {path} is empty")
-    with SQLiteJournal(path) as j:
+    # read-only: works on another user's journal, in a read-only folder, during a live run
+    with SQLiteJournal(path, mode="read") as j:
         meta = j.meta()
         if not meta:
             raise JournalError(f"journal {path} holds no run yet")
         return meta, j.trials_frame()
+
+
+def selection_rule(
+    meta: Mapping[str, Any], k: int | None = None, percentile: float | None = None
+) -> tuple[int | None, float | None, str]:
+    """The rule a report applies: the one asked for, else the run's own.
+
+    Returns ``(k, percentile, source)`` with source ``"asked"`` or ``"run"``.
+    """
+    if k is not None or percentile is not None:
+        validate_selection_rule(k, percentile)
+        return k, percentile, "asked"
+    sel = meta.get("selection")
+    if isinstance(sel, Mapping):
+        rk, rp = sel.get("k"), sel.get("percentile")
+        try:
+            validate_selection_rule(rk, rp)
+        except DashselError:
+            rk = rp = None  # a header we cannot read a rule from: the single best
+        return rk, rp, "run"
+    return None, None, "run"
+
+
+def describe_rule(k: int | None, percentile: float | None) -> str:
+    """``"top-3"``, ``"percentile 90"`` or ``"the single best"``."""
+    if k is not None:
+        return f"top-{k}"
+    if percentile is not None:
+        return f"percentile {percentile:g}"
+    return "the single best"
+
+
+def replayed_policy(meta: Mapping[str, Any], frame: pd.DataFrame) -> Policy | None:
+    """The run's policy, made again and told the complete trials in number order (what the
+    run's policy had been told once they were all in); None when impossible (a policy that is
+    not registered, or a journal without the hierarchy)."""
+    from dashsel.policies import make_policy
+
+    ids, groups = meta_field(meta, "pool.dataset_ids"), meta_field(meta, "pool.groups")
+    name, params = meta_field(meta, "policy.name"), meta_field(meta, "policy.params") or {}
+    if not ids or not groups or not name or not isinstance(params, Mapping):
+        return None
+    try:
+        policy = make_policy(name, **params)
+    except (DashselError, TypeError, ValueError):
+        return None
+    seed = meta.get("seed", 0)
+    policy.reset(Hierarchy(ids, groups), random_state=int(seed) if isinstance(seed, int) else 0)
+    done = frame[frame["state"] == "complete"].sort_values("number")
+    try:
+        policy.replay(
+            zip(done["dataset_id"], done["reward"].astype(float), strict=True), n_asked=len(frame)
+        )
+    except DashselError as exc:
+        raise JournalError(f"journal trials cannot be replayed ({one_line(exc)})") from None
+    return policy
 
 
 def replay_posterior(
@@ -58,22 +129,84 @@ def replay_posterior(
 
     The run's policy is made again from the metadata (``make_policy(name, **params)``), bound
     to the journaled hierarchy with the run's seed, and told the complete trials in number
-    order. Returns ``(None, None)`` when that is impossible (a policy that is not registered,
-    or a journal without the hierarchy).
+    order. Without ``k`` and ``percentile`` the run's own selection rule applies. Returns
+    ``(None, None)`` when that is impossible (see :func:`replayed_policy`).
     """
-    from dashsel.policies import make_policy
-
-    ids, groups = meta_field(meta, "pool.dataset_ids"), meta_field(meta, "pool.groups")
-    name, params = meta_field(meta, "policy.name"), meta_field(meta, "policy.params") or {}
-    if not ids or not groups or not name:
+    k, percentile, _ = selection_rule(meta, k, percentile)
+    policy = replayed_policy(meta, frame)
+    if policy is None:
         return None, None
-    try:
-        policy = make_policy(name, **params)
-    except (DashselError, TypeError, ValueError):
-        return None, None
-    policy.reset(Hierarchy(ids, groups), random_state=int(meta.get("seed", 0)))
-    done = frame[frame["state"] == "complete"].sort_values("number")
-    policy.replay(
-        zip(done["dataset_id"], done["reward"].astype(float), strict=True), n_asked=len(frame)
-    )
     return policy.posterior(), policy.recommend(k=k, percentile=percentile)
+
+
+def report_dict(
+    path: str | Path,
+    meta: Mapping[str, Any],
+    frame: pd.DataFrame,
+    *,
+    k: int | None = None,
+    percentile: float | None = None,
+) -> dict[str, Any]:
+    """What ``dashsel report --json`` / ``dashsel study show --json`` write.
+
+    ``selected`` and ``selected_groups`` are those of the run's result JSON when the rule is
+    the run's; ``rule`` says which rule made them.
+    """
+    k, percentile, source = selection_rule(meta, k, percentile)
+    policy = replayed_policy(meta, frame)
+    rec = None if policy is None else policy.recommend(k=k, percentile=percentile)
+    states = frame["state"].value_counts().to_dict() if len(frame) else {}
+    return {
+        "journal": str(path),
+        "pool": meta_field(meta, "pool.name"),
+        "policy": meta_field(meta, "policy.name"),
+        "policy_params": meta_field(meta, "policy.params"),
+        "seed": meta.get("seed"),
+        "budget": meta.get("budget"),
+        "rule": {
+            "k": k,
+            "percentile": percentile,
+            "source": source,
+            "text": describe_rule(k, percentile),
+        },
+        "selected": None if rec is None else list(rec.datasets),
+        "selected_groups": None if rec is None else list(rec.groups),
+        "n_trials": len(frame),
+        "n_complete": int(states.get("complete", 0)),
+        "n_running": int(states.get("running", 0)),
+        "n_failed": int(states.get("failed", 0)),
+    }
+
+
+def write_json_atomic(obj: Any, path: str | Path) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically (a temporary file renamed over it).
+
+    Non-finite floats are written as strings, so the file is strict JSON.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise DashselError(f"--json {path} is a folder; give a file name")
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return str(v)
+        if isinstance(v, dict):
+            return {str(a): clean(b) for a, b in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise DashselError(f"cannot write {path} ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(clean(obj), fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise DashselError(f"cannot write {path} ({exc.strerror or exc})") from None
+    return path

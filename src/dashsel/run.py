@@ -9,9 +9,9 @@ How a run stays reproducible and resumable:
 * Trial ``t`` is the policy's ``t``-th ask; its evaluation seed is ``derive_seed(seed, t)``
   and its ``pull`` counts earlier trials of the same dataset. Nothing about a trial depends on
   where or when it runs.
-* A batch's trials are journaled (state ``running``) *before* any is evaluated, then each
-  outcome as it completes; the policy is told the whole batch in trial-number order once all
-  are in, so parallel runs reproduce the sequential bookkeeping.
+* A batch's trials are journaled (state ``running``) together, in one transaction, *before*
+  any is evaluated, then each outcome as it completes; the policy is told the whole batch in
+  trial-number order once all are in, so parallel runs reproduce the sequential bookkeeping.
 * Resuming replays the journal batch by batch: complete batches are told to the policy (whose
   ask counter is set to where the original run had it), and the unfinished batch, if any, has
   its unfinished trials evaluated again *as journaled*, not asked again. Finished trials are
@@ -34,7 +34,7 @@ from dashsel.checks import check_journal_path, check_seed
 from dashsel.errors import DashselError, JournalError
 from dashsel.executors import Executor, InProcessExecutor, make_executor
 from dashsel.hierarchy import Hierarchy
-from dashsel.journal import InMemoryJournal, Journal, open_journal
+from dashsel.journal import InMemoryJournal, Journal, is_abandoned, open_journal
 from dashsel.jsonable import to_jsonable
 from dashsel.policies.base import Policy, validate_selection_rule
 from dashsel.pool import Pool
@@ -58,9 +58,22 @@ Callback = Callable[[TrialOutcome], Any]
 
 
 def run_meta(
-    pool: Pool, policy: Policy, evaluator: Evaluator, *, seed: int, batch_size: int, budget: int
+    pool: Pool,
+    policy: Policy,
+    evaluator: Evaluator | None,
+    *,
+    seed: int,
+    batch_size: int | None,
+    budget: int | None,
+    k: int | None = None,
+    percentile: float | None = None,
 ) -> dict[str, Any]:
-    """The metadata a journal stores for a run (identity fields plus context)."""
+    """The metadata a journal stores for a run (identity fields plus context).
+
+    ``evaluator`` and ``batch_size`` are None for a study driven from outside
+    (:class:`dashsel.Study`); a run continuing it adopts its own. ``k`` / ``percentile`` are
+    the selection rule, kept so ``dashsel report`` makes the run's selection.
+    """
     from dashsel import __version__
 
     return to_jsonable(
@@ -81,11 +94,14 @@ def run_meta(
                 "class": f"{type(policy).__module__}.{type(policy).__qualname__}",
                 "params": policy.get_params(),
             },
-            "evaluator": evaluator.describe(),
-            "evaluator_class": f"{type(evaluator).__module__}.{type(evaluator).__qualname__}",
+            "evaluator": None if evaluator is None else evaluator.describe(),
+            "evaluator_class": None
+            if evaluator is None
+            else f"{type(evaluator).__module__}.{type(evaluator).__qualname__}",
             "seed": seed,
             "batch_size": batch_size,
             "budget": budget,
+            "selection": {"k": k, "percentile": percentile},
             "created": time.time(),
         }
     )
@@ -250,27 +266,33 @@ class _Run:
             seed=self.seed,
             batch_size=self.batch_size,
             budget=self.budget,
+            k=k,
+            percentile=percentile,
         )
         self.journal.open_run(meta)
         with self._policy_time():
             self.policy.reset(self.hierarchy, random_state=self.seed)
 
-        n_started, next_batch = self._resume(self.journal.records())
-        while n_started < self.budget:
-            m = min(self.batch_size, self.budget - n_started)
+        n_started, n_spent, next_batch = self._resume(self.journal.records())
+        while n_spent < self.budget:
+            m = min(self.batch_size, self.budget - n_spent)
             with self._policy_time():
                 ids = self.policy.ask(m)
             specs = [self._spec(n_started + i, d) for i, d in enumerate(ids)]
-            # Journal the whole batch before evaluating any of it: a crash then leaves the
-            # asked ids on record and resuming evaluates them as they are.
+            # Journal the whole batch, in one transaction, before evaluating any of it: a
+            # kill then leaves all of the batch on record or none of it, and resuming
+            # evaluates what is recorded as it is (never half a batch, asked again later).
+            self.journal.record_starts(
+                specs,
+                groups=[self.hierarchy.group_of(s.dataset_id) for s in specs],
+                batch=next_batch,
+            )
             for spec in specs:
-                self.journal.record_start(
-                    spec, group=self.hierarchy.group_of(spec.dataset_id), batch=next_batch
-                )
                 self.batch_of[spec.number] = next_batch
             self._evaluate(specs)
             self._tell([s.number for s in specs])
             n_started += m
+            n_spent += m
             next_batch += 1
 
         with self._policy_time():
@@ -317,8 +339,12 @@ class _Run:
         return spec
 
     # --- resuming --------------------------------------------------------------------------
-    def _resume(self, records: Sequence[TrialRecord]) -> tuple[int, int]:
-        """Replay journaled trials; returns (trials started, index of the next batch)."""
+    def _resume(self, records: Sequence[TrialRecord]) -> tuple[int, int, int]:
+        """Replay journaled trials; returns (trials started, budget spent, next batch).
+
+        Trials given back by a study (:data:`~dashsel.journal.ABANDONED`) keep their number
+        but spend no budget and are not evaluated again.
+        """
         where = self.journal.location
         numbers = [r.spec.number for r in records]
         if numbers != list(range(len(records))):
@@ -326,14 +352,16 @@ class _Run:
                 f"journal {where}: trial numbers are not 0..{len(records) - 1} (holes or "
                 "duplicates); it was not written by select"
             )
-        if len(records) > self.budget:
+        abandoned = {r.spec.number for r in records if is_abandoned(r)}
+        n_spent = len(records) - len(abandoned)
+        if n_spent > self.budget:
             raise JournalError(
-                f"journal {where} already holds {len(records)} trials, more than the budget "
-                f"{self.budget}: give a budget of at least {len(records)}"
+                f"journal {where} already holds {n_spent} trials, more than the budget "
+                f"{self.budget}: give a budget of at least {n_spent}"
             )
         batches = [(b, list(rs)) for b, rs in itertools.groupby(records, key=lambda r: r.batch)]
         last_batch = -1
-        for i, (batch, recs) in enumerate(batches):
+        for batch, recs in batches:
             if batch <= last_batch:
                 raise JournalError(f"journal {where}: batch {batch} is not contiguous")
             last_batch = batch
@@ -354,21 +382,22 @@ class _Run:
                 if r.state is TrialState.COMPLETE and r.outcome is not None:
                     self.outcomes[r.spec.number] = r.outcome
                     self.n_resumed += 1
-                elif i != len(batches) - 1:
-                    raise JournalError(
-                        f"journal {where}: trial {r.spec.number} of batch {batch} is unfinished "
-                        "but later batches started; it was not written by select"
-                    )
-        # Trials started but not finished (crash, kill, failure) belong to the last batch; they
-        # are evaluated again with the journaled spec, not asked again: asking would need the
-        # rewards of the very batch they are part of.
-        todo = [r.spec for r in records if r.spec.number not in self.outcomes]
-        for spec in todo:
-            self.journal.record_start(
-                spec, group=self.hierarchy.group_of(spec.dataset_id), batch=last_batch
+        # Trials started but not finished (crash, kill, failure) are evaluated again with the
+        # journaled spec, not asked again: asking would need the rewards of the very batch
+        # they are part of. select leaves them in its last batch only; a study's pending
+        # trials may sit in any batch, and are evaluated here as well.
+        todo = [
+            r
+            for r in records
+            if r.spec.number not in self.outcomes and r.spec.number not in abandoned
+        ]
+        for b, recs in itertools.groupby(todo, key=lambda r: r.batch):
+            specs = [r.spec for r in recs]
+            self.journal.record_starts(
+                specs, groups=[self.hierarchy.group_of(s.dataset_id) for s in specs], batch=b
             )
         if todo:
-            self._evaluate(todo)
+            self._evaluate([r.spec for r in todo])
         # Batches are contiguous in number order, so telling every trial in number order is
         # what the original run told, batch after batch; the ask counter goes where it was.
         with self._policy_time():
@@ -376,7 +405,7 @@ class _Run:
                 [(o.spec.dataset_id, o.reward) for _, o in sorted(self.outcomes.items())],
                 n_asked=len(records),
             )
-        return len(records), last_batch + 1
+        return len(records), n_spent, last_batch + 1
 
     # --- evaluation and bookkeeping --------------------------------------------------------
     def _evaluate(self, specs: Sequence[TrialSpec]) -> None:
