@@ -576,5 +576,11 @@ def data_example(
         console.print(f"wrote {arrays}\nwrote {table}")
 
 
+# `dashsel score`: training-free scores (the command lives in dashsel.cli_score).
+from dashsel.cli_score import score as _score_command  # noqa: E402
+
+app.command("score")(_score_command)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
