@@ -320,19 +320,24 @@ def _nan_low(x: float) -> float:
 def policies() -> None:
     """List the available policies."""
     with _user_errors():
-        from dashsel.policies import available_policies
+        from dashsel.policies import DEFAULT_POLICY, available_policies
 
         table = Table(title="policies")
         table.add_column("name")
         table.add_column("class")
         table.add_column("what it is")
-        for name, factory in sorted(available_policies().items()):
+        # The default first (it is what `dashsel run` uses without --policy), then by name.
+        ordered = sorted(
+            available_policies().items(), key=lambda kv: (kv[0] != DEFAULT_POLICY, kv[0])
+        )
+        for name, factory in ordered:
             # A registered factory may be a functools.partial (e.g. dash-eb).
             cls = getattr(factory, "func", factory)
             kw = getattr(factory, "keywords", None) or {}
             args = ", ".join(f"{k}={v!r}" for k, v in kw.items())
             doc = (cls.__doc__ or "").strip().splitlines()
-            table.add_row(name, f"{cls.__name__}({args})", doc[0] if doc else "")
+            label = f"{name} (default)" if name == DEFAULT_POLICY else name
+            table.add_row(label, f"{cls.__name__}({args})", doc[0] if doc else "")
         console.print(table)
 
 

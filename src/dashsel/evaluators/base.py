@@ -27,6 +27,10 @@ class Evaluator(ABC):
 
     #: Whether :meth:`score` is available.
     can_train: bool = False
+    #: Whether repeating a trial of a dataset returns the same reward (then a repeat teaches
+    #: nothing). The run passes it to policies that take it; the manifest's
+    #: ``[evaluator] deterministic`` and ``select(deterministic=)`` override it.
+    deterministic: bool = False
 
     @abstractmethod
     def evaluate(self, spec: TrialSpec) -> float:

@@ -70,6 +70,7 @@ class CachedEvaluator(Evaluator):
         self.path = Path(path)
         self.timeout = float(timeout)
         self.can_train = inner.can_train
+        self.deterministic = bool(getattr(inner, "deterministic", False))
         self.config = config_hash(inner.describe())
         self.hits = 0
         self.misses = 0

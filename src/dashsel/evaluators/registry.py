@@ -109,10 +109,15 @@ def make_evaluator(
     """
     ctx = config_context(source, allow_estimators)
     kind, params = _split(config, ctx)
-    return kind.build(kind.parse(params, ctx), pool, Path(base_dir), ctx)
+    evaluator = kind.build(kind.parse(params, ctx), pool, Path(base_dir), ctx)
+    if "deterministic" in config:  # the manifest's claim overrides the evaluator's own
+        evaluator.deterministic = bool(config["deterministic"])
+    return evaluator
 
 
 def _split(config: Mapping[str, Any], ctx: ConfigContext) -> tuple[EvaluatorKind, dict[str, Any]]:
     """The table's kind and its other keys."""
     name = ctx.choice(config, "kind", _KINDS, "kind")
-    return _KINDS[name], {k: v for k, v in config.items() if k != "kind"}
+    # ``deterministic`` is every kind's key (does a repeated trial give the same reward?).
+    ctx.boolean(config, "deterministic", False)
+    return _KINDS[name], {k: v for k, v in config.items() if k not in ("kind", "deterministic")}

@@ -82,6 +82,11 @@ class SklearnEvaluator(Evaluator):
         self.bootstrap = bool(bootstrap)
         self.standardize = bool(standardize)
         self._description: dict[str, Any] | None = None
+        # Same reward on a repeat: no bootstrap, and no random_state for the trial seed to vary.
+        self.deterministic = not self.bootstrap and not any(
+            k == "random_state" or k.endswith("__random_state")
+            for k in estimator.get_params(deep=True)
+        )
 
     # --- evaluator protocol --------------------------------------------------------------------
     def evaluate(self, spec: TrialSpec) -> float:
@@ -216,6 +221,8 @@ class LogisticEvaluator(SklearnEvaluator):
         )
         self.C = C
         self.max_iter = max_iter
+        # lbfgs, LogisticRegression's solver here, ignores random_state.
+        self.deterministic = not self.bootstrap
 
 
 # --- estimator allow-list --------------------------------------------------------------------

@@ -70,6 +70,10 @@ class TableEvaluator(Evaluator):
             self._sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()
             header_offset = 2  # line numbers in the file: header is line 1
         self._rewards = self._parse(frame, header_offset)
+        # One reward per dataset (or several equal ones): a repeated pull returns the same.
+        self.deterministic = all(
+            r.size == 1 or bool(np.all(r == r[0])) for r in self._rewards.values()
+        )
 
     # --- reading -------------------------------------------------------------------------------
     def _read(self, path: Path) -> pd.DataFrame:
