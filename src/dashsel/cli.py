@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -111,7 +112,13 @@ def _progress() -> Progress:
 @app.command()
 def run(
     manifest: Annotated[Path, typer.Argument(help="Pool manifest (TOML).")],
-    policy: Annotated[str, typer.Option(help="Policy name (see `dashsel policies`).")] = "dash",
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            help="Policy name (see `dashsel policies`); default: hits, dashsel's engine "
+            "('dash' is the paper's method)."
+        ),
+    ] = None,
     budget: Annotated[int, typer.Option(min=1, help="Number of evaluations.")] = 60,
     top_k: Annotated[
         int | None, typer.Option("--top-k", min=1, help="Select the top-k datasets.")
@@ -151,13 +158,39 @@ def run(
             "scikit-learn's classifiers (repeatable; a manifest cannot allow one itself).",
         ),
     ] = None,
+    deterministic: Annotated[
+        bool | None,
+        typer.Option(
+            "--deterministic/--no-deterministic",
+            help="Whether a repeated evaluation returns the same reward (default: what the "
+            "evaluator or the manifest's [evaluator] deterministic says).",
+        ),
+    ] = None,
+    no_scores: Annotated[
+        bool,
+        typer.Option(
+            "--no-scores",
+            help="Do not give the engine training-free scores as its prior (default: on "
+            "when the pool has arrays or score_* columns).",
+        ),
+    ] = False,
+    stop_delta: Annotated[
+        float | None,
+        typer.Option(
+            "--stop-delta",
+            min=0.0,
+            max=1.0,
+            help="Stop early once P(the recommended top-k is correct) >= 1 - DELTA "
+            "(policies with a stopping rule, e.g. hits).",
+        ),
+    ] = None,
 ) -> None:
     """Select datasets from the pool in MANIFEST."""
     with _user_errors():
         from dashsel.checks import check_journal_path, check_pool, check_seed
         from dashsel.executors import make_executor
         from dashsel.manifest import load_manifest
-        from dashsel.policies import make_policy
+        from dashsel.policies import DEFAULT_POLICY, make_policy
         from dashsel.run import select
 
         check_seed(seed)
@@ -166,7 +199,11 @@ def run(
         m = load_manifest(manifest, allow_estimators=allow_estimator or ())
         evaluator = m.make_evaluator()
         check_pool(m.pool, deep=False)  # shapes and headers, before the first trial
-        pol = make_policy(policy, **_parse_params(param, "--param"))
+        params = _parse_params(param, "--param")
+        pol = make_policy(policy or DEFAULT_POLICY, **params)
+        if deterministic is None and isinstance(params.get("deterministic"), bool):
+            # `--param deterministic=...` is the user's word too: the run must not override it.
+            deterministic = params["deterministic"]
         exe = make_executor(executor, workers)
         best = {"r": float("-inf")}
         with exe, _progress() as bar:
@@ -177,22 +214,30 @@ def run(
                     best["r"] = max(best["r"], outcome.reward)
                 bar.update(task, advance=1, best=f"{best['r']:.4f}")
 
-            result = select(
-                m.pool,
-                pol,
-                evaluator,
-                budget,
-                journal=journal,
-                seed=seed,
-                executor=exe,
-                batch_size=batch_size,
-                k=top_k,
-                percentile=percentile,
-                score_final=not no_final,
-                callback=on_trial,
-            )
+            # Warnings (e.g. repeats of a deterministic evaluation) become one-line notes.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = select(
+                    m.pool,
+                    pol,
+                    evaluator,
+                    budget,
+                    journal=journal,
+                    seed=seed,
+                    executor=exe,
+                    batch_size=batch_size,
+                    k=top_k,
+                    percentile=percentile,
+                    score_final=not no_final,
+                    callback=on_trial,
+                    deterministic=deterministic,
+                    scores=False if no_scores else None,
+                    stop_delta=stop_delta,
+                )
             # Trials replayed from the journal count toward the bar too.
             bar.update(task, completed=result.n_evaluations)
+        for text in dict.fromkeys(str(w.message) for w in caught):
+            err_console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
         _print_result(result)
         if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -239,6 +284,21 @@ def _print_result(result: Any) -> None:
         f"time: {result.evaluation_seconds:.1f}s in evaluations, "
         f"{result.overhead_seconds:.3f}s selection overhead"
     )
+    if getattr(result, "scores", None) is not None:
+        console.print(
+            f"prior: {result.scores.shape[1]} training-free score(s) ({result.scores_source}), "
+            f"{result.scores_seconds:.2f}s"
+        )
+    if getattr(result, "stop_reason", "budget") != "budget":
+        console.print(
+            f"stopped after {result.n_evaluations} of {result.budget} evaluations: "
+            f"{result.stop_reason}; {result.n_saved} saved"
+        )
+    if getattr(result, "n_repeated_deterministic", 0):
+        console.print(
+            f"[yellow]note[/]: {result.n_repeated_deterministic} evaluation(s) repeated a "
+            "dataset with a deterministic evaluator (same reward, nothing learnt)"
+        )
 
 
 @app.command()
