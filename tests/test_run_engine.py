@@ -313,6 +313,21 @@ def test_cli_run_default_engine_and_options(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     d = json.loads(out.read_text())
     assert d["stop_reason"] != "budget" and d["n_saved"] > 0 and "saved" in res.output
+    # The user's own policy parameter is not overridden by the evaluator's claim.
+    args = [
+        "run",
+        str(table),
+        "--budget",
+        "14",
+        "--param",
+        "deterministic=true",
+        "--json",
+        str(out),
+    ]
+    assert runner.invoke(app, args).exit_code == 0
+    d = json.loads(out.read_text())
+    assert d["deterministic"] and d["policy_params"]["deterministic"]
+    assert d["stop_reason"].startswith("pool exhausted") and d["n_evaluations"] == 12
     res = runner.invoke(app, ["run", str(manifest), "--policy", "dash", "--budget", "13",
                               "--no-final"])  # fmt: skip
     assert res.exit_code == 0 and "repeated" in res.output
