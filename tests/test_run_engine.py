@@ -271,6 +271,19 @@ def test_stop_delta_stops_when_confident_and_counts_the_savings() -> None:
     assert r.to_dict()["stop_reason"] == r.stop_reason
 
 
+def test_a_stopped_run_resumes_to_its_budget_without_stop_delta(tmp_path: Path) -> None:
+    # stop_delta is a setting of the call, not of the run's identity: dropping it continues.
+    pool, ids, theta = world(5, 4, 3)
+    theta[:3] += 0.3  # one group far ahead
+    ev = Noisy(ids, theta, 0.005)
+    path = tmp_path / "run.db"
+    first = select(pool, evaluator=ev, budget=40, k=3, stop_delta=0.1, journal=path)
+    assert first.stop_reason.startswith("confident") and first.n_evaluations < 40
+    again = select(pool, evaluator=ev, budget=40, k=3, journal=path)
+    assert again.n_resumed == first.n_evaluations and again.n_evaluations == 40
+    assert again.stop_reason == "budget"
+
+
 def test_stop_delta_checks() -> None:
     pool, ids, theta = world(4, 3, 3)
     ev = Noisy(ids, theta)
@@ -334,6 +347,9 @@ def test_cli_run_default_engine_and_options(tmp_path: Path) -> None:
 
 
 def test_cli_policies_lists_the_default_first() -> None:
+    assert f"default: {DEFAULT_POLICY}" in " ".join(
+        CliRunner().invoke(app, ["run", "--help"], terminal_width=200).output.split()
+    )
     res = CliRunner().invoke(app, ["policies"], terminal_width=200)
     assert res.exit_code == 0
     rows = [line for line in res.output.splitlines() if line.startswith("│")]

@@ -179,9 +179,11 @@ def select(
         A DataFrame (``score_*`` columns, indexed by dataset id or in pool order) or an array
         ``(n_datasets,)`` / ``(n_datasets, p)`` in pool order, higher = expected better: yours.
     stop_delta : float in (0, 1), optional
-        Stop before the budget once the policy's ``should_stop`` says the recommended set is
-        settled: P(recommended top-k is correct) >= 1 - stop_delta (the engine). Checked after
-        every batch; ignored, with a warning, by a policy without ``should_stop``.
+        Stop before the budget once the recommended set is settled: the policy's
+        ``prob_correct()`` (posterior probability that the recommended top-k is correct; the
+        engine) is at least 1 - stop_delta, or, for a policy with only ``should_stop()``, when
+        that says so. Checked after every batch; not a policy parameter (a resumed run may
+        change it). Ignored, with a warning, by a policy with neither.
 
     Returns
     -------
@@ -239,15 +241,14 @@ def select(
         prior=prior,
         stop_delta=None if stop_delta is None else float(stop_delta),
     )
-    if setup.stop_delta is not None:
-        if not callable(getattr(policy, "should_stop", None)):
-            warnings.warn(
-                f"policy {policy.name!r} has no stopping rule (should_stop): stop_delta is "
-                "ignored and the run spends its whole budget",
-                stacklevel=2,
-            )
-        elif "delta" in _param_names(policy):
-            policy.set_params(delta=setup.stop_delta)
+    if setup.stop_delta is not None and not any(
+        callable(getattr(policy, m, None)) for m in ("prob_correct", "should_stop")
+    ):
+        warnings.warn(
+            f"policy {policy.name!r} has no stopping rule (prob_correct or should_stop): "
+            "stop_delta is ignored and the run spends its whole budget",
+            stacklevel=2,
+        )
 
     jr, own_journal = open_journal(journal)
     try:
@@ -635,8 +636,23 @@ class _Run:
         if self.setup.policy_deterministic and len(self.pulls) >= self.hierarchy.n_datasets:
             # Every dataset evaluated, rewards exact: more evaluations can only repeat them.
             return "pool exhausted (every dataset evaluated; the evaluator is deterministic)"
-        if self.setup.stop_delta is None:
+        delta = self.setup.stop_delta
+        if delta is None:
             return None
+        # The run's delta, not the policy's parameter: stopping is a setting of this call, so a
+        # resumed run may drop or change it without becoming another run.
+        prob_correct = getattr(self.policy, "prob_correct", None)
+        if callable(prob_correct):
+            with self._policy_time():
+                p = float(prob_correct())
+            if p < 1.0 - delta:
+                return None
+            target = getattr(self.policy, "target_k", None)
+            what = f"top-{target()}" if callable(target) else "set"
+            return (
+                f"confident (P(recommended {what} is correct) = {p:.3f} >= {1.0 - delta:.3f} "
+                f"after {n_started} evaluations)"
+            )
         should_stop = getattr(self.policy, "should_stop", None)
         if not callable(should_stop):
             return None
@@ -646,7 +662,7 @@ class _Run:
         reason = getattr(self.policy, "stop_reason_", None)
         if isinstance(reason, str) and reason:
             return f"confident ({reason.removeprefix('settled: ')})"
-        return f"confident (the policy's stopping rule, delta = {self.setup.stop_delta:g})"
+        return "confident (the policy's stopping rule)"
 
     def _spec(self, number: int, dataset_id: str) -> TrialSpec:
         self.hierarchy.index(dataset_id)  # a policy bug should name the id, not fail later
