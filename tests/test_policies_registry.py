@@ -10,9 +10,12 @@ import pytest
 
 from dashsel.errors import DashselError
 from dashsel.policies import (
+    DEFAULT_POLICY,
     PEER_POLICY_NAMES,
     POLICIES,
     DaSH,
+    GroupMean,
+    HiTS,
     available_policies,
     make_policy,
     policy_factory,
@@ -34,6 +37,7 @@ def test_typo_suggests_closest_name() -> None:
 def test_available_policies_lists_builtins_and_peers() -> None:
     names = set(available_policies())
     assert {"dash", "dash-eb", "flat", "ucb", "egreedy", "roundrobin", "random"} <= names
+    assert {"hits", "group-mean"} <= names
     assert set(PEER_POLICY_NAMES) <= names
     assert all(callable(f) for f in available_policies().values())
 
@@ -67,6 +71,14 @@ def test_register_by_module_path(monkeypatch) -> None:
     register_policy("dash", DaSH)  # the same factory again: fine
     with pytest.raises(DashselError, match="already registered"):
         register_policy("dash", "dashsel.policies.flat:FlatTS")
+
+
+def test_default_policy_is_the_engine_and_comes_first() -> None:
+    assert DEFAULT_POLICY == "hits" and next(iter(POLICIES)) == DEFAULT_POLICY
+    assert type(make_policy(DEFAULT_POLICY)) is HiTS and HiTS.name == DEFAULT_POLICY
+    assert type(make_policy("group-mean")) is GroupMean and GroupMean.name == "group-mean"
+    with pytest.raises(DashselError, match="does not take parameter"):
+        make_policy("hits", sigma=0.1)
 
 
 def test_policy_factory_resolves_peer() -> None:

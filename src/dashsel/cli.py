@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
@@ -114,7 +115,13 @@ def _progress() -> Progress:
 @app.command()
 def run(
     manifest: Annotated[Path, typer.Argument(help="Pool manifest (TOML).")],
-    policy: Annotated[str, typer.Option(help="Policy name (see `dashsel policies`).")] = "dash",
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            help="Policy name (see `dashsel policies`); default: hits, dashsel's engine "
+            "('dash' is the paper's method)."
+        ),
+    ] = None,
     budget: Annotated[int, typer.Option(min=1, help="Number of evaluations.")] = 60,
     top_k: Annotated[
         int | None, typer.Option("--top-k", min=1, help="Select the top-k datasets.")
@@ -195,6 +202,32 @@ def run(
         str,
         typer.Option(help="Log lines on stderr: text, or json (one JSON object per line)."),
     ] = "text",
+    deterministic: Annotated[
+        bool | None,
+        typer.Option(
+            "--deterministic/--no-deterministic",
+            help="Whether a repeated evaluation returns the same reward (default: what the "
+            "evaluator or the manifest's [evaluator] deterministic says).",
+        ),
+    ] = None,
+    no_scores: Annotated[
+        bool,
+        typer.Option(
+            "--no-scores",
+            help="Do not give the engine training-free scores as its prior (default: on "
+            "when the pool has arrays or score_* columns).",
+        ),
+    ] = False,
+    stop_delta: Annotated[
+        float | None,
+        typer.Option(
+            "--stop-delta",
+            min=0.0,
+            max=1.0,
+            help="Stop early once P(the recommended top-k is correct) >= 1 - DELTA "
+            "(policies with a stopping rule, e.g. hits).",
+        ),
+    ] = None,
 ) -> None:
     """Select datasets from the pool in MANIFEST.
 
@@ -245,13 +278,16 @@ def _run(
     quiet: bool,
     bar_wanted: bool,
     allow_estimator: list[str] | None,
+    deterministic: bool | None,
+    no_scores: bool,
+    stop_delta: float | None,
     **_: Any,
 ) -> None:
     """The body of `dashsel run`, once logging is set up."""
     from dashsel.checks import check_journal_path, check_pool, check_seed
     from dashsel.executors import make_executor
     from dashsel.manifest import load_manifest
-    from dashsel.policies import make_policy
+    from dashsel.policies import DEFAULT_POLICY, make_policy
     from dashsel.run import select
 
     if json_out is not None:
@@ -263,7 +299,11 @@ def _run(
     m = load_manifest(manifest, allow_estimators=allow_estimator or ())
     evaluator = m.make_evaluator()
     check_pool(m.pool, deep=False)  # shapes and headers, before the first trial
-    pol = make_policy(policy, **_parse_params(param, "--param"))
+    params = _parse_params(param, "--param")
+    pol = make_policy(policy or DEFAULT_POLICY, **params)
+    if deterministic is None and isinstance(params.get("deterministic"), bool):
+        # `--param deterministic=...` is the user's word too: the run must not override it.
+        deterministic = params["deterministic"]
     if batch_size is None and workers is not None:
         batch_size = workers  # --workers N alone runs N trials at once
     exe = make_executor(
@@ -291,24 +331,32 @@ def _run(
             shown = f"{best['r']:.4f}" if best["r"] > float("-inf") else "-"
             bar.update(task, advance=1, best=shown)
 
-        result = select(
-            m.pool,
-            pol,
-            evaluator,
-            budget,
-            journal=journal,
-            seed=seed,
-            executor=exe,
-            batch_size=batch_size,
-            k=top_k,
-            percentile=percentile,
-            score_final=not no_final,
-            callback=on_trial,
-            retries=retries,
-        )
+        # Warnings (e.g. repeats of a deterministic evaluation) become one-line notes.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = select(
+                m.pool,
+                pol,
+                evaluator,
+                budget,
+                journal=journal,
+                seed=seed,
+                executor=exe,
+                batch_size=batch_size,
+                k=top_k,
+                percentile=percentile,
+                score_final=not no_final,
+                callback=on_trial,
+                retries=retries,
+                deterministic=deterministic,
+                scores=False if no_scores else None,
+                stop_delta=stop_delta,
+            )
         if bar is not None:
             # Trials replayed from the journal count toward the bar too.
             bar.update(task, completed=budget)
+    for text in dict.fromkeys(str(w.message) for w in caught):
+        err_console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
     if not quiet:
         _print_result(result)
     if json_out is not None:
@@ -409,6 +457,21 @@ def _print_result(result: Any) -> None:
         f"time: {result.evaluation_seconds:.1f}s in evaluations, "
         f"{result.overhead_seconds:.3f}s selection overhead"
     )
+    if getattr(result, "scores", None) is not None:
+        console.print(
+            f"prior: {result.scores.shape[1]} training-free score(s) ({result.scores_source}), "
+            f"{result.scores_seconds:.2f}s"
+        )
+    if getattr(result, "stop_reason", "budget") != "budget":
+        console.print(
+            f"stopped after {result.n_evaluations} of {result.budget} evaluations: "
+            f"{result.stop_reason}; {result.n_saved} saved"
+        )
+    if getattr(result, "n_repeated_deterministic", 0):
+        console.print(
+            f"[yellow]note[/]: {result.n_repeated_deterministic} evaluation(s) repeated a "
+            "dataset with a deterministic evaluator (same reward, nothing learnt)"
+        )
 
 
 @app.command()
@@ -515,19 +578,24 @@ def _nan_low(x: float) -> float:
 def policies() -> None:
     """List the available policies."""
     with _user_errors():
-        from dashsel.policies import available_policies
+        from dashsel.policies import DEFAULT_POLICY, available_policies
 
         table = Table(title="policies")
         table.add_column("name")
         table.add_column("class")
         table.add_column("what it is")
-        for name, factory in sorted(available_policies().items()):
+        # The default first (it is what `dashsel run` uses without --policy), then by name.
+        ordered = sorted(
+            available_policies().items(), key=lambda kv: (kv[0] != DEFAULT_POLICY, kv[0])
+        )
+        for name, factory in ordered:
             # A registered factory may be a functools.partial (e.g. dash-eb).
             cls = getattr(factory, "func", factory)
             kw = getattr(factory, "keywords", None) or {}
             args = ", ".join(f"{k}={v!r}" for k, v in kw.items())
             doc = (cls.__doc__ or "").strip().splitlines()
-            table.add_row(name, f"{cls.__name__}({args})", doc[0] if doc else "")
+            label = f"{name} (default)" if name == DEFAULT_POLICY else name
+            table.add_row(label, f"{cls.__name__}({args})", doc[0] if doc else "")
         console.print(table)
 
 

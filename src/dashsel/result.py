@@ -50,6 +50,24 @@ class SelectionResult:
         Trials taken from the journal instead of being evaluated by this call.
     failed_datasets : dict of str to str
         Datasets set aside because their trial kept failing, with the last error of each.
+    stop_reason : str
+        Why the run stopped: ``"budget"``, ``"confident (...)"`` (the policy's stopping rule,
+        see ``stop_delta``) or ``"pool exhausted (...)"`` (deterministic rewards, every dataset
+        evaluated).
+    n_saved : int
+        Evaluations of the budget not spent because the run stopped early.
+    deterministic : bool
+        Whether the run took the evaluator to be deterministic.
+    n_repeated_deterministic : int
+        Evaluations that repeated a dataset although the evaluator is deterministic (they
+        returned nothing new).
+    scores : pandas.DataFrame or None
+        The training-free scores given to the policy as its prior (``score_*`` columns, by
+        dataset id), or None.
+    scores_source : str or None
+        ``"computed"``, ``"pool"`` (the pool's table of datasets) or ``"user"``.
+    scores_seconds : float
+        Time spent computing the scores.
     """
 
     selected: tuple[str, ...]
@@ -70,6 +88,13 @@ class SelectionResult:
     batch_size: int = 1
     n_resumed: int = 0
     failed_datasets: dict[str, str] = field(default_factory=dict)
+    stop_reason: str = "budget"
+    n_saved: int = 0
+    deterministic: bool = False
+    n_repeated_deterministic: int = 0
+    scores: pd.DataFrame | None = None
+    scores_source: str | None = None
+    scores_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of everything in the result."""
@@ -93,6 +118,15 @@ class SelectionResult:
             "pool": self.pool,
             "n_resumed": self.n_resumed,
             "failed_datasets": dict(self.failed_datasets),
+            "stop_reason": self.stop_reason,
+            "n_saved": self.n_saved,
+            "deterministic": self.deterministic,
+            "n_repeated_deterministic": self.n_repeated_deterministic,
+            "scores": None
+            if self.scores is None
+            else _json(self.scores.rename_axis("dataset").reset_index().to_dict(orient="records")),
+            "scores_source": self.scores_source,
+            "scores_seconds": self.scores_seconds,
         }
 
     def to_json(self, path: str | Path) -> Path:
@@ -125,6 +159,18 @@ class SelectionResult:
             f"{self.evaluation_seconds:.2f} s evaluating, "
             f"{self.overhead_seconds:.3f} s policy overhead"
         )
+        if self.stop_reason != "budget":
+            lines.append(f"  stopped early: {self.stop_reason}; {self.n_saved} evaluations saved")
+        if self.scores is not None:
+            lines.append(
+                f"  prior: {self.scores.shape[1]} training-free score(s) ({self.scores_source}, "
+                f"{self.scores_seconds:.2f} s)"
+            )
+        if self.n_repeated_deterministic:
+            lines.append(
+                f"  {self.n_repeated_deterministic} repeated evaluation(s) of a deterministic "
+                "evaluator (no new information)"
+            )
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -26,12 +26,16 @@ How a run stays reproducible and resumable:
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import itertools
 import logging
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +68,8 @@ if TYPE_CHECKING:
 
 Callback = Callable[[TrialOutcome], Any]
 
+logger = logging.getLogger(__name__)
+
 
 def run_meta(
     pool: Pool,
@@ -75,12 +81,15 @@ def run_meta(
     budget: int | None,
     k: int | None = None,
     percentile: float | None = None,
+    scores: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The metadata a journal stores for a run (identity fields plus context).
 
     ``evaluator`` and ``batch_size`` are None for a study driven from outside
     (:class:`dashsel.Study`); a run continuing it adopts its own. ``k`` / ``percentile`` are
-    the selection rule, kept so ``dashsel report`` makes the run's selection.
+    the selection rule, kept so ``dashsel report`` makes the run's selection. ``scores``
+    describes the prior scores the policy was given (source, columns and a digest of the
+    matrix, never the matrix itself), or None.
     """
     from dashsel import __version__
 
@@ -110,6 +119,7 @@ def run_meta(
             "batch_size": batch_size,
             "budget": budget,
             "selection": {"k": k, "percentile": percentile},
+            "scores": scores,
             "created": time.time(),
         }
     )
@@ -117,9 +127,9 @@ def run_meta(
 
 def select(
     pool: Pool | Hierarchy,
-    policy: Policy | str,
-    evaluator: Evaluator,
-    budget: int,
+    policy: Policy | str | None = None,
+    evaluator: Evaluator | None = None,
+    budget: int | None = None,
     *,
     journal: str | Path | Journal | None = None,
     seed: int = 0,
@@ -134,19 +144,23 @@ def select(
     trial_timeout: float | None = None,
     retries: int = 0,
     on_failure: str = "skip",
+    deterministic: bool | None = None,
+    scores: Any = None,
+    stop_delta: float | None = None,
 ) -> SelectionResult:
-    """Select datasets from ``pool`` with ``policy``, spending ``budget`` evaluations.
+    """Select datasets from ``pool`` with ``policy``, spending at most ``budget`` evaluations.
 
     Parameters
     ----------
     pool : Pool or Hierarchy
         The candidates (a bare Hierarchy is wrapped in a replay-only pool).
-    policy : Policy or str
+    policy : Policy, str or None
         A policy object (reset here) or a name for :func:`dashsel.policies.make_policy`.
+        Default: :data:`dashsel.policies.DEFAULT_POLICY` (``"hits"``, dashsel's engine).
     evaluator : Evaluator
-        Turns a trial into a reward.
+        Turns a trial into a reward (required).
     budget : int
-        Total number of trials in the run, journaled ones included.
+        Most trials in the run, journaled ones included (required).
     journal : path, Journal or None
         Where trials are recorded. With a path, an existing journal of the same run is
         resumed (a larger budget continues it); one of another run is refused. None keeps the
@@ -164,7 +178,9 @@ def select(
         rewards (default: the executor's workers, so ``workers`` trials run at once). A
         given seed and batch size give the same trials whatever the executor.
     k, percentile : optional
-        Final selection rule passed to ``policy.recommend`` (default: the single best).
+        Final selection rule passed to ``policy.recommend`` (default: the policy's own ``k`` /
+        ``percentile`` if it has them set, else the single best). A policy that takes ``k`` /
+        ``percentile`` targets (the engine) and has none set gets these.
     score_final : bool
         Score the selection, local data only and the whole pool on the test split when the
         evaluator can train.
@@ -187,10 +203,32 @@ def select(
         :attr:`SelectionResult.failed_datasets`) and goes on; the run stops only when every
         dataset of the pool has failed. ``"stop"`` stops the run with the trial's error (the
         journal keeps everything finished; running again retries the trial).
+    deterministic : bool, optional
+        Whether repeating an evaluation returns the same reward. Default: the evaluator's
+        ``deterministic`` attribute (the manifest's ``[evaluator] deterministic`` sets it). A
+        policy with a ``deterministic`` parameter left at its default is given this value;
+        a run that stops learning because every dataset was evaluated stops early
+        (``stop_reason`` "pool exhausted"), and repeats of a deterministic evaluation are
+        counted (``n_repeated_deterministic``) and warned about once.
+    scores : None, bool, DataFrame or array, optional
+        Training-free scores given to a policy whose ``reset`` takes ``covariates`` (the
+        engine's prior). None (default): the pool's own ``score_*`` columns if it has them,
+        else :func:`dashsel.scores.score_pool` when the pool has arrays (a failure is a
+        warning), else none. True: the same, but an error when none can be had. False: none.
+        A DataFrame (``score_*`` columns, indexed by dataset id or in pool order) or an array
+        ``(n_datasets,)`` / ``(n_datasets, p)`` in pool order, higher = expected better: yours.
+    stop_delta : float in (0, 1), optional
+        Stop before the budget once the recommended set is settled: the policy's
+        ``prob_correct()`` (posterior probability that the recommended top-k is correct; the
+        engine) is at least 1 - stop_delta, or, for a policy with only ``should_stop()``, when
+        that says so. Checked after every batch; not a policy parameter (a resumed run may
+        change it). Ignored, with a warning, by a policy with neither.
 
     Returns
     -------
     SelectionResult
+        With ``stop_reason`` and ``n_saved`` (budget not spent), the ``scores`` used and
+        ``n_repeated_deterministic``.
 
     Raises
     ------
@@ -202,6 +240,10 @@ def select(
     JournalError
         The journal belongs to another run or is not a dashsel journal.
     """
+    if evaluator is None:
+        raise TypeError("select() missing required argument: 'evaluator'")
+    if budget is None:
+        raise TypeError("select() missing required argument: 'budget'")
     budget = _positive_int("budget", budget)
     if batch_size is not None:
         batch_size = _positive_int("batch_size", batch_size)
@@ -216,12 +258,20 @@ def select(
     if isinstance(journal, str | Path):
         check_journal_path(journal)
     validate_selection_rule(k, percentile)
+    if deterministic is not None and not isinstance(deterministic, bool | np.bool_):
+        raise DashselError(f"deterministic must be True, False or None, got {deterministic!r}")
+    if stop_delta is not None and not (
+        isinstance(stop_delta, int | float | np.floating)
+        and not isinstance(stop_delta, bool)
+        and 0.0 < float(stop_delta) < 1.0
+    ):
+        raise DashselError(f"stop_delta must be a number in (0, 1), got {stop_delta!r}")
     if isinstance(pool, Hierarchy):
         pool = Pool.replay_only(pool)
-    if isinstance(policy, str):
-        from dashsel.policies import make_policy
+    if policy is None or isinstance(policy, str):
+        from dashsel.policies import DEFAULT_POLICY, make_policy
 
-        policy = make_policy(policy)
+        policy = make_policy(DEFAULT_POLICY if policy is None else policy)
     if not callable(getattr(evaluator, "evaluate", None)):
         raise TypeError(f"evaluator must be an Evaluator, not {type(evaluator).__name__}")
 
@@ -234,6 +284,26 @@ def select(
             "when it is made, not in select()"
         )
     _check_splits(evaluator)
+
+    claimed = getattr(evaluator, "deterministic", False)
+    det = bool(claimed if deterministic is None else deterministic)
+    k, percentile = configure_policy(policy, deterministic=det, k=k, percentile=percentile)
+    prior = run_scores(pool, policy, scores)
+    setup = _Setup(
+        deterministic=det,
+        policy_deterministic=bool(getattr(policy, "deterministic", False)),
+        prior=prior,
+        stop_delta=None if stop_delta is None else float(stop_delta),
+    )
+    if setup.stop_delta is not None and not any(
+        callable(getattr(policy, m, None)) for m in ("prob_correct", "should_stop")
+    ):
+        warnings.warn(
+            f"policy {policy.name!r} has no stopping rule (prob_correct or should_stop): "
+            "stop_delta is ignored and the run spends its whole budget",
+            stacklevel=2,
+        )
+
     jr, own_journal = open_journal(journal)
     try:
         if executor is None:
@@ -245,7 +315,7 @@ def select(
         try:
             if batch_size is None:
                 batch_size = max(1, int(ex.n_workers))
-            run = _Run(pool, policy, evaluator, budget, jr, ex, seed, batch_size, callback)
+            run = _Run(pool, policy, evaluator, budget, jr, ex, seed, batch_size, callback, setup)
             run.retries = int(retries)
             run.on_failure = on_failure
             return run.execute(k=k, percentile=percentile, score_final=score_final)
@@ -266,6 +336,219 @@ def _check_splits(evaluator: Evaluator) -> None:
     so a missing or broken split fails the run up front, not in its first trial."""
     if getattr(evaluator, "can_train", False):
         warm_up(evaluator)
+
+
+# --- what the run tells the policy ---------------------------------------------------------
+def _param_names(policy: Policy) -> list[str]:
+    names = getattr(type(policy), "_param_names", None)
+    return list(names()) if callable(names) else list(policy.get_params())
+
+
+def _param_default(policy: Policy, name: str) -> Any:
+    try:
+        p = inspect.signature(type(policy).__init__).parameters.get(name)
+    except (TypeError, ValueError):
+        return inspect.Parameter.empty
+    return inspect.Parameter.empty if p is None else p.default
+
+
+def configure_policy(
+    policy: Policy,
+    *,
+    deterministic: bool,
+    k: int | None,
+    percentile: float | None,
+) -> tuple[int | None, float | None]:
+    """Tell ``policy`` what the run knows, through its own parameters, for any policy.
+
+    * ``deterministic``: set when the policy takes it and the user left it at its default.
+    * ``k`` / ``percentile``: the run's selection rule becomes the policy's target when the
+      policy takes them and has neither set.
+
+    A parameter counts as left alone when it equals the constructor's default, or still holds
+    the value an earlier run set (so reusing one policy object across runs re-derives it).
+
+    Returns
+    -------
+    (k, percentile)
+        The final selection rule: the run's, or the policy's own when the run gives none.
+    """
+    names = set(_param_names(policy))
+    # Values earlier runs set on this object: not the user's choice, derive them again.
+    run_set: dict[str, Any] = dict(getattr(policy, "_dashsel_run_set", {}))
+
+    def untouched(name: str) -> bool:
+        value = getattr(policy, name, None)
+        if name in run_set and run_set[name] == value:
+            return True
+        default = _param_default(policy, name)
+        return default is not inspect.Parameter.empty and value == default
+
+    changes: dict[str, Any] = {}
+    if "deterministic" in names and untouched("deterministic"):
+        changes["deterministic"] = bool(deterministic)
+    has_rule = k is not None or percentile is not None
+    if {"k", "percentile"} <= names:
+        if untouched("k") and untouched("percentile"):
+            if has_rule:
+                changes["k"], changes["percentile"] = k, percentile
+            else:  # a target an earlier run set is not this run's: back to the defaults
+                for name in ("k", "percentile"):
+                    if name in run_set:
+                        changes[name] = _param_default(policy, name)
+        elif not has_rule:  # the user set the policy's target: it is the run's rule too
+            k, percentile = getattr(policy, "k", None), getattr(policy, "percentile", None)
+    changes = {n: v for n, v in changes.items() if getattr(policy, n, None) != v or n in run_set}
+    if changes:
+        policy.set_params(**changes)
+        run_set.update(changes)
+        policy._dashsel_run_set = run_set  # type: ignore[attr-defined]
+    return k, percentile
+
+
+@dataclass(frozen=True)
+class PriorScores:
+    """Training-free scores handed to the policy as covariates (see :func:`run_scores`).
+
+    ``covariates`` is the (n_datasets, p) matrix in pool order; ``frame`` the scores by
+    dataset (``score_*`` columns); ``source`` is ``"computed"``, ``"pool"`` or ``"user"``;
+    ``seconds`` the time spent computing them (0 unless computed).
+    """
+
+    covariates: np.ndarray
+    frame: pd.DataFrame
+    source: str
+    seconds: float
+
+    def digest(self) -> str:
+        """SHA-256 of the covariate matrix (what the journal header keeps)."""
+        x = np.ascontiguousarray(self.covariates, dtype="<f8")
+        return hashlib.sha256(repr(x.shape).encode() + x.tobytes()).hexdigest()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "columns": [str(c) for c in self.frame.columns],
+            "shape": list(self.covariates.shape),
+            "sha256": self.digest(),
+            "seconds": round(self.seconds, 6),
+        }
+
+
+def _takes_covariates(policy: Policy) -> bool:
+    try:
+        params = inspect.signature(policy.reset).parameters
+    except (TypeError, ValueError):
+        return False
+    return "covariates" in params
+
+
+def _score_columns(frame: pd.DataFrame) -> list[str]:
+    cols = [c for c in frame.columns if str(c).startswith("score_") and c != "score_default"]
+    if not cols and "score_default" in frame.columns:
+        cols = ["score_default"]
+    return cols
+
+
+def _frame_in_pool_order(frame: pd.DataFrame, ids: Sequence[str], what: str) -> pd.DataFrame:
+    index = [str(i) for i in frame.index]
+    if set(ids) <= set(index):
+        return frame.set_axis(index).loc[list(ids)]
+    if len(frame) == len(ids):  # no ids in the index: taken to be in pool order
+        return frame
+    raise DashselError(
+        f"{what} covers {len(frame)} rows but the pool has {len(ids)} datasets, and its index "
+        "does not hold the dataset ids"
+    )
+
+
+def _prior_from_frame(frame: pd.DataFrame, ids: Sequence[str], source: str, secs: float):
+    from dashsel.scores import covariates_from_scores
+
+    what = "the scores" if source == "user" else "the pool's table of scores"
+    cols = _score_columns(frame)
+    if not cols:
+        raise DashselError(f"{what} have no score_* column")
+    frame = _frame_in_pool_order(frame, ids, what)[cols]
+    return PriorScores(covariates_from_scores(frame, cols), frame, source, secs)
+
+
+def run_scores(pool: Pool, policy: Policy, scores: Any = None) -> PriorScores | None:
+    """The prior scores a run gives ``policy`` (see ``scores`` in :func:`select`), or None.
+
+    Nothing is computed for a policy whose ``reset`` does not take ``covariates``.
+    """
+    import pandas as pd
+
+    if scores is False or (isinstance(scores, np.bool_) and not scores):
+        return None
+    ids = list(pool.hierarchy.dataset_ids)
+    if not _takes_covariates(policy):
+        if scores is not None and scores is not True:
+            warnings.warn(
+                f"policy {policy.name!r} takes no covariates: the scores given are ignored",
+                stacklevel=3,
+            )
+        return None
+    if isinstance(scores, pd.DataFrame):
+        return _prior_from_frame(scores, ids, "user", 0.0)
+    if scores is not None and scores is not True:
+        try:
+            x = np.asarray(scores, dtype=float)
+        except (TypeError, ValueError):
+            raise DashselError(
+                "scores must be True, False, None, a DataFrame or a numeric array"
+            ) from None
+        x = x[:, None] if x.ndim == 1 else x
+        if x.ndim != 2 or x.shape[0] != len(ids) or not np.all(np.isfinite(x)):
+            raise DashselError(
+                f"scores must be a finite array of shape ({len(ids)},) or ({len(ids)}, p) in "
+                f"pool order, got shape {x.shape}"
+            )
+        cols = [f"score_{j}" for j in range(x.shape[1])]
+        return PriorScores(x, pd.DataFrame(x, index=ids, columns=cols), "user", 0.0)
+    # Default: the pool's own scores (a replay pool's table of datasets), else computed.
+    own = getattr(pool, "scores", None)
+    if isinstance(own, pd.DataFrame) and _score_columns(own):
+        return _prior_from_frame(own, ids, "pool", 0.0)
+    if not pool.has_arrays:
+        if scores is True:
+            raise DashselError(
+                f"pool {pool.name!r} has no arrays to score and no score_* columns: give "
+                "scores yourself or turn them off"
+            )
+        return None
+    from dashsel.scores import DEFAULT_COVARIATES, covariates_from_scores, score_pool
+
+    t0 = time.perf_counter()
+    try:
+        frame = score_pool(pool, which=DEFAULT_COVARIATES, random_state=0)
+    except DashselError as exc:
+        if scores is True:
+            raise
+        warnings.warn(f"training-free scores skipped: {exc}", stacklevel=3)
+        return None
+    secs = time.perf_counter() - t0
+    cols = [f"score_{w}" for w in DEFAULT_COVARIATES]
+    logger.info(
+        "scored %d candidates of %s in %.2f s (%s) for the prior of %s",
+        len(ids),
+        pool.name,
+        secs,
+        ", ".join(cols),
+        policy.name,
+    )
+    return PriorScores(covariates_from_scores(frame, cols), frame[cols], "computed", secs)
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What :func:`select` worked out for the run loop besides the policy itself."""
+
+    deterministic: bool
+    policy_deterministic: bool
+    prior: PriorScores | None
+    stop_delta: float | None
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -291,7 +574,9 @@ class _Run:
         seed: int,
         batch_size: int,
         callback: Callback | None,
+        setup: _Setup | None = None,
     ) -> None:
+        self.setup = setup or _Setup(False, False, None, None)
         self.pool = pool
         self.hierarchy = pool.hierarchy
         self.policy = policy
@@ -335,6 +620,7 @@ class _Run:
             budget=self.budget,
             k=k,
             percentile=percentile,
+            scores=None if self.setup.prior is None else self.setup.prior.describe(),
         )
         self.journal.open_run(meta)
         log_event(
@@ -352,10 +638,20 @@ class _Run:
             retries=self.retries,
         )
         with self._policy_time():
-            self.policy.reset(self.hierarchy, random_state=self.seed)
+            if self.setup.prior is None:
+                self.policy.reset(self.hierarchy, random_state=self.seed)
+            else:
+                self.policy.reset(  # type: ignore[call-arg]
+                    self.hierarchy, random_state=self.seed, covariates=self.setup.prior.covariates
+                )
 
         n_started, n_spent, next_batch = self._resume(self.journal.records())
+        stop_reason = "budget"
         while n_spent < self.budget:
+            why = self._stop_early(n_spent)
+            if why is not None:
+                stop_reason = why
+                break
             m = min(self.batch_size, self.budget - n_spent)
             with self._policy_time():
                 # Set-aside datasets are excluded; the policy's exclusion is part of its
@@ -394,6 +690,19 @@ class _Run:
             global_acc = float(ev.score(list(self.hierarchy.dataset_ids), self.seed, "test"))
 
         done = [self.outcomes[n] for n in sorted(self.outcomes)]
+        n_repeated = 0
+        if self.setup.deterministic:
+            n_repeated = sum(1 for o in done if o.spec.pull > 0)
+            if n_repeated:
+                # Said once per run: each repeat cost an evaluation and taught nothing.
+                warnings.warn(
+                    f"{self.policy.name}: {n_repeated} of {len(done)} evaluations repeated a "
+                    "dataset already evaluated, but the evaluator is deterministic (a repeat "
+                    "returns the same reward); the default engine never does this while an "
+                    "unevaluated dataset remains",
+                    stacklevel=3,
+                )
+        prior = self.setup.prior
         return SelectionResult(
             selected=tuple(rec.datasets),
             selected_groups=tuple(rec.groups),
@@ -413,7 +722,49 @@ class _Run:
             batch_size=self.batch_size,
             n_resumed=self.n_resumed,
             failed_datasets=dict(self.failed),
+            stop_reason=stop_reason,
+            n_saved=self.budget - n_spent,
+            deterministic=self.setup.deterministic,
+            n_repeated_deterministic=n_repeated,
+            scores=None if prior is None else prior.frame,
+            scores_source=None if prior is None else prior.source,
+            scores_seconds=0.0 if prior is None else prior.seconds,
         )
+
+    def _stop_early(self, n_started: int) -> str | None:
+        """Why the run stops before asking more (None: go on). Checked before each batch."""
+        if n_started == 0:
+            return None
+        if self.setup.policy_deterministic and len(self.pulls) >= self.hierarchy.n_datasets:
+            # Every dataset evaluated, rewards exact: more evaluations can only repeat them.
+            return "pool exhausted (every dataset evaluated; the evaluator is deterministic)"
+        delta = self.setup.stop_delta
+        if delta is None:
+            return None
+        # The run's delta, not the policy's parameter: stopping is a setting of this call, so a
+        # resumed run may drop or change it without becoming another run.
+        prob_correct = getattr(self.policy, "prob_correct", None)
+        if callable(prob_correct):
+            with self._policy_time():
+                p = float(prob_correct())
+            if p < 1.0 - delta:
+                return None
+            target = getattr(self.policy, "target_k", None)
+            what = f"top-{target()}" if callable(target) else "set"
+            return (
+                f"confident (P(recommended {what} is correct) = {p:.3f} >= {1.0 - delta:.3f} "
+                f"after {n_started} evaluations)"
+            )
+        should_stop = getattr(self.policy, "should_stop", None)
+        if not callable(should_stop):
+            return None
+        with self._policy_time():
+            if not should_stop():
+                return None
+        reason = getattr(self.policy, "stop_reason_", None)
+        if isinstance(reason, str) and reason:
+            return f"confident ({reason.removeprefix('settled: ')})"
+        return "confident (the policy's stopping rule)"
 
     def _spec(self, number: int, dataset_id: str) -> TrialSpec:
         self.hierarchy.index(dataset_id)  # a policy bug should name the id, not fail later

@@ -27,7 +27,6 @@ class Evaluator(ABC):
 
     #: Whether :meth:`score` is available.
     can_train: bool = False
-
     #: The rewards :meth:`evaluate` may return, both ends included; a reward outside it is
     #: recorded as a failed trial and never told to the policy. None: any finite number.
     reward_range: tuple[float, float] | None = None

@@ -132,8 +132,8 @@ class TableEvaluator(Evaluator):
         return float(rows[spec.pull % rows.size])
 
     def _is_deterministic(self) -> bool:
-        # One logged reward per dataset: every pull replays it. Several: pulls differ.
-        return all(rows.size == 1 for rows in self._rewards.values())
+        # One logged reward per dataset (or several equal ones): every pull replays it.
+        return all(r.size == 1 or bool(np.all(r == r[0])) for r in self._rewards.values())
 
     def check_pool(self, pool: Pool) -> None:
         """Raise :class:`DataError` naming a dataset of ``pool`` that has no row."""

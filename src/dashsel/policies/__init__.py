@@ -1,6 +1,9 @@
-"""Selection policies: DaSH and the flat baselines, all with ask/tell, and a name registry.
+"""Selection policies: dashsel's engine (HiTS, the default), DaSH (the paper's method), the
+flat baselines and a trivial heuristic, all with ask/tell, and a name registry.
 
->>> from dashsel.policies import make_policy
+>>> from dashsel.policies import DEFAULT_POLICY, make_policy
+>>> DEFAULT_POLICY
+'hits'
 >>> policy = make_policy("dash", sigma_r=0.02)
 >>> policy.sigma_r
 0.02
@@ -21,8 +24,11 @@ from dashsel.policies.base import (
     validate_selection_rule,
 )
 from dashsel.policies.dash import DaSH, GaussianPrior
+from dashsel.policies.engine import HiTS
 from dashsel.policies.flat import UCB1, EpsilonGreedy, FlatTS, Random, RoundRobin
+from dashsel.policies.heuristic import GroupMean
 from dashsel.policies.registry import (
+    DEFAULT_POLICY,
     PEER_POLICY_NAMES,
     POLICIES,
     PolicyFactory,
@@ -33,6 +39,7 @@ from dashsel.policies.registry import (
 )
 
 __all__ = [
+    "DEFAULT_POLICY",
     "MAX_ABS_REWARD",
     "PEER_POLICY_NAMES",
     "POLICIES",
@@ -42,6 +49,8 @@ __all__ = [
     "EpsilonGreedy",
     "FlatTS",
     "GaussianPrior",
+    "GroupMean",
+    "HiTS",
     "Policy",
     "PolicyFactory",
     "Posterior",

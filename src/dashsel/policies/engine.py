@@ -45,6 +45,7 @@ from dashsel.policies.base import (
     Policy,
     Posterior,
     Recommendation,
+    check_count,
     validate_selection_rule,
 )
 from dashsel.policies.hits_model import (
@@ -341,15 +342,14 @@ class HiTS(Policy):
         """
         self._check_reset()
         h = self.hierarchy_
-        blocked = np.zeros(h.n_datasets, dtype=bool)
-        for d in exclude:
-            blocked[h.index(d)] = True
+        # The base class's checks: ids must be strings of the pool, a lone str is one id.
+        mask = self._exclusion_mask(exclude)
+        blocked = np.zeros(h.n_datasets, dtype=bool) if mask is None else mask
         if n is None:
             return h.dataset_ids[self._next_index(blocked)]
-        if isinstance(n, bool) or int(n) != n or n < 1:
-            raise DashselError(f"ask(n) needs a positive integer n, got {n!r}")
+        n = check_count("ask(n): n", n)
         out: list[str] = []
-        for _ in range(int(n)):
+        for _ in range(n):
             i = self._next_index(blocked)
             blocked[i] = True
             out.append(h.dataset_ids[i])

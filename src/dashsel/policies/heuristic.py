@@ -11,13 +11,13 @@ from typing import overload
 
 import numpy as np
 
-from dashsel.errors import DashselError
 from dashsel.hierarchy import Hierarchy
 from dashsel.policies.base import (
     Belief,
     Policy,
     Posterior,
     Recommendation,
+    check_count,
     top_by_mean,
     validate_selection_rule,
 )
@@ -79,16 +79,15 @@ class GroupMean(Policy):
         skipped while other datasets remain."""
         self._check_reset()
         h = self.hierarchy_
-        blocked = np.zeros(h.n_datasets, dtype=bool)
-        for d in exclude:
-            blocked[h.index(d)] = True
+        # The base class's checks: ids must be strings of the pool, a lone str is one id.
+        mask = self._exclusion_mask(exclude)
+        blocked = np.zeros(h.n_datasets, dtype=bool) if mask is None else mask
         if n is None:
             self.n_asked_ += 1
             return h.dataset_ids[self._pick(blocked)]
-        if isinstance(n, bool) or int(n) != n or n < 1:
-            raise DashselError(f"ask(n) needs a positive integer n, got {n!r}")
+        n = check_count("ask(n): n", n)
         out = []
-        for _ in range(int(n)):
+        for _ in range(n):
             i = self._pick(blocked)
             blocked[i] = True
             self.n_asked_ += 1

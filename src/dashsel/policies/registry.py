@@ -17,9 +17,12 @@ from functools import partial
 from dashsel.errors import DashselError
 from dashsel.policies.base import Policy
 from dashsel.policies.dash import DaSH
+from dashsel.policies.engine import HiTS
 from dashsel.policies.flat import UCB1, EpsilonGreedy, FlatTS, Random, RoundRobin
+from dashsel.policies.heuristic import GroupMean
 
 __all__ = [
+    "DEFAULT_POLICY",
     "PEER_POLICY_NAMES",
     "POLICIES",
     "PolicyFactory",
@@ -42,9 +45,16 @@ _PEERS: dict[str, str] = {
 #: Names of the ask/tell peer policies (pyDVL is a function, not a policy).
 PEER_POLICY_NAMES: tuple[str, ...] = tuple(_PEERS)
 
+#: The policy of ``dashsel run``, :func:`dashsel.select` and the studies when none is named:
+#: dashsel's own engine (:class:`~dashsel.policies.engine.HiTS`). ``"dash"`` is the paper's
+#: method, kept as the reproduction.
+DEFAULT_POLICY = "hits"
+
 #: Policy names (as used by the CLI and result files) to factories, or to the
 #: ``"module:attribute"`` of a factory not imported yet. Extend with :func:`register_policy`.
+#: The default comes first (``dashsel policies`` lists them in this order).
 POLICIES: dict[str, PolicyFactory | str] = {
+    DEFAULT_POLICY: HiTS,
     "dash": DaSH,
     # DaSH with its priors set by empirical Bayes from the first observations.
     "dash-eb": partial(DaSH, prior="empirical"),
@@ -55,6 +65,8 @@ POLICIES: dict[str, PolicyFactory | str] = {
     "egreedy": EpsilonGreedy,
     "roundrobin": RoundRobin,
     "random": Random,
+    # The trivial baseline: random order without repeats, rank by group means.
+    "group-mean": GroupMean,
     **_PEERS,
 }
 
