@@ -50,7 +50,9 @@ class Outside(Evaluator):
 KEY = ["number", "dataset_id", "seed", "pull", "reward"]
 
 
-@pytest.mark.parametrize(("policy", "batch"), [("dash", 1), ("dash", 3), ("flat", 2)])
+@pytest.mark.parametrize(
+    ("policy", "batch"), [("dash", 1), ("dash", 3), ("flat", 2), ("hits", 1), ("hits", 2)]
+)
 def test_ask_tell_loop_equals_select(tmp_path, policy, batch) -> None:
     res = select(
         make_pool(), policy, Outside(), 14, seed=5, batch_size=batch, k=3, score_final=False
@@ -118,8 +120,8 @@ def test_pending_timeout(tmp_path) -> None:
         study.tell(t1, 0.5)
 
 
-def test_deterministic_refuses_to_ask_while_pending(tmp_path) -> None:
-    with Study.create(tmp_path / "s.db", make_pool(), deterministic=True) as study:
+def test_serial_refuses_to_ask_while_pending(tmp_path) -> None:
+    with Study.create(tmp_path / "s.db", make_pool(), serial=True) as study:
         study.ask(2)
         with pytest.raises(TrialsPending, match="pending"):
             study.ask()

@@ -18,6 +18,7 @@ from dashsel import select
 from dashsel.cli import app
 from dashsel.evaluators.base import Evaluator
 from dashsel.manifest import load_manifest
+from dashsel.policies import DEFAULT_POLICY
 from dashsel.report import read_journal
 from dashsel.trial import TrialSpec
 
@@ -75,7 +76,7 @@ def test_the_documented_shell_loop_runs_and_equals_select(tmp_path) -> None:
     assert shown["rule"]["text"] == "top-2" and shown["n_complete"] == 5
 
     m = load_manifest(work / "pools" / "table" / "manifest.toml")
-    res = select(m.pool, "dash", FirstRow(work / "pools" / "table" / "rewards.csv"), 5, seed=0,
+    res = select(m.pool, DEFAULT_POLICY, FirstRow(work / "pools" / "table" / "rewards.csv"), 5, seed=0,
                  k=2, score_final=False)  # fmt: skip
     _, frame = read_journal(work / "run.db")
     key = ["number", "dataset_id", "seed", "pull", "reward"]
@@ -87,13 +88,13 @@ def test_exit_statuses_and_one_line_errors(tmp_path) -> None:
     pools = tmp_path / "pools"
     assert runner.invoke(app, ["data", "example", str(pools)]).exit_code == 0
     db, manifest = str(tmp_path / "run.db"), str(pools / "table" / "manifest.toml")
-    r = runner.invoke(app, ["study", "create", db, manifest, "--budget", "3", "--deterministic"])
+    r = runner.invoke(app, ["study", "create", db, manifest, "--budget", "3", "--serial"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["study", "ask", db, "--n", "2"])
     assert r.exit_code == 0
     lines = r.stdout.strip().splitlines()
     assert [ln.split("\t")[0] for ln in lines] == ["0", "1"]
-    assert runner.invoke(app, ["study", "ask", db]).exit_code == 4  # deterministic: pending
+    assert runner.invoke(app, ["study", "ask", db]).exit_code == 4  # serial: pending
     assert runner.invoke(app, ["study", "tell", db, "0", "0.5"]).exit_code == 0
     r = runner.invoke(app, ["study", "tell", db, "1", "abc"])
     assert r.exit_code == 2 and "not a number" in r.output

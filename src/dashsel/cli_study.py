@@ -3,7 +3,7 @@
 Each command is one short process: it takes the journal's lock for one ask or tell and lets
 go, so a shell loop, a SLURM array job or ten Kubernetes pods may share one journal (on a
 local or lock-capable filesystem; see docs/cluster.md). Exit status: 0 done, 2 a user error
-(one line), 3 the budget is spent (``ask``), 4 a deterministic study has pending trials.
+(one line), 3 the budget is spent (``ask``), 4 a serial study has pending trials.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ journal_app = typer.Typer(help="Journal files: consistent copies.", no_args_is_h
 #: Exit status of ``study ask`` once the budget is spent, so ``while dashsel study ask ...``
 #: loops end.
 EXIT_BUDGET_SPENT = 3
-#: Exit status of ``study ask`` on a deterministic study with pending trials.
+#: Exit status of ``study ask`` on a serial study with pending trials.
 EXIT_PENDING = 4
 
 JournalArg = Annotated[Path, typer.Argument(help="The study's journal (SQLite file).")]
@@ -57,6 +57,13 @@ def create(
     ] = None,
     deterministic: Annotated[
         bool,
+        typer.Option(
+            help="The trainings are deterministic (a repeat returns the same reward): the "
+            "engine never asks for an evaluated dataset while others remain."
+        ),
+    ] = False,
+    serial: Annotated[
+        bool,
         typer.Option(help="Refuse to ask while trials are pending (timing-free trials)."),
     ] = False,
     param: Annotated[
@@ -79,6 +86,7 @@ def create(
             budget=budget,
             pending_timeout=pending_timeout,
             deterministic=deterministic,
+            serial=serial,
             policy_params=_parse_params(param, "--param"),
         ) as study:
             meta = study.meta

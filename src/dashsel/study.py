@@ -67,7 +67,7 @@ class BudgetSpent(StudyError):
 
 
 class TrialsPending(StudyError):
-    """A deterministic study was asked for trials while others are pending (exit status 4)."""
+    """A serial study was asked for trials while others are pending (exit status 4)."""
 
 
 def default_policy_name() -> str:
@@ -146,6 +146,7 @@ class Study(Closeable):
         budget: int | None = None,
         pending_timeout: float | None = None,
         deterministic: bool = False,
+        serial: bool = False,
         policy_params: Mapping[str, Any] | None = None,
     ) -> Study:
         """Create a study in a new journal file.
@@ -168,12 +169,16 @@ class Study(Closeable):
         pending_timeout : float, optional
             Seconds after which a pending trial is given back (when a later ask finds it).
         deterministic : bool
+            The trainings are deterministic (a repeat returns the same reward), as an
+            evaluator's ``deterministic`` says for ``dashsel run``: a policy that takes it (the
+            engine) then never asks for an evaluated dataset while others remain.
+        serial : bool
             Refuse to ask while trials are pending (:class:`TrialsPending`), so the trials
             depend on the seed and rewards only, never on timing: a loop that asks ``n`` and
             tells them all makes exactly ``dashsel run --batch-size n``.
         """
         from dashsel.policies import make_policy
-        from dashsel.run import run_meta
+        from dashsel.run import configure_policy, run_meta
 
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise DashselError(f"seed must be a non-negative integer, got {seed!r}")
@@ -206,6 +211,9 @@ class Study(Closeable):
                 ) from None
         else:
             raise DashselError(f"policy must be a name or a Policy, not {type(policy).__name__}")
+        # What `dashsel run` tells the policy (deterministic trainings, the target k or
+        # percentile) goes into its parameters, so every process rebuilds the same engine.
+        configure_policy(pol, deterministic=bool(deterministic), k=k, percentile=percentile)
         meta = run_meta(
             pool,
             pol,
@@ -216,7 +224,7 @@ class Study(Closeable):
             k=k,
             percentile=percentile,
         )
-        meta["study"] = {"pending_timeout": pending_timeout, "deterministic": bool(deterministic)}
+        meta["study"] = {"pending_timeout": pending_timeout, "serial": bool(serial)}
         journal = SQLiteJournal(path, mode="shared")
         try:
             if journal.meta():
@@ -322,7 +330,7 @@ class Study(Closeable):
         BudgetSpent
             The budget is spent (every trial asked; pending ones may still be told).
         TrialsPending
-            A deterministic study has pending trials.
+            A serial study has pending trials.
         """
         n = check_count("ask(n): n", n)
         if self._setting(self.journal.header(), "pending_timeout"):
@@ -340,9 +348,9 @@ class Study(Closeable):
                     raise BudgetSpent(f"study {self.path}: the budget of {budget} trials is spent")
                 n = min(n, left)
             pending = [r for r in records if r.state is TrialState.RUNNING]
-            if pending and self._setting(meta, "deterministic"):
+            if pending and self._setting(meta, "serial"):
                 raise TrialsPending(
-                    f"study {self.path} is deterministic and {len(pending)} trial(s) are "
+                    f"study {self.path} is serial and {len(pending)} trial(s) are "
                     f"pending ({', '.join(str(r.spec.number) for r in pending[:5])}); tell "
                     "them first"
                 )
