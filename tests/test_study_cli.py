@@ -76,8 +76,8 @@ def test_the_documented_shell_loop_runs_and_equals_select(tmp_path) -> None:
     assert shown["rule"]["text"] == "top-2" and shown["n_complete"] == 5
 
     m = load_manifest(work / "pools" / "table" / "manifest.toml")
-    res = select(m.pool, DEFAULT_POLICY, FirstRow(work / "pools" / "table" / "rewards.csv"), 5, seed=0,
-                 k=2, score_final=False)  # fmt: skip
+    evaluator = FirstRow(work / "pools" / "table" / "rewards.csv")
+    res = select(m.pool, DEFAULT_POLICY, evaluator, 5, seed=0, k=2, score_final=False)
     _, frame = read_journal(work / "run.db")
     key = ["number", "dataset_id", "seed", "pull", "reward"]
     assert frame[key].to_dict("records") == res.trials[key].to_dict("records")

@@ -39,6 +39,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help text: with rich markup, "[evaluator]" or "[default: 3]" in a help string
+    # would be read as markup and vanish.
+    rich_markup_mode=None,
 )
 data_app = typer.Typer(help="Build the benchmark data offline (cached).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
