@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
 
 from dashsel.errors import DashselError, UnknownDatasetError
 
 
-@dataclass(frozen=True)
 class Hierarchy:
     """Datasets and the group each belongs to, in a fixed order.
 
@@ -24,32 +25,51 @@ class Hierarchy:
     -----
     Group order is the order of first appearance. Policies index arms by this order, so two
     hierarchies built from the same manifest give the same run.
+
+    Built for pools of millions of datasets: construction and the derived structures
+    (:attr:`group_ids`, :attr:`group_index`, :meth:`fingerprint`) run in C loops (dict, zip,
+    pandas' factorize), each computed once and cached. A hierarchy is immutable.
     """
+
+    __slots__ = ("__dict__", "_index", "dataset_ids", "groups")
 
     dataset_ids: tuple[str, ...]
     groups: tuple[str, ...]
-    _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __init__(self, dataset_ids: Sequence[str], groups: Sequence[str]) -> None:
-        ids = tuple(str(d) for d in dataset_ids)
-        grp = tuple(str(g) for g in groups)
+        ids = _str_tuple(dataset_ids)
+        grp = _str_tuple(groups)
         if len(ids) != len(grp):
             raise DashselError(f"hierarchy: {len(ids)} dataset ids but {len(grp)} group labels")
         if not ids:
             raise DashselError("hierarchy: the pool holds no datasets")
-        index: dict[str, int] = {}
-        for k, d in enumerate(ids):
-            if not d:
-                raise DashselError(f"hierarchy: dataset #{k} has an empty id")
-            if d in index:
-                raise DashselError(f"hierarchy: dataset id {d!r} appears twice")
-            index[d] = k
-        for k, g in enumerate(grp):
-            if not g:
-                raise DashselError(f"hierarchy: dataset {ids[k]!r} has an empty group")
+        index = dict(zip(ids, range(len(ids)), strict=True))
+        if len(index) != len(ids) or "" in index:
+            _first_bad_id(ids)
+        if "" in set(grp):
+            k = grp.index("")
+            raise DashselError(f"hierarchy: dataset {ids[k]!r} has an empty group")
         object.__setattr__(self, "dataset_ids", ids)
         object.__setattr__(self, "groups", grp)
         object.__setattr__(self, "_index", index)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Hierarchy is immutable (cannot set {name!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Hierarchy):
+            return NotImplemented
+        return self.dataset_ids == other.dataset_ids and self.groups == other.groups
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint())
+
+    def __repr__(self) -> str:
+        return f"Hierarchy({self.n_datasets} datasets, {self.n_groups} groups)"
+
+    def __reduce__(self) -> tuple[type[Hierarchy], tuple[tuple[str, ...], tuple[str, ...]]]:
+        # Pickled as its two tuples: the caches are rebuilt on the other side when needed.
+        return (Hierarchy, (self.dataset_ids, self.groups))
 
     @classmethod
     def from_mapping(cls, members: Mapping[str, Iterable[str]]) -> Hierarchy:
@@ -62,10 +82,24 @@ class Hierarchy:
                 grp.append(g)
         return cls(ids, grp)
 
+    @cached_property
+    def _factorized(self) -> tuple[np.ndarray, tuple[str, ...]]:
+        import pandas as pd
+
+        codes, uniques = pd.factorize(np.asarray(self.groups, dtype=object), sort=False)
+        codes = codes.astype(np.intp, copy=False)
+        codes.flags.writeable = False
+        return codes, tuple(uniques.tolist())
+
     @property
     def group_ids(self) -> tuple[str, ...]:
-        """Distinct groups in order of first appearance."""
-        return tuple(dict.fromkeys(self.groups))
+        """Distinct groups in order of first appearance (computed once)."""
+        return self._factorized[1]
+
+    @property
+    def group_index(self) -> np.ndarray:
+        """Position in :attr:`group_ids` of each dataset's group (read-only intp array)."""
+        return self._factorized[0]
 
     @property
     def n_datasets(self) -> int:
@@ -79,7 +113,7 @@ class Hierarchy:
         """Position of a dataset id; raises :class:`UnknownDatasetError` naming it."""
         try:
             return self._index[dataset_id]
-        except KeyError:
+        except (KeyError, TypeError):
             raise UnknownDatasetError(
                 f"unknown dataset id {dataset_id!r}: the pool holds "
                 f"{self.n_datasets} datasets ({', '.join(self.dataset_ids[:5])}"
@@ -87,21 +121,47 @@ class Hierarchy:
             ) from None
 
     def __contains__(self, dataset_id: object) -> bool:
-        return dataset_id in self._index
+        try:
+            return dataset_id in self._index
+        except TypeError:  # unhashable
+            return False
 
     def group_of(self, dataset_id: str) -> str:
         return self.groups[self.index(dataset_id)]
 
     def members(self, group: str) -> tuple[str, ...]:
         """Dataset ids of one group, in pool order."""
-        out = tuple(d for d, g in zip(self.dataset_ids, self.groups, strict=True) if g == group)
-        if not out:
-            raise UnknownDatasetError(f"unknown group {group!r}")
-        return out
+        try:
+            g = self.group_ids.index(group)
+        except ValueError:
+            raise UnknownDatasetError(f"unknown group {group!r}") from None
+        return tuple(self.dataset_ids[i] for i in np.flatnonzero(self.group_index == g).tolist())
 
     def fingerprint(self) -> str:
         """A short hash of ids and groups, to check a journal belongs to this pool."""
-        h = hashlib.sha256()
-        for d, g in zip(self.dataset_ids, self.groups, strict=True):
-            h.update(f"{d}\x00{g}\x01".encode())
-        return h.hexdigest()[:16]
+        return self._fingerprint
+
+    @cached_property
+    def _fingerprint(self) -> str:
+        # sha256 of "id\x00group\x01" for every dataset, joined in C rather than hashed
+        # dataset by dataset (same digest, a fraction of the time at 10^6 datasets).
+        text = "\x01".join(map("\x00".join, zip(self.dataset_ids, self.groups, strict=True)))
+        return hashlib.sha256((text + "\x01").encode()).hexdigest()[:16]
+
+
+def _str_tuple(values: Sequence[str]) -> tuple[str, ...]:
+    out = tuple(values)
+    if set(map(type, out)) - {str}:  # rare: numbers or numpy strings given as ids
+        out = tuple(str(v) for v in out)
+    return out
+
+
+def _first_bad_id(ids: tuple[str, ...]) -> None:
+    """Raise the error naming the first empty or repeated id (the slow path)."""
+    seen: set[str] = set()
+    for k, d in enumerate(ids):
+        if not d:
+            raise DashselError(f"hierarchy: dataset #{k} has an empty id")
+        if d in seen:
+            raise DashselError(f"hierarchy: dataset id {d!r} appears twice")
+        seen.add(d)
