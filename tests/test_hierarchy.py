@@ -66,7 +66,7 @@ def test_immutable_equal_and_picklable() -> None:
     h = Hierarchy(["a", "b"], ["g", "h"])
     with pytest.raises(AttributeError):
         h.dataset_ids = ("x",)  # type: ignore[misc]
-    h.group_ids  # fill the cache: it must not travel
+    assert h.group_ids == ("g", "h")  # fills the cache: it must not travel
     h2 = pickle.loads(pickle.dumps(h))
     assert h2 == h and hash(h2) == hash(h) and h2.group_ids == ("g", "h")
     assert h != Hierarchy(["a", "b"], ["g", "g"])

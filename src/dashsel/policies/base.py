@@ -178,9 +178,7 @@ class Posterior:
     Arrays are read-only views: a posterior never changes once made.
     """
 
-    def __init__(
-        self, datasets: Iterable[Belief] = (), groups: Iterable[Belief] = ()
-    ) -> None:
+    def __init__(self, datasets: Iterable[Belief] = (), groups: Iterable[Belief] = ()) -> None:
         ds, gs = tuple(datasets), tuple(groups)
         group_ids = tuple(g.id for g in gs)
         pos = {g: i for i, g in enumerate(group_ids)}
