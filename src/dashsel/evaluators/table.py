@@ -69,7 +69,7 @@ class TableEvaluator(Evaluator):
             frame = self._read(self.path)
             self._sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()
             header_offset = 2  # line numbers in the file: header is line 1
-        self._rewards = self._parse(frame, header_offset)
+        self._parse(frame, header_offset)
 
     # --- reading -------------------------------------------------------------------------------
     def _read(self, path: Path) -> pd.DataFrame:
@@ -86,7 +86,7 @@ class TableEvaluator(Evaluator):
             msg = " ".join(str(exc).split())
             raise DataError(f"{path}: not a readable CSV file ({msg})") from None
 
-    def _parse(self, frame: pd.DataFrame, header_offset: int) -> dict[str, np.ndarray]:
+    def _parse(self, frame: pd.DataFrame, header_offset: int) -> None:
         import pandas as pd
 
         for col in (self.dataset_column, self.reward_column):
@@ -112,10 +112,31 @@ class TableEvaluator(Evaluator):
                 f"{self._row(i, header_offset)}: {raw.iloc[i]!r}"
             )
         values = rewards.to_numpy(dtype=float)
-        out: dict[str, list[float]] = {}
-        for did, r in zip(ids.astype(str).to_numpy(), values, strict=True):
-            out.setdefault(did, []).append(float(r))
-        return {d: np.asarray(v, dtype=float) for d, v in out.items()}
+        # Columnar: the rows of dataset j (first-appearance order) are
+        # values[starts[j] : starts[j] + counts[j]], in file order. No Python object per
+        # dataset beyond its id, so a table of 10^6 datasets costs a few arrays.
+        codes, uniques = pd.factorize(ids.astype(str).to_numpy(dtype=object), sort=False)
+        order = np.argsort(codes, kind="stable")
+        self._values = values[order]
+        self._counts = np.bincount(codes, minlength=len(uniques))
+        self._starts = np.concatenate([[0], np.cumsum(self._counts)[:-1]])
+        self._ids = uniques  # object array of the table's ids
+        self._pos: dict[str, int] | None = None  # id -> j, built only when needed
+        self._bound: tuple[Any, np.ndarray] | None = None  # (hierarchy, j per pool position)
+
+    def _slot(self, dataset_id: str) -> int:
+        """Position j of ``dataset_id``'s rows, or -1 if the table has none."""
+        if self._bound is not None:
+            hierarchy, of_pool = self._bound
+            if dataset_id in hierarchy:  # the pool's own index: no second dict of ids
+                return int(of_pool[hierarchy.index(dataset_id)])
+        if self._pos is None:
+            self._pos = dict(zip(self._ids.tolist(), range(len(self._ids)), strict=True))
+        return self._pos.get(dataset_id, -1)
+
+    def _rows(self, j: int) -> np.ndarray:
+        start = int(self._starts[j])
+        return self._values[start : start + int(self._counts[j])]
 
     @staticmethod
     def _row(index: int, header_offset: int) -> str:
@@ -126,19 +147,30 @@ class TableEvaluator(Evaluator):
     # --- evaluator protocol --------------------------------------------------------------------
     def evaluate(self, spec: TrialSpec) -> float:
         """The ``spec.pull``-th logged reward of ``spec.dataset_id`` (cycling); NaN as is."""
-        rows = self._rewards.get(spec.dataset_id)
-        if rows is None:
+        j = self._slot(spec.dataset_id)
+        if j < 0:
             raise UnknownDatasetError(f"{self._name}: no rewards for dataset {spec.dataset_id!r}")
-        return float(rows[spec.pull % rows.size])
+        start, count = int(self._starts[j]), int(self._counts[j])
+        return float(self._values[start + spec.pull % count])
 
     def check_pool(self, pool: Pool) -> None:
-        """Raise :class:`DataError` naming a dataset of ``pool`` that has no row."""
-        missing = [d for d in pool.dataset_ids if d not in self._rewards]
-        if missing:
-            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        """Raise :class:`DataError` naming a dataset of ``pool`` that has no row.
+
+        Also binds the table to the pool: later look-ups go through the pool's hierarchy
+        (one vectorised matching pass here instead of a dict of the table's ids).
+        """
+        import pandas as pd
+
+        h = pool.hierarchy
+        of_pool = pd.Index(self._ids).get_indexer(np.asarray(h.dataset_ids, dtype=object))
+        missing = np.flatnonzero(of_pool < 0)
+        if missing.size:
+            more = f" and {missing.size - 1} more" if missing.size > 1 else ""
+            first = h.dataset_ids[int(missing[0])]
             raise DataError(
-                f"{self._name}: no rewards for dataset {missing[0]!r}{more} of pool {pool.name!r}"
+                f"{self._name}: no rewards for dataset {first!r}{more} of pool {pool.name!r}"
             )
+        self._bound = (h, of_pool)
 
     def describe(self) -> dict[str, Any]:
         """Kind, file, columns and the SHA-256 of the table's content."""
@@ -154,21 +186,23 @@ class TableEvaluator(Evaluator):
     @property
     def dataset_ids(self) -> tuple[str, ...]:
         """Ids that have rows, in order of first appearance."""
-        return tuple(self._rewards)
+        return tuple(self._ids.tolist())
 
     def rewards(self, dataset_id: str) -> np.ndarray:
         """All logged rewards of one dataset, in file order."""
-        if dataset_id not in self._rewards:
+        j = self._slot(dataset_id)
+        if j < 0:
             raise UnknownDatasetError(f"{self._name}: no rewards for dataset {dataset_id!r}")
-        return self._rewards[dataset_id].copy()
+        return self._rows(j).copy()
 
     def mean_rewards(self) -> dict[str, float]:
         """Mean logged reward of every dataset (NaN rows ignored; NaN if all are NaN)."""
         out = {}
-        for d, r in self._rewards.items():
+        for j, d in enumerate(self._ids.tolist()):
+            r = self._rows(j)
             finite = r[~np.isnan(r)]
             out[d] = float(finite.mean()) if finite.size else float("nan")
         return out
 
     def __repr__(self) -> str:
-        return f"TableEvaluator({self._name!r}, datasets={len(self._rewards)})"
+        return f"TableEvaluator({self._name!r}, datasets={len(self._ids)})"
