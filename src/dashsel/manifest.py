@@ -295,15 +295,15 @@ def _read_dataset_table(
     frame = _read_table(file, suffix)
     where = f"{file}"
     cols = [str(c) for c in frame.columns]
+    for c in ("id", "group"):
+        if c not in cols:
+            raise ManifestError(f"{where}: missing column {c!r} (columns: {', '.join(cols)})")
     for c in cols:
         if c not in TABLE_COLUMNS and not c.startswith(SCORE_PREFIX):
             raise ManifestError(
                 f"{where}: unknown column {c!r}; columns are id, group, path (optional) and "
-                f"score_* (optional, numeric)"
+                "score_* (optional, numeric)"
             )
-    for c in ("id", "group"):
-        if c not in cols:
-            raise ManifestError(f"{where}: missing column {c!r} (columns: {', '.join(cols)})")
     if len(frame) == 0:
         raise ManifestError(f"{where}: the table of datasets has no rows")
 
