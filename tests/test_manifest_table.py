@@ -122,7 +122,7 @@ def test_missing_table_file_and_bad_extension(tmp_path) -> None:
     with pytest.raises(ManifestError, match="no such table of datasets"):
         load_manifest(path)
     path.write_text(path.read_text().replace("other.csv", "other.json"))
-    with pytest.raises(ManifestError, match="use .csv or .parquet"):
+    with pytest.raises(ManifestError, match=r"use \.csv or \.parquet"):
         load_manifest(path)
 
 
