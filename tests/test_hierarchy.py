@@ -92,3 +92,18 @@ def test_fingerprint_is_the_per_dataset_hash(pairs) -> None:
     assert h.group_ids == tuple(dict.fromkeys(groups))
     pos = {g: i for i, g in enumerate(h.group_ids)}
     assert h.group_index.tolist() == [pos[g] for g in groups]
+
+
+def test_from_codes_shares_group_strings_and_orders_groups() -> None:
+    h = Hierarchy.from_codes(["a", "b", "c", "d"], np.array([2, 0, 2, 1]), ["x", "y", "z"])
+    assert h.groups == ("z", "x", "z", "y")
+    assert h.group_ids == ("z", "x", "y") and h.group_index.tolist() == [0, 1, 0, 2]
+    assert h.groups[0] is h.groups[2]
+    assert h == Hierarchy(["a", "b", "c", "d"], ["z", "x", "z", "y"])
+    with pytest.raises(DashselError, match="out of range"):
+        Hierarchy.from_codes(["a"], np.array([3]), ["x"])
+
+
+def test_positions_of_many_ids() -> None:
+    h = Hierarchy(["a", "b", "c"], ["g", "g", "h"])
+    assert h.positions(["c", "zz", "a"]).tolist() == [2, -1, 0]

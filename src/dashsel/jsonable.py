@@ -37,6 +37,8 @@ def to_jsonable(value: Any, *, nonfinite: Literal["repr", "null"] = "repr") -> A
     if isinstance(value, Mapping):
         return {str(k): to_jsonable(v, nonfinite=nonfinite) for k, v in value.items()}
     if isinstance(value, list | tuple):
+        if set(map(type, value)) <= {str}:  # fast path: a pool's ids (10^6 of them) in C
+            return list(value)
         return [to_jsonable(v, nonfinite=nonfinite) for v in value]
     if isinstance(value, set | frozenset):
         return sorted((to_jsonable(v, nonfinite=nonfinite) for v in value), key=repr)

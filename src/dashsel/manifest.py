@@ -81,6 +81,7 @@ import numpy as np
 from dashsel.arrays import FORMATS, load_arrays, save_npz
 from dashsel.config import ConfigContext
 from dashsel.errors import DashselError, DataError, ManifestError, one_line
+from dashsel.hierarchy import Hierarchy
 from dashsel.pool import ArraySplit, DatasetEntry, Pool
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ TOP_KEYS = ("pool", "evaluator", "local", "validation", "test", "datasets")
 POOL_KEYS = ("name", "description", "label_column", "datasets")
 TABLE_COLUMNS = ("id", "group", "path")
 SCORE_PREFIX = "score_"
+_WHITESPACE = re.compile(r"\s")
 DATASET_KEYS = ("id", "group", "path", "label_column", "x_key", "y_key", "meta")
 SPLIT_KEYS = ("path", "label_column", "x_key", "y_key")
 SPLITS = ("local", "validation", "test")
@@ -214,8 +216,7 @@ def load_manifest(path: str | Path) -> Manifest:
     try:
         if columns is not None:
             pool = Pool.from_table(
-                columns.ids,
-                columns.groups,
+                columns.hierarchy,
                 paths=columns.paths,
                 loader=partial(_load_table_dataset, label_column=default_label),
                 scores=columns.scores,
@@ -267,8 +268,7 @@ def _dataset_entries(
 
 @dataclass
 class _DatasetColumns:
-    ids: tuple[str, ...]
-    groups: tuple[str, ...]
+    hierarchy: Hierarchy
     paths: tuple[str | None, ...] | None
     scores: np.ndarray | None
     score_names: tuple[str, ...]
@@ -317,17 +317,23 @@ def _read_dataset_table(
         empty = np.flatnonzero((col.isna() | (col == "")).to_numpy())
         if empty.size:
             raise ManifestError(f"{where}: {row(int(empty[0]))}: empty {name}")
-    bad = np.flatnonzero(ids.str.contains(r"\s", regex=True).to_numpy())
-    if bad.size:
-        i = int(bad[0])
-        raise ManifestError(f"{where}: {row(i)}: id {ids.iloc[i]!r} contains whitespace")
-    dup = np.flatnonzero(ids.duplicated().to_numpy())
-    if dup.size:
+    # Tuples of str (the hierarchy's form); the checks below run in C over them. Groups are
+    # factorized first, so the pool holds one str per group, not one per row.
+    id_tuple = tuple(ids.tolist())
+    group_codes, group_names = pd.factorize(groups, sort=False)
+    if _WHITESPACE.search("".join(id_tuple)):  # one regex pass over all ids at once
+        i = next(k for k, d in enumerate(id_tuple) if _WHITESPACE.search(d))
+        raise ManifestError(f"{where}: {row(i)}: id {id_tuple[i]!r} contains whitespace")
+    try:
+        # Hierarchy checks uniqueness with its own index (one hash pass, not two).
+        hierarchy = Hierarchy.from_codes(id_tuple, group_codes, list(group_names))
+    except DashselError:
+        dup = np.flatnonzero(ids.duplicated().to_numpy())
         i = int(dup[0])
         first = int(np.flatnonzero((ids == ids.iloc[i]).to_numpy())[0])
         raise ManifestError(
             f"{where}: {row(i)}: duplicate dataset id {ids.iloc[i]!r} (also {row(first)})"
-        )
+        ) from None
 
     paths: tuple[str | None, ...] | None = None
     if "path" in cols:
@@ -350,10 +356,8 @@ def _read_dataset_table(
                 f"{frame[score_cols[j]].iloc[i]!r}"
             )
         scores = block.to_numpy(dtype=float)
-    # Tuples of the frame's own str objects: no copy of the text.
     return _DatasetColumns(
-        ids=tuple(ids.tolist()),
-        groups=tuple(groups.tolist()),
+        hierarchy=hierarchy,
         paths=paths,
         scores=scores,
         score_names=tuple(c[len(SCORE_PREFIX) :] for c in score_cols),

@@ -165,8 +165,8 @@ class Pool:
     @classmethod
     def from_table(
         cls,
-        dataset_ids: Sequence[str],
-        groups: Sequence[str],
+        dataset_ids: Sequence[str] | Hierarchy,
+        groups: Sequence[str] | None = None,
         *,
         paths: Sequence[str | None] | None = None,
         loader: Callable[[str, str], ArraySplit] | None = None,
@@ -182,7 +182,8 @@ class Pool:
         Parameters
         ----------
         dataset_ids, groups : sequence of str
-            One id and one group per dataset, in pool order.
+            One id and one group per dataset, in pool order; or a :class:`Hierarchy` as
+            ``dataset_ids`` and no ``groups`` (used as it is).
         paths : sequence of str or None, optional
             Each dataset's array file (None or "" where it has none: replay-only).
         loader : callable, optional
@@ -195,7 +196,14 @@ class Pool:
         local, validation, test, name
             As for :class:`Pool`.
         """
-        hierarchy = Hierarchy(dataset_ids, groups)
+        if isinstance(dataset_ids, Hierarchy):
+            if groups is not None:
+                raise DashselError("pool: give groups only with a sequence of dataset ids")
+            hierarchy = dataset_ids
+        else:
+            if groups is None:
+                raise DashselError("pool: dataset ids need their groups")
+            hierarchy = Hierarchy(dataset_ids, groups)
         n = hierarchy.n_datasets
         if paths is not None and len(paths) != n:
             raise DashselError(f"pool: {len(paths)} paths for {n} datasets")

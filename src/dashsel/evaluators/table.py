@@ -22,6 +22,7 @@ from dashsel.trial import TrialSpec
 if TYPE_CHECKING:
     import pandas as pd
 
+    from dashsel.hierarchy import Hierarchy
     from dashsel.pool import Pool
 
 
@@ -111,32 +112,35 @@ class TableEvaluator(Evaluator):
                 f"{self._name}: column {self.reward_column!r} is not a number on "
                 f"{self._row(i, header_offset)}: {raw.iloc[i]!r}"
             )
-        values = rewards.to_numpy(dtype=float)
-        # Columnar: the rows of dataset j (first-appearance order) are
-        # values[starts[j] : starts[j] + counts[j]], in file order. No Python object per
-        # dataset beyond its id, so a table of 10^6 datasets costs a few arrays.
-        codes, uniques = pd.factorize(ids.astype(str).to_numpy(dtype=object), sort=False)
-        order = np.argsort(codes, kind="stable")
-        self._values = values[order]
-        self._counts = np.bincount(codes, minlength=len(uniques))
-        self._starts = np.concatenate([[0], np.cumsum(self._counts)[:-1]])
-        self._ids = uniques  # object array of the table's ids
-        self._pos: dict[str, int] | None = None  # id -> j, built only when needed
-        self._bound: tuple[Any, np.ndarray] | None = None  # (hierarchy, j per pool position)
+        # Columnar: the rows stay two columns (ids as pandas' compact string column, rewards
+        # as floats) and are grouped per dataset with array operations, by pool position once
+        # bound to a pool (check_pool), by the table's own ids otherwise (built on demand).
+        self._row_ids = ids.astype(str)
+        self._row_values = rewards.to_numpy(dtype=float)
+        self._own: tuple[np.ndarray, dict[str, int], _Grouped] | None = None
+        self._bound: tuple[Hierarchy, _Grouped] | None = None
 
-    def _slot(self, dataset_id: str) -> int:
-        """Position j of ``dataset_id``'s rows, or -1 if the table has none."""
+    def _own_index(self) -> tuple[np.ndarray, dict[str, int], _Grouped]:
+        """The table's distinct ids (first-appearance order), their positions, and the rows
+        grouped by them."""
+        if self._own is None:
+            import pandas as pd
+
+            codes, uniques = pd.factorize(self._row_ids, sort=False)
+            ids = np.asarray(uniques, dtype=object)
+            pos = dict(zip(ids.tolist(), range(ids.size), strict=True))
+            self._own = (ids, pos, _Grouped(codes, ids.size, self._row_values))
+        return self._own
+
+    def _rows(self, dataset_id: str) -> np.ndarray | None:
+        """The logged rewards of ``dataset_id`` in file order (a view), None if it has none."""
         if self._bound is not None:
-            hierarchy, of_pool = self._bound
+            hierarchy, grouped = self._bound
             if dataset_id in hierarchy:  # the pool's own index: no second dict of ids
-                return int(of_pool[hierarchy.index(dataset_id)])
-        if self._pos is None:
-            self._pos = dict(zip(self._ids.tolist(), range(len(self._ids)), strict=True))
-        return self._pos.get(dataset_id, -1)
-
-    def _rows(self, j: int) -> np.ndarray:
-        start = int(self._starts[j])
-        return self._values[start : start + int(self._counts[j])]
+                return grouped.rows(hierarchy.index(dataset_id))
+        _, pos, grouped = self._own_index()
+        j = pos.get(dataset_id, -1)
+        return grouped.rows(j) if j >= 0 else None
 
     @staticmethod
     def _row(index: int, header_offset: int) -> str:
@@ -147,30 +151,27 @@ class TableEvaluator(Evaluator):
     # --- evaluator protocol --------------------------------------------------------------------
     def evaluate(self, spec: TrialSpec) -> float:
         """The ``spec.pull``-th logged reward of ``spec.dataset_id`` (cycling); NaN as is."""
-        j = self._slot(spec.dataset_id)
-        if j < 0:
+        rows = self._rows(spec.dataset_id)
+        if rows is None:
             raise UnknownDatasetError(f"{self._name}: no rewards for dataset {spec.dataset_id!r}")
-        start, count = int(self._starts[j]), int(self._counts[j])
-        return float(self._values[start + spec.pull % count])
+        return float(rows[spec.pull % rows.size])
 
     def check_pool(self, pool: Pool) -> None:
         """Raise :class:`DataError` naming a dataset of ``pool`` that has no row.
 
-        Also binds the table to the pool: later look-ups go through the pool's hierarchy
-        (one vectorised matching pass here instead of a dict of the table's ids).
+        Also binds the table to the pool: its rows are grouped by pool position (one pass of
+        look-ups in the pool's own index), so no second index of the ids is built.
         """
-        import pandas as pd
-
         h = pool.hierarchy
-        of_pool = pd.Index(self._ids).get_indexer(np.asarray(h.dataset_ids, dtype=object))
-        missing = np.flatnonzero(of_pool < 0)
+        grouped = _Grouped(h.positions(self._row_ids.tolist()), h.n_datasets, self._row_values)
+        missing = np.flatnonzero(grouped.counts == 0)
         if missing.size:
             more = f" and {missing.size - 1} more" if missing.size > 1 else ""
             first = h.dataset_ids[int(missing[0])]
             raise DataError(
                 f"{self._name}: no rewards for dataset {first!r}{more} of pool {pool.name!r}"
             )
-        self._bound = (h, of_pool)
+        self._bound = (h, grouped)
 
     def describe(self) -> dict[str, Any]:
         """Kind, file, columns and the SHA-256 of the table's content."""
@@ -186,23 +187,43 @@ class TableEvaluator(Evaluator):
     @property
     def dataset_ids(self) -> tuple[str, ...]:
         """Ids that have rows, in order of first appearance."""
-        return tuple(self._ids.tolist())
+        return tuple(self._own_index()[0].tolist())
 
     def rewards(self, dataset_id: str) -> np.ndarray:
         """All logged rewards of one dataset, in file order."""
-        j = self._slot(dataset_id)
-        if j < 0:
+        rows = self._rows(dataset_id)
+        if rows is None:
             raise UnknownDatasetError(f"{self._name}: no rewards for dataset {dataset_id!r}")
-        return self._rows(j).copy()
+        return rows.copy()
 
     def mean_rewards(self) -> dict[str, float]:
         """Mean logged reward of every dataset (NaN rows ignored; NaN if all are NaN)."""
+        ids, _, grouped = self._own_index()
         out = {}
-        for j, d in enumerate(self._ids.tolist()):
-            r = self._rows(j)
+        for j, d in enumerate(ids.tolist()):
+            r = grouped.rows(j)
             finite = r[~np.isnan(r)]
             out[d] = float(finite.mean()) if finite.size else float("nan")
         return out
 
     def __repr__(self) -> str:
-        return f"TableEvaluator({self._name!r}, datasets={len(self._ids)})"
+        return f"TableEvaluator({self._name!r}, datasets={len(self._own_index()[0])})"
+
+
+class _Grouped:
+    """Rows grouped by an integer key in [0, n) (rows with key -1 are dropped): the rows of
+    key j are ``values[starts[j] : starts[j] + counts[j]]``, in their original order."""
+
+    def __init__(self, codes: np.ndarray, n: int, values: np.ndarray) -> None:
+        codes = np.asarray(codes, dtype=np.intp)
+        keep = codes >= 0
+        if not keep.all():
+            codes, values = codes[keep], values[keep]
+        order = np.argsort(codes, kind="stable")
+        self.values = values[order]
+        self.counts = np.bincount(codes, minlength=n)
+        self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.intp)
+
+    def rows(self, j: int) -> np.ndarray:
+        start = int(self.starts[j])
+        return self.values[start : start + int(self.counts[j])]
