@@ -347,8 +347,11 @@ def _read_dataset_table(
     score_cols = [c for c in cols if c.startswith(SCORE_PREFIX)]
     scores = None
     if score_cols:
-        block = frame[score_cols].apply(pd.to_numeric, errors="coerce")
-        wrong = (block.isna() & frame[score_cols].notna()).to_numpy()
+        raw = frame[score_cols]
+        block = raw.apply(pd.to_numeric, errors="coerce")
+        # Empty cells (CSV "" or parquet null) are missing scores (NaN), not errors.
+        missing = raw.isna() | raw.astype(str).eq("")
+        wrong = (block.isna() & ~missing).to_numpy()
         if wrong.any():
             i, j = (int(v) for v in np.argwhere(wrong)[0])
             raise ManifestError(
@@ -377,11 +380,18 @@ def _read_table(file: Path, suffix: str) -> Any:
                     "pip install pyarrow"
                 ) from None
             return pd.read_parquet(file)
-        # Text columns stay text ("007" stays "007", an empty cell is ""); score_* columns
-        # are parsed as numbers afterwards.
-        header = pd.read_csv(file, nrows=0).columns
-        text = {c: str for c in header if c in TABLE_COLUMNS}
-        return pd.read_csv(file, dtype=text, keep_default_na=False, na_values=[""])
+        # No NA parsing: an empty cell is "" (an id "NA" stays "NA"); score_* columns are
+        # parsed as numbers afterwards. Types are inferred (asking for dtype=str makes
+        # pandas' reader ~10x slower and 3x larger); text columns that came out as numbers
+        # are read again as text, so "007" stays "007".
+        frame = pd.read_csv(file, na_filter=False)
+        numeric = [c for c in frame.columns if c in TABLE_COLUMNS and frame[c].dtype.kind != "O"]
+        numeric = [c for c in numeric if not pd.api.types.is_string_dtype(frame[c])]
+        if numeric:
+            again = pd.read_csv(file, usecols=numeric, dtype=str, na_filter=False)
+            for c in numeric:
+                frame[c] = again[c]
+        return frame
     except ManifestError:
         raise
     except pd.errors.EmptyDataError:

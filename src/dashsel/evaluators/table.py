@@ -79,8 +79,14 @@ class TableEvaluator(Evaluator):
         if not path.is_file():
             raise DataError(f"{path}: no such reward table")
         try:
-            # Ids are text even when they look like numbers ("007" must stay "007").
-            return pd.read_csv(path, dtype={self.dataset_column: str}, keep_default_na=True)
+            # Ids are text even when they look like numbers ("007" must stay "007"): a column
+            # read as numbers is read again as text. (Asking for dtype=str up front makes
+            # pandas' reader several times slower and larger on a million rows.)
+            frame = pd.read_csv(path, keep_default_na=True)
+            col = self.dataset_column
+            if col in frame.columns and not pd.api.types.is_string_dtype(frame[col]):
+                frame[col] = pd.read_csv(path, usecols=[col], dtype=str)[col]
+            return frame
         except pd.errors.EmptyDataError:
             raise DataError(f"{path}: empty reward table") from None
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
@@ -163,7 +169,15 @@ class TableEvaluator(Evaluator):
         look-ups in the pool's own index), so no second index of the ids is built.
         """
         h = pool.hierarchy
-        grouped = _Grouped(h.positions(self._row_ids.tolist()), h.n_datasets, self._row_values)
+        # In chunks: a million rows never exist as Python strings all at once.
+        step = 1 << 16
+        codes = np.concatenate(
+            [
+                h.positions(self._row_ids.iloc[i : i + step].tolist())
+                for i in range(0, len(self._row_ids), step)
+            ]
+        )
+        grouped = _Grouped(codes, h.n_datasets, self._row_values)
         missing = np.flatnonzero(grouped.counts == 0)
         if missing.size:
             more = f" and {missing.size - 1} more" if missing.size > 1 else ""
