@@ -165,3 +165,26 @@ def test_a_training_evaluator_needs_a_path_column(tmp_path) -> None:
     (tmp_path / "manifest.toml").write_text('[pool]\nname = "p"\ndatasets = "datasets.csv"\n')
     with pytest.raises(ManifestError, match="missing column 'path'"):
         load_manifest(tmp_path / "manifest.toml")
+
+
+def test_reward_rows_in_pool_order_and_shuffled_replay_the_same(tmp_path) -> None:
+    """The table evaluator matches rows to the pool by comparing ids when they are the pool's
+    ids in order, and through the pool's index otherwise: both give the same rewards."""
+    from dashsel.evaluators import TableEvaluator
+    from dashsel.trial import TrialSpec
+
+    m = load_manifest(write(tmp_path, big_table().head(500)))
+    ordered = m.make_evaluator()
+    frame = pd.read_csv(tmp_path / "rewards.csv")
+    shuffled = TableEvaluator(frame.sample(frac=1.0, random_state=0))
+    shuffled.check_pool(m.pool)
+    for d in ("d00000", "d00123", "d00499"):
+        spec = TrialSpec(number=0, dataset_id=d, seed=0, pull=0)
+        assert ordered.evaluate(spec) == shuffled.evaluate(spec)
+        assert ordered.evaluate(spec) == pytest.approx(int(d[1:]) / 499)
+        np.testing.assert_array_equal(ordered.rewards(d), shuffled.rewards(d))
+    assert ordered.dataset_ids == m.pool.dataset_ids
+    assert ordered.mean_rewards() == pytest.approx(shuffled.mean_rewards())
+    ordered.check_pool(m.pool)  # binding again works
+    again = ordered.evaluate(TrialSpec(number=0, dataset_id="d00001", seed=0, pull=3))
+    assert again == pytest.approx(1 / 499)

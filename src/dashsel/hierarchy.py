@@ -32,7 +32,7 @@ class Hierarchy:
     pandas' factorize), each computed once and cached. A hierarchy is immutable.
     """
 
-    __slots__ = ("__dict__", "_index", "dataset_ids", "groups")
+    __slots__ = ("__dict__", "_handed_out", "dataset_ids", "groups")
 
     dataset_ids: tuple[str, ...]
     groups: tuple[str, ...]
@@ -44,15 +44,18 @@ class Hierarchy:
             raise DashselError(f"hierarchy: {len(ids)} dataset ids but {len(grp)} group labels")
         if not ids:
             raise DashselError("hierarchy: the pool holds no datasets")
-        index = dict(zip(ids, range(len(ids)), strict=True))
-        if len(index) != len(ids) or "" in index:
+        # Uniqueness with a set (dropped at once): the id -> position dict is built only when
+        # an id the hierarchy has not handed out is looked up (see ``id_at``).
+        distinct = set(ids)
+        if len(distinct) != len(ids) or "" in distinct:
             _first_bad_id(ids)
+        del distinct
         if "" in set(grp):
             k = grp.index("")
             raise DashselError(f"hierarchy: dataset {ids[k]!r} has an empty group")
         object.__setattr__(self, "dataset_ids", ids)
         object.__setattr__(self, "groups", grp)
-        object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_handed_out", {})
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Hierarchy is immutable (cannot set {name!r})")
@@ -131,10 +134,25 @@ class Hierarchy:
     def n_groups(self) -> int:
         return len(self.group_ids)
 
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        return dict(zip(self.dataset_ids, range(self.n_datasets), strict=True))
+
+    def id_at(self, position: int) -> str:
+        """The id at ``position``, remembered so that looking it up again (``index``,
+        ``group_of``, ``in``) needs no index of the whole pool. Policies hand out ids this
+        way: a run of 100 trials on 10^6 datasets never builds the full id -> position dict.
+        """
+        dataset_id = self.dataset_ids[position]
+        if "_index" not in self.__dict__:
+            self._handed_out[dataset_id] = int(position)
+        return dataset_id
+
     def index(self, dataset_id: str) -> int:
         """Position of a dataset id; raises :class:`UnknownDatasetError` naming it."""
         try:
-            return self._index[dataset_id]
+            k = self._handed_out.get(dataset_id)
+            return k if k is not None else self._index[dataset_id]
         except (KeyError, TypeError):
             raise UnknownDatasetError(
                 f"unknown dataset id {dataset_id!r}: the pool holds "
@@ -150,7 +168,7 @@ class Hierarchy:
 
     def __contains__(self, dataset_id: object) -> bool:
         try:
-            return dataset_id in self._index
+            return dataset_id in self._handed_out or dataset_id in self._index
         except TypeError:  # unhashable
             return False
 

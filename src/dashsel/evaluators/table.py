@@ -121,7 +121,7 @@ class TableEvaluator(Evaluator):
         # Columnar: the rows stay two columns (ids as pandas' compact string column, rewards
         # as floats) and are grouped per dataset with array operations, by pool position once
         # bound to a pool (check_pool), by the table's own ids otherwise (built on demand).
-        self._row_ids = ids.astype(str)
+        self._row_ids: pd.Series | None = ids.astype(str)
         self._row_values = rewards.to_numpy(dtype=float)
         self._own: tuple[np.ndarray, dict[str, int], _Grouped] | None = None
         self._bound: tuple[Hierarchy, _Grouped] | None = None
@@ -132,6 +132,13 @@ class TableEvaluator(Evaluator):
         if self._own is None:
             import pandas as pd
 
+            if self._row_ids is None:  # bound to a pool whose ids are exactly the rows
+                assert self._bound is not None
+                hierarchy, grouped = self._bound
+                ids = np.asarray(hierarchy.dataset_ids, dtype=object)
+                pos = dict(zip(hierarchy.dataset_ids, range(ids.size), strict=True))
+                self._own = (ids, pos, grouped)
+                return self._own
             codes, uniques = pd.factorize(self._row_ids, sort=False)
             ids = np.asarray(uniques, dtype=object)
             pos = dict(zip(ids.tolist(), range(ids.size), strict=True))
@@ -168,19 +175,32 @@ class TableEvaluator(Evaluator):
         Also binds the table to the pool: its rows are grouped by pool position (one pass of
         look-ups in the pool's own index), so no second index of the ids is built.
         """
+        import pandas as pd
+
+        if self._row_ids is None:  # bound before, by rows equal to that pool's ids
+            assert self._bound is not None
+            self._row_ids = pd.Series(self._bound[0].dataset_ids, dtype=str)
         h = pool.hierarchy
         # In chunks: a million rows never exist as Python strings all at once.
         step = 1 << 16
-        codes = np.concatenate(
-            [
-                h.positions(self._row_ids.iloc[i : i + step].tolist())
-                for i in range(0, len(self._row_ids), step)
-            ]
-        )
-        grouped = _Grouped(codes, h.n_datasets, self._row_values)
-        missing = np.flatnonzero(grouped.counts == 0)
-        if missing.size:
-            more = f" and {missing.size - 1} more" if missing.size > 1 else ""
+        chunks = range(0, len(self._row_ids), step)
+        if len(self._row_ids) == h.n_datasets and all(
+            tuple(self._row_ids.iloc[i : i + step].tolist()) == h.dataset_ids[i : i + step]
+            for i in chunks
+        ):
+            # One row per dataset in pool order (a common layout): matched by comparing the
+            # ids, without an index of the pool's ids; the rows are used as they are, and the
+            # table's id column (the pool's ids) is not kept twice.
+            grouped = _Grouped(None, h.n_datasets, self._row_values)
+            self._row_ids = None
+        else:
+            codes = np.concatenate(
+                [h.positions(self._row_ids.iloc[i : i + step].tolist()) for i in chunks]
+            )
+            grouped = _Grouped(codes, h.n_datasets, self._row_values)
+        missing = np.flatnonzero(grouped.counts == 0) if grouped.counts is not None else ()
+        if len(missing):
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
             first = h.dataset_ids[int(missing[0])]
             raise DataError(
                 f"{self._name}: no rewards for dataset {first!r}{more} of pool {pool.name!r}"
@@ -228,7 +248,12 @@ class _Grouped:
     """Rows grouped by an integer key in [0, n) (rows with key -1 are dropped): the rows of
     key j are ``values[starts[j] : starts[j] + counts[j]]``, in their original order."""
 
-    def __init__(self, codes: np.ndarray, n: int, values: np.ndarray) -> None:
+    def __init__(self, codes: np.ndarray | None, n: int, values: np.ndarray) -> None:
+        if codes is None:  # row j is key j's only row: no copy, no offsets
+            self.values = values
+            self.counts = None
+            self.starts = None
+            return
         codes = np.asarray(codes, dtype=np.intp)
         keep = codes >= 0
         if not keep.all():
@@ -239,5 +264,7 @@ class _Grouped:
         self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.intp)
 
     def rows(self, j: int) -> np.ndarray:
+        if self.starts is None:
+            return self.values[j : j + 1]
         start = int(self.starts[j])
         return self.values[start : start + int(self.counts[j])]

@@ -563,12 +563,14 @@ class Policy(ABC):
         if n is not None:
             n = check_count("ask(n): n", n)
         mask = self._exclusion_mask(exclude)
+        # id_at: the hierarchy remembers the ids it hands out, so the run's look-ups of them
+        # need no index of the whole pool.
         if n is None:
-            return self.hierarchy_.dataset_ids[self._next(mask)]
+            return self.hierarchy_.id_at(self._next(mask))
         chosen = []
         for _ in range(n):
             idx = self._next(mask)
-            chosen.append(self.hierarchy_.dataset_ids[idx])
+            chosen.append(self.hierarchy_.id_at(idx))
             if mask is None:
                 mask = np.zeros(self.hierarchy_.n_datasets, dtype=bool)
             mask[idx] = True
