@@ -267,19 +267,37 @@ def write_tables(directory: Path, n: int) -> Path:
     return manifest
 
 
+LAUNCHER = """\
+import json, os, subprocess, sys, time
+t0 = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+_, status, usage = os.wait4(proc.pid, 0)
+wall = time.perf_counter() - t0
+err = proc.stderr.read().decode()
+print(json.dumps({"wall": wall, "rss_kib": usage.ru_maxrss,
+                  "rc": os.waitstatus_to_exitcode(status), "err": err[-2000:]}))
+"""
+
+
 def run_child(cmd: list[str], cwd: Path) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one child process."""
+    """Wall seconds and peak RSS (bytes) of one child process.
+
+    The child is started by a small launcher process: on Linux a child's peak RSS counts the
+    memory of the process it was forked from, and this benchmark's own process is large by
+    the time it gets here.
+    """
+    import json
+
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)  # fmt: skip
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {err[-2000:]}")
-    return wall, int(usage.ru_maxrss) * 1024  # Linux reports KiB
+    out = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, *cmd], cwd=cwd, env=env, capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"launcher failed: {out.stderr[-2000:]}")
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    if res["rc"] != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({res['rc']}): {res['err']}")
+    return float(res["wall"]), int(res["rss_kib"]) * 1024  # Linux reports KiB
 
 
 def end_to_end(n: int, repeats: int) -> dict[str, Any]:
