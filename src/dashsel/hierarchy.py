@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from itertools import repeat
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
+from itertools import repeat
 
 import numpy as np
 
@@ -192,16 +192,20 @@ class Hierarchy:
     def _fingerprint(self) -> str:
         # sha256 of "id\x00group\x01" for every dataset, joined in C rather than hashed
         # dataset by dataset (same digest, a fraction of the time at 10^6 datasets).
-        n = self.n_datasets
-        parts = zip(self.dataset_ids, repeat("\x00", n), self.groups, repeat("\x01", n))
+        n, ids, groups = self.n_datasets, self.dataset_ids, self.groups
+        parts = zip(ids, repeat("\x00", n), groups, repeat("\x01", n), strict=True)
         text = "".join(itertools.chain.from_iterable(parts))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _str_tuple(values: Sequence[str]) -> tuple[str, ...]:
     out = tuple(values)
-    if set(map(type, out)) - {str}:  # rare: numbers or numpy strings given as ids
-        out = tuple(str(v) for v in out)
+    try:
+        "".join(out)  # one C loop that fails on anything but str
+    except TypeError:  # rare: numbers given as ids
+        return tuple(str(v) for v in out)
+    if out and type(out[0]) is not str:  # e.g. numpy.str_ items (a str subclass)
+        return tuple(str(v) for v in out)
     return out
 
 
