@@ -4,9 +4,9 @@ for pools of 10^3 to 10^6 datasets, each beside a minimal numpy reference.
 For n datasets in round(sqrt(n)) groups (10^3 groups at 10^6) and each of DaSH and FlatTS:
 
 * **ask+tell**: median wall time of one ``policy.ask()`` + ``policy.tell()`` with a synthetic
-  reward, beside a minimal numpy implementation of the same step (below: one generator
-  seeded from (seed, step); DaSH: one draw per group, one per member of the chosen group;
-  FlatTS: one draw per dataset, argmax; O(1) update; no validation, no ids).
+  reward, interleaved step by step with a minimal numpy implementation of the same step
+  (below: one generator seeded from (seed, step); DaSH: one draw per group, one per member
+  of the chosen group; FlatTS: one draw per dataset, argmax; O(1) update; no validation).
 * **end of run**: time :func:`dashsel.select` spends after its last trial finishes
   (recommend, posterior, result), budget 100.
 * **journal**: extra time per trial of the same ``select`` with an SQLite journal (the
@@ -155,41 +155,29 @@ def steps_for(n: int) -> int:
     return 300 if n <= 100_000 else 100
 
 
-def time_steps(ask: Callable[[], Any], tell: Callable[[Any, float], None], n_steps: int,
-               reward: Callable[[Any], float]) -> float:  # fmt: skip
-    """Median seconds of one ask + tell."""
-    times = []
-    for _ in range(n_steps):
-        t0 = time.perf_counter()
-        a = ask()
-        tell(a, reward(a))
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def step_times(name: str, h: Hierarchy, utility: np.ndarray) -> tuple[float, float]:
-    """(dashsel, reference) median seconds per ask+tell."""
+    """(dashsel, reference) median seconds per ask+tell, the two interleaved step by step so
+    that both see the same load."""
     n = h.n_datasets
     policy = POLICIES[name]().reset(h, random_state=SEED)
-    rng = np.random.default_rng(1)
-    noise = rng.normal(0, 0.03, 10_000)
-    k = iter(range(10**9))
-
-    def reward_id(d: str) -> float:
-        return float(utility[h.index(d)] + noise[next(k) % noise.size])
-
-    ours = time_steps(policy.ask, policy.tell, steps_for(n), reward_id)
     ref: RefDaSH | RefFlat
     if name == "dash":
         ref = RefDaSH(np.asarray(h.group_index), h.n_groups, SEED)
     else:
         ref = RefFlat(n, SEED)
-
-    def reward_pos(i: int) -> float:
-        return float(utility[i] + noise[next(k) % noise.size])
-
-    theirs = time_steps(ref.ask, ref.tell, steps_for(n), reward_pos)
-    return ours, theirs
+    noise = np.random.default_rng(1).normal(0, 0.03, steps_for(n))
+    ours, theirs = [], []
+    for k in range(steps_for(n)):
+        t0 = time.perf_counter()
+        d = policy.ask()
+        policy.tell(d, float(utility[h.index(d)] + noise[k]))
+        t1 = time.perf_counter()
+        i = ref.ask()
+        ref.tell(i, float(utility[i] + noise[k]))
+        t2 = time.perf_counter()
+        ours.append(t1 - t0)
+        theirs.append(t2 - t1)
+    return float(np.median(ours)), float(np.median(theirs))
 
 
 class Synthetic(Evaluator):
@@ -384,10 +372,11 @@ def write_report(out: Path, rows: list[dict[str, Any]], e2e: dict[str, Any],
         "",
         "Pools of n datasets in round(sqrt(n)) groups (10^3 groups at 10^6). Per policy:",
         "",
-        "* **ask+tell**: median wall time of one `ask()` + `tell()` (synthetic reward), beside "
-        "the minimal numpy reference in `benchmarks/scale.py` (one generator seeded from "
-        "(seed, step); DaSH: one draw per group, one per member of the chosen group; FlatTS: "
-        "one draw per dataset, argmax; O(1) update; no validation, no ids).",
+        "* **ask+tell**: median wall time of one `ask()` + `tell()` (synthetic reward), "
+        "interleaved step by step with the minimal numpy reference in `benchmarks/scale.py` "
+        "(one generator seeded from (seed, step); DaSH: one draw per group, one per member of "
+        "the chosen group; FlatTS: one draw per dataset, argmax; O(1) update; no validation, "
+        "no ids).",
         f"* **end of run**: time `select()` spends after its last trial (recommend, posterior, "
         f"result), budget {BUDGET}; minimum of 3 runs.",
         "* **journal**: extra time per trial of the same `select()` with an SQLite journal over "
