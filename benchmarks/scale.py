@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", nargs="?", default=str(ROOT / "docs" / "benchmarks" / "scale.md"))
     ap.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
-    ap.add_argument("--repeats", type=int, default=3, help="end-to-end runs of each process")
+    ap.add_argument("--repeats", type=int, default=5, help="end-to-end runs of each process")
     ap.add_argument("--e2e-size", type=int, default=1_000_000)
     args = ap.parse_args(argv)
     out = Path(args.out)
