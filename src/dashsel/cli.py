@@ -427,16 +427,17 @@ def _fmt(x: float | None, pct: bool = False) -> str:
     return f"{100 * x:.1f}%" if pct else f"{x:.4f}"
 
 
-def _print_result(result: Any) -> None:
-    chosen = set(result.selected)
-    table = Table(title=f"posterior after {result.n_evaluations} evaluations", show_lines=False)
+TOP_ROWS = 25
+
+
+def _posterior_table(title: str, posterior: Any, chosen: set[str], rows: int = TOP_ROWS) -> Table:
+    """The ``rows`` datasets with the largest posterior mean (NaN last, ties in pool order),
+    found with a partial selection over the posterior's arrays: O(N) numpy at any pool size."""
+    table = Table(title=title, show_lines=False)
     for col in ("dataset", "group", "mean", "std", "pulls", "selected"):
         table.add_column(col, justify="right" if col in ("mean", "std", "pulls") else "left")
-    beliefs = sorted(
-        result.posterior.datasets,
-        key=lambda b: (-(b.mean if b.mean == b.mean else float("-inf")), b.id),
-    )
-    for b in beliefs[:25]:
+    for i in posterior.top(rows).tolist():
+        b = posterior.datasets[i]
         table.add_row(
             b.id,
             b.group or "",
@@ -445,8 +446,17 @@ def _print_result(result: Any) -> None:
             str(b.pulls),
             "✓" if b.id in chosen else "",
         )
-    if len(beliefs) > 25:
-        table.add_row(f"... {len(beliefs) - 25} more", "", "", "", "", "")
+    if posterior.n_datasets > rows:
+        table.add_row(f"... {posterior.n_datasets - rows} more", "", "", "", "", "")
+    return table
+
+
+def _print_result(result: Any) -> None:
+    table = _posterior_table(
+        f"posterior after {result.n_evaluations} evaluations",
+        result.posterior,
+        set(result.selected),
+    )
     console.print(table)
     console.print(f"[bold]selected[/]: {', '.join(result.selected)}")
     console.print(f"[bold]groups[/]:   {', '.join(result.selected_groups)}")
@@ -543,19 +553,7 @@ def report(
             rep = report_dict(journal, meta, frame, k=asked_k, percentile=asked_percentile)
             write_json_atomic(rep, json_out)
         if posterior is not None:
-            chosen = set(rec.datasets)
-            table = Table(title="posterior")
-            for col in ("dataset", "group", "mean", "std", "pulls", "selected"):
-                table.add_column(col)
-            for b in sorted(posterior.datasets, key=lambda b: (-_nan_low(b.mean), b.id)):
-                table.add_row(
-                    b.id,
-                    b.group or "",
-                    _fmt(b.mean),
-                    _fmt(b.std),
-                    str(b.pulls),
-                    "✓" if b.id in chosen else "",
-                )
+            table = _posterior_table("posterior", posterior, set(rec.datasets))
             console.print(table)
         t = Table(title=f"last {min(trials, len(frame))} trials")
         for col in ("number", "dataset_id", "seed", "pull", "state", "reward", "duration"):
@@ -571,10 +569,6 @@ def report(
                 f"{row.duration:.2f}s" if row.duration == row.duration else "-",
             )
         console.print(t)
-
-
-def _nan_low(x: float) -> float:
-    return x if x == x else float("-inf")
 
 
 @app.command()

@@ -37,6 +37,8 @@ def to_jsonable(value: Any, *, nonfinite: Literal["repr", "null"] = "repr") -> A
     if isinstance(value, Mapping):
         return {str(k): to_jsonable(v, nonfinite=nonfinite) for k, v in value.items()}
     if isinstance(value, list | tuple):
+        if _all_str(value):  # fast path: a pool's ids (10^6 of them), checked in C
+            return list(value)
         return [to_jsonable(v, nonfinite=nonfinite) for v in value]
     if isinstance(value, set | frozenset):
         return sorted((to_jsonable(v, nonfinite=nonfinite) for v in value), key=repr)
@@ -45,3 +47,12 @@ def to_jsonable(value: Any, *, nonfinite: Literal["repr", "null"] = "repr") -> A
     if isinstance(value, Path):
         return str(value)
     return repr(value)
+
+
+def _all_str(values: list[Any] | tuple[Any, ...]) -> bool:
+    """True if every item is a str (``str.join`` checks that in one C loop)."""
+    try:
+        "".join(values)
+    except TypeError:
+        return False
+    return True

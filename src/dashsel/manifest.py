@@ -35,7 +35,14 @@ Top level (any other key is an error, with a suggestion for typos):
     ``description`` (str, optional): free text.
     ``label_column`` (str, optional, default ``"label"``): default label column of every
     ``.csv``/``.parquet`` file below.
-``[[datasets]]`` (required, at least one)
+    ``datasets`` (str, optional): a ``.csv`` or ``.parquet`` table of the candidates, for
+    large pools, instead of ``[[datasets]]`` tables (not both). Columns: ``id`` and
+    ``group`` (required; ids unique, non-empty, without whitespace), ``path`` (optional,
+    relative to the manifest's folder; required when the evaluator trains models) and any
+    number of numeric ``score_*`` columns (kept as ``Pool.scores``, an (n, p) array, with
+    ``Pool.score_names`` the names without the prefix, for policies that build a prior from
+    them). Read with pandas (``.parquet`` needs pyarrow); a million rows load in seconds.
+``[[datasets]]`` (required, at least one, unless ``pool.datasets`` names a table)
     ``id`` (str, required, unique): the dataset's id; results refer to it.
     ``group`` (str, required): the group (source) it belongs to.
     ``path`` (str): its array file, ``.npz`` (arrays ``X`` and ``y``), ``.csv`` or ``.parquet``
@@ -74,13 +81,17 @@ import numpy as np
 from dashsel.arrays import FORMATS, load_arrays, save_npz
 from dashsel.config import ConfigContext
 from dashsel.errors import DashselError, DataError, ManifestError, one_line
+from dashsel.hierarchy import Hierarchy
 from dashsel.pool import ArraySplit, DatasetEntry, Pool
 
 if TYPE_CHECKING:
     from dashsel.evaluators.base import Evaluator
 
 TOP_KEYS = ("pool", "evaluator", "local", "validation", "test", "datasets")
-POOL_KEYS = ("name", "description", "label_column")
+POOL_KEYS = ("name", "description", "label_column", "datasets")
+TABLE_COLUMNS = ("id", "group", "path")
+SCORE_PREFIX = "score_"
+_WHITESPACE = re.compile(r"\s")
 DATASET_KEYS = ("id", "group", "path", "label_column", "x_key", "y_key", "meta")
 SPLIT_KEYS = ("path", "label_column", "x_key", "y_key")
 SPLITS = ("local", "validation", "test")
@@ -188,9 +199,62 @@ def load_manifest(path: str | Path, *, allow_estimators: Any = ()) -> Manifest:
     kind = validate_evaluator_config(evaluator, source=path, allow_estimators=allow_estimators)
     trains = f" (evaluator kind {kind.name!r} trains models)" if kind.trains else ""
 
+    table_rel = pool_ctx.string(pool_table, "datasets")
+    if table_rel is not None:
+        if "datasets" in raw:
+            raise ctx.fail(
+                "datasets", "give the datasets either as [[datasets]] tables or as "
+                "pool.datasets (a table file), not both"
+            )  # fmt: skip
+        columns = _read_dataset_table(pool_ctx, path, table_rel, required=bool(trains))
+        entries: list[DatasetEntry] | None = None
+    else:
+        columns = None
+        entries = _dataset_entries(ctx, raw, default_label, trains)
+
+    splits: dict[str, Any] = {}
+    for split in SPLITS:
+        needed = trains if split != "test" else ""
+        table = ctx.table(raw, split, required=bool(needed), reason=needed)
+        if table is None:
+            continue
+        sctx = ctx.sub(f"{split}.")
+        sctx.known_keys(table, SPLIT_KEYS)
+        loader, _ = _loader(sctx, table, f"{split} data", default_label, required=True)
+        splits[split] = loader
+
+    try:
+        if columns is not None:
+            pool = Pool.from_table(
+                columns.hierarchy,
+                paths=columns.paths,
+                loader=partial(_load_table_dataset, label_column=default_label),
+                scores=columns.scores,
+                score_names=columns.score_names,
+                name=name,
+                **splits,
+            )
+        else:
+            assert entries is not None
+            pool = Pool(entries, name=name, **splits)
+    except DashselError as exc:  # hierarchy problems not caught above; keep the file in front
+        raise ctx.fail("datasets", str(exc)) from None
+    return Manifest(
+        path=path, pool=pool, evaluator=dict(evaluator), raw=raw, allow_estimators=allow_estimators
+    )
+
+
+def _dataset_entries(
+    ctx: ConfigContext, raw: dict[str, Any], default_label: str, trains: str
+) -> list[DatasetEntry]:
+    """The ``[[datasets]]`` tables as entries (each checked, files included)."""
     datasets = raw.get("datasets")
     if datasets is None:
-        raise ctx.fail("datasets", "missing; list candidates as [[datasets]] tables")
+        raise ctx.fail(
+            "datasets",
+            "missing; list candidates as [[datasets]] tables or name a table of them "
+            'with pool.datasets = "datasets.csv"',
+        )
     if not isinstance(datasets, list) or not all(isinstance(d, dict) for d in datasets):
         raise ctx.fail("datasets", "must be an array of tables ([[datasets]])")
     if not datasets:
@@ -211,25 +275,190 @@ def load_manifest(path: str | Path, *, allow_estimators: Any = ()) -> Manifest:
             dctx, d, f"dataset {did!r}", default_label, required=bool(trains), reason=trains
         )
         entries.append(DatasetEntry(did, group, loader=loader, source=source, meta=meta))
+    return entries
 
-    splits: dict[str, Any] = {}
-    for split in SPLITS:
-        needed = trains if split != "test" else ""
-        table = ctx.table(raw, split, required=bool(needed), reason=needed)
-        if table is None:
-            continue
-        sctx = ctx.sub(f"{split}.")
-        sctx.known_keys(table, SPLIT_KEYS)
-        loader, _ = _loader(sctx, table, f"{split} data", default_label, required=True)
-        splits[split] = loader
+
+@dataclass
+class _DatasetColumns:
+    hierarchy: Hierarchy
+    paths: tuple[str | None, ...] | None
+    scores: np.ndarray | None
+    score_names: tuple[str, ...]
+
+
+def _read_dataset_table(
+    ctx: ConfigContext, manifest: Path, rel: str, *, required: bool
+) -> _DatasetColumns:
+    """Read ``pool.datasets``: a ``.csv`` or ``.parquet`` table with columns ``id``,
+    ``group``, optional ``path`` and optional numeric ``score_*`` columns, with a columnar
+    reader (pandas), and check it in vectorised passes.
+
+    Errors are one line naming the table file and the row (1-based data row; for CSV also
+    the file's line).
+    """
+    import pandas as pd
+
+    file = (manifest.parent / Path(rel).expanduser()).resolve()
+    suffix = file.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise ctx.fail("datasets", f"unknown table extension in {rel!r}: use .csv or .parquet")
+    if not file.is_file():
+        raise ctx.fail("datasets", f"no such table of datasets {file}")
+    frame = _read_table(file, suffix)
+    where = f"{file}"
+    cols = [str(c) for c in frame.columns]
+    for c in ("id", "group"):
+        if c not in cols:
+            raise ManifestError(f"{where}: missing column {c!r} (columns: {', '.join(cols)})")
+    for c in cols:
+        if c not in TABLE_COLUMNS and not c.startswith(SCORE_PREFIX):
+            raise ManifestError(
+                f"{where}: unknown column {c!r}; columns are id, group, path (optional) and "
+                "score_* (optional, numeric)"
+            )
+    if len(frame) == 0:
+        raise ManifestError(f"{where}: the table of datasets has no rows")
+
+    def row(i: int) -> str:
+        line = f" (line {i + 2})" if suffix == ".csv" else ""
+        return f"row {i + 1}{line}"
+
+    ids = _text_column(frame["id"])
+    groups = _text_column(frame["group"])
+    for name, col in (("id", ids), ("group", groups)):
+        empty = np.flatnonzero((col.isna() | (col == "")).to_numpy())
+        if empty.size:
+            raise ManifestError(f"{where}: {row(int(empty[0]))}: empty {name}")
+    # Tuples of str (the hierarchy's form); the checks below run in C over them. Groups are
+    # factorized first, so the pool holds one str per group, not one per row.
+    id_tuple = tuple(ids.tolist())
+    group_codes, group_names = pd.factorize(groups, sort=False)
+    if _WHITESPACE.search("".join(id_tuple)):  # one regex pass over all ids at once
+        i = next(k for k, d in enumerate(id_tuple) if _WHITESPACE.search(d))
+        raise ManifestError(f"{where}: {row(i)}: id {id_tuple[i]!r} contains whitespace")
+    try:
+        # Hierarchy checks uniqueness with its own index (one hash pass, not two).
+        hierarchy = Hierarchy.from_codes(id_tuple, group_codes, list(group_names))
+    except DashselError:
+        dup = np.flatnonzero(ids.duplicated().to_numpy())
+        i = int(dup[0])
+        first = int(np.flatnonzero((ids == ids.iloc[i]).to_numpy())[0])
+        raise ManifestError(
+            f"{where}: {row(i)}: duplicate dataset id {ids.iloc[i]!r} (also {row(first)})"
+        ) from None
+
+    paths: tuple[str | None, ...] | None = None
+    if "path" in cols:
+        paths = _resolve_paths(_text_column(frame["path"]), manifest.parent, where, row, required)
+    elif required:
+        raise ManifestError(
+            f"{where}: missing column 'path': the evaluator trains models, so every dataset "
+            "needs an array file"
+        )
+
+    score_cols = [c for c in cols if c.startswith(SCORE_PREFIX)]
+    scores = None
+    if score_cols:
+        raw = frame[score_cols]
+        block = raw.apply(pd.to_numeric, errors="coerce")
+        # Empty cells (CSV "" or parquet null) are missing scores (NaN), not errors.
+        missing = raw.isna() | raw.astype(str).eq("")
+        wrong = (block.isna() & ~missing).to_numpy()
+        if wrong.any():
+            i, j = (int(v) for v in np.argwhere(wrong)[0])
+            raise ManifestError(
+                f"{where}: {row(i)}: column {score_cols[j]!r} is not a number: "
+                f"{frame[score_cols[j]].iloc[i]!r}"
+            )
+        scores = block.to_numpy(dtype=float)
+    return _DatasetColumns(
+        hierarchy=hierarchy,
+        paths=paths,
+        scores=scores,
+        score_names=tuple(c[len(SCORE_PREFIX) :] for c in score_cols),
+    )
+
+
+def _read_table(file: Path, suffix: str) -> Any:
+    import pandas as pd
 
     try:
-        pool = Pool(entries, name=name, **splits)
-    except DashselError as exc:  # hierarchy problems not caught above; keep the file in front
-        raise ctx.fail("datasets", str(exc)) from None
-    return Manifest(
-        path=path, pool=pool, evaluator=dict(evaluator), raw=raw, allow_estimators=allow_estimators
-    )
+        if suffix == ".parquet":
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError:
+                raise ManifestError(
+                    f"{file}: reading a .parquet table of datasets needs pyarrow: "
+                    "pip install pyarrow"
+                ) from None
+            return pd.read_parquet(file)
+        # No NA parsing: an empty cell is "" (an id "NA" stays "NA"); score_* columns are
+        # parsed as numbers afterwards. Types are inferred (asking for dtype=str makes
+        # pandas' reader ~10x slower and 3x larger); text columns that came out as numbers
+        # are read again as text, so "007" stays "007".
+        frame = pd.read_csv(file, na_filter=False)
+        numeric = [c for c in frame.columns if c in TABLE_COLUMNS and frame[c].dtype.kind != "O"]
+        numeric = [c for c in numeric if not pd.api.types.is_string_dtype(frame[c])]
+        if numeric:
+            again = pd.read_csv(file, usecols=numeric, dtype=str, na_filter=False)
+            for c in numeric:
+                frame[c] = again[c]
+        return frame
+    except ManifestError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise ManifestError(f"{file}: empty table of datasets") from None
+    except Exception as exc:  # any reader failure is the file's fault
+        msg = one_line(exc)
+        raise ManifestError(f"{file}: not a readable {suffix[1:]} table ({msg})") from None
+
+
+def _text_column(col: Any) -> Any:
+    """A column as str values (NaN where missing): parquet may hold numbers or bytes."""
+    import pandas as pd
+
+    if pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty"):
+        return col
+    out = col.astype(object).where(col.notna())
+    return out.map(lambda v: v if v is None or isinstance(v, float) else str(v))
+
+
+def _resolve_paths(
+    col: Any, base: Path, where: str, row: Any, required: bool
+) -> tuple[str | None, ...]:
+    """Absolute array paths (None where a row has none); checks extension and existence."""
+    import os
+
+    values = col.tolist()
+    out: list[str | None] = []
+    base_s = str(base)
+    formats = set(FORMATS)
+    for i, v in enumerate(values):
+        if isinstance(v, str) and "\x00" in v:  # the OS cannot name such a file
+            raise ManifestError(f"{where}: {row(i)}: path contains a NUL byte")
+        if v is None or v != v or v == "":
+            if required:
+                raise ManifestError(
+                    f"{where}: {row(i)}: empty path (the evaluator trains models, so every "
+                    "dataset needs an array file)"
+                )
+            out.append(None)
+            continue
+        full = os.path.normpath(os.path.join(base_s, os.path.expanduser(v)))
+        if os.path.splitext(full)[1].lower() not in formats:
+            raise ManifestError(
+                f"{where}: {row(i)}: unknown file extension in {v!r}: use one of "
+                f"{', '.join(FORMATS)}"
+            )
+        if not os.path.isfile(full):
+            raise ManifestError(f"{where}: {row(i)}: no such file {full}")
+        out.append(full)
+    return tuple(out)
+
+
+def _load_table_dataset(dataset_id: str, path: str, *, label_column: str) -> ArraySplit:
+    """Load one dataset of a table pool (module level: pools are pickled to workers)."""
+    return _load_named(f"dataset {dataset_id!r}", path, label_column=label_column)
 
 
 def _loader(

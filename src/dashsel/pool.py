@@ -15,6 +15,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -115,10 +116,42 @@ class Pool:
         test: ArraySplit | Loader | None = None,
         name: str = "pool",
     ) -> None:
+        entries = tuple(datasets)
+        self._init(
+            Hierarchy([e.id for e in entries], [e.group for e in entries]),
+            entries,
+            None,
+            local=local,
+            validation=validation,
+            test=test,
+            name=name,
+        )
+
+    def _init(
+        self,
+        hierarchy: Hierarchy,
+        entries: tuple[DatasetEntry, ...] | None,
+        table: _TableEntries | None,
+        *,
+        local: ArraySplit | Loader | None,
+        validation: ArraySplit | Loader | None,
+        test: ArraySplit | Loader | None,
+        name: str,
+        scores: np.ndarray | None = None,
+        score_names: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
-        self.entries: tuple[DatasetEntry, ...] = tuple(datasets)
-        self.hierarchy = Hierarchy([e.id for e in self.entries], [e.group for e in self.entries])
-        self._by_id = {e.id: e for e in self.entries}
+        self.hierarchy = hierarchy
+        # Pools read from a table of datasets make their DatasetEntry objects on demand (one
+        # per dataset only for whoever iterates ``entries``): a 10^6-dataset pool holds its
+        # ids, groups and paths as columns.
+        self._entries = entries
+        self._table = table
+        self._by_id: dict[str, DatasetEntry] = (
+            {e.id: e for e in entries} if entries is not None else {}
+        )
+        self.scores = scores
+        self.score_names = score_names
         self._splits: dict[str, ArraySplit | Loader | None] = {
             "local": local,
             "validation": validation,
@@ -128,6 +161,82 @@ class Pool:
         # on first use; the same object as the entry's data when nothing was dropped.
         self._task_data: dict[str, ArraySplit] = {}
         self._classes: frozenset[Any] | None = None
+
+    @classmethod
+    def from_table(
+        cls,
+        dataset_ids: Sequence[str] | Hierarchy,
+        groups: Sequence[str] | None = None,
+        *,
+        paths: Sequence[str | None] | None = None,
+        loader: Callable[[str, str], ArraySplit] | None = None,
+        scores: np.ndarray | None = None,
+        score_names: Sequence[str] = (),
+        local: ArraySplit | Loader | None = None,
+        validation: ArraySplit | Loader | None = None,
+        test: ArraySplit | Loader | None = None,
+        name: str = "pool",
+    ) -> Pool:
+        """A pool held as columns (what ``[pool] datasets = "table.csv"`` manifests give).
+
+        Parameters
+        ----------
+        dataset_ids, groups : sequence of str
+            One id and one group per dataset, in pool order; or a :class:`Hierarchy` as
+            ``dataset_ids`` and no ``groups`` (used as it is).
+        paths : sequence of str or None, optional
+            Each dataset's array file (None or "" where it has none: replay-only).
+        loader : callable, optional
+            ``loader(dataset_id, path) -> ArraySplit``; picklable (a module-level function
+            or a ``functools.partial`` of one) so pools travel to worker processes. Required
+            with ``paths``.
+        scores : ndarray of shape (n_datasets, p), optional
+            Numeric per-dataset features carried for policies that use a prior from them
+            (the table's ``score_*`` columns), in pool order; names in ``score_names``.
+        local, validation, test, name
+            As for :class:`Pool`.
+        """
+        if isinstance(dataset_ids, Hierarchy):
+            if groups is not None:
+                raise DashselError("pool: give groups only with a sequence of dataset ids")
+            hierarchy = dataset_ids
+        else:
+            if groups is None:
+                raise DashselError("pool: dataset ids need their groups")
+            hierarchy = Hierarchy(dataset_ids, groups)
+        n = hierarchy.n_datasets
+        if paths is not None and len(paths) != n:
+            raise DashselError(f"pool: {len(paths)} paths for {n} datasets")
+        if paths is not None and loader is None:
+            raise DashselError("pool: paths need a loader")
+        if scores is not None:
+            scores = np.asarray(scores, dtype=float)
+            if scores.ndim != 2 or scores.shape[0] != n or scores.shape[1] != len(score_names):
+                raise DashselError(
+                    f"pool: scores must have shape ({n}, {len(score_names)}), got {scores.shape}"
+                )
+            scores.flags.writeable = False
+        pool = cls.__new__(cls)
+        pool._init(
+            hierarchy,
+            None,
+            _TableEntries(tuple(paths) if paths is not None else None, loader),
+            local=local,
+            validation=validation,
+            test=test,
+            name=name,
+            scores=scores,
+            score_names=tuple(score_names),
+        )
+        return pool
+
+    @property
+    def entries(self) -> tuple[DatasetEntry, ...]:
+        """Every candidate as a :class:`DatasetEntry`, in pool order (built on first use for
+        pools read from a table: prefer :attr:`hierarchy` and :meth:`entry` there)."""
+        if self._entries is None:
+            self._entries = tuple(self.entry(d) for d in self.hierarchy.dataset_ids)
+        return self._entries
 
     # --- construction ----------------------------------------------------------------------
     @classmethod
@@ -164,14 +273,20 @@ class Pool:
 
     @classmethod
     def replay_only(cls, hierarchy: Hierarchy, name: str = "pool") -> Pool:
-        """A pool with structure but no arrays, for replay (``table``) evaluators."""
-        return cls(
-            [
-                DatasetEntry(d, g)
-                for d, g in zip(hierarchy.dataset_ids, hierarchy.groups, strict=True)
-            ],
+        """A pool with structure but no arrays, for replay (``table``) evaluators.
+
+        The hierarchy is used as it is (not rebuilt) and entries are made on demand."""
+        pool = cls.__new__(cls)
+        pool._init(
+            hierarchy,
+            None,
+            _TableEntries(None, None),
+            local=None,
+            validation=None,
+            test=None,
             name=name,
         )
+        return pool
 
     # --- access ----------------------------------------------------------------------------
     @property
@@ -179,11 +294,16 @@ class Pool:
         return self.hierarchy.dataset_ids
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return self.hierarchy.n_datasets
 
     def entry(self, dataset_id: str) -> DatasetEntry:
-        self.hierarchy.index(dataset_id)  # raises UnknownDatasetError with a clear message
-        return self._by_id[dataset_id]
+        k = self.hierarchy.index(dataset_id)  # raises UnknownDatasetError with a clear message
+        e = self._by_id.get(dataset_id)
+        if e is None:  # a table pool: made on first use, then kept (it caches the arrays)
+            assert self._table is not None
+            e = self._table.entry(self.hierarchy, k)
+            self._by_id[dataset_id] = e
+        return e
 
     def dataset(self, dataset_id: str) -> ArraySplit:
         """Arrays of one candidate dataset (loaded on first use), restricted to the task.
@@ -250,6 +370,9 @@ class Pool:
 
     @property
     def has_arrays(self) -> bool:
+        if self._entries is None and self._table is not None:
+            paths = self._table.paths
+            return paths is not None and all(paths) and self.has_split("validation")
         return all(e.has_data for e in self.entries) and self.has_split("validation")
 
     @property
@@ -273,6 +396,21 @@ class Pool:
 
     def __repr__(self) -> str:
         return f"Pool(name={self.name!r}, datasets={len(self)}, groups={self.hierarchy.n_groups})"
+
+
+@dataclass(frozen=True)
+class _TableEntries:
+    """How a table pool makes the :class:`DatasetEntry` of one dataset on demand."""
+
+    paths: tuple[str | None, ...] | None
+    loader: Callable[[str, str], ArraySplit] | None
+
+    def entry(self, hierarchy: Hierarchy, k: int) -> DatasetEntry:
+        did, group = hierarchy.dataset_ids[k], hierarchy.groups[k]
+        path = self.paths[k] if self.paths is not None else None
+        if not path or self.loader is None:
+            return DatasetEntry(did, group)
+        return DatasetEntry(did, group, loader=partial(self.loader, did, path), source=path)
 
 
 def _where(source: str | None) -> str:

@@ -30,7 +30,8 @@ class SelectionResult:
     selected_groups : tuple of str
         Groups of the chosen datasets.
     posterior : Posterior
-        The policy's final beliefs about every dataset and group.
+        The policy's final beliefs about every dataset and group, as columns (numpy arrays;
+        ``posterior.to_frame()`` for a DataFrame, ``posterior.dataset(id)`` for one belief).
     trials : pandas.DataFrame
         One row per finished trial, in number order (columns ``number``, ``batch``,
         ``dataset_id``, ``group``, ``seed``, ``pull``, ``reward``, ``started``, ``finished``,
@@ -101,8 +102,9 @@ class SelectionResult:
         return {
             "selected": list(self.selected),
             "selected_groups": list(self.selected_groups),
-            "posterior": [_json(b.to_dict()) for b in self.posterior.datasets],
-            "group_posterior": [_json(b.to_dict()) for b in self.posterior.groups],
+            # Column-wise, one plain dict per arm (no Belief objects in between).
+            "posterior": self.posterior.records("datasets"),
+            "group_posterior": self.posterior.records("groups"),
             "trials": _json(self.trials.to_dict(orient="records")),
             "test_accuracy": _json(self.test_accuracy),
             "local_accuracy": _json(self.local_accuracy),

@@ -22,6 +22,7 @@ from dashsel.trial import TrialSpec
 if TYPE_CHECKING:
     import pandas as pd
 
+    from dashsel.hierarchy import Hierarchy
     from dashsel.pool import Pool
 
 
@@ -69,7 +70,7 @@ class TableEvaluator(Evaluator):
             frame = self._read(self.path)
             self._sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()
             header_offset = 2  # line numbers in the file: header is line 1
-        self._rewards = self._parse(frame, header_offset)
+        self._parse(frame, header_offset)
 
     # --- reading -------------------------------------------------------------------------------
     def _read(self, path: Path) -> pd.DataFrame:
@@ -78,15 +79,21 @@ class TableEvaluator(Evaluator):
         if not path.is_file():
             raise DataError(f"{path}: no such reward table")
         try:
-            # Ids are text even when they look like numbers ("007" must stay "007").
-            return pd.read_csv(path, dtype={self.dataset_column: str}, keep_default_na=True)
+            # Ids are text even when they look like numbers ("007" must stay "007"): a column
+            # read as numbers is read again as text. (Asking for dtype=str up front makes
+            # pandas' reader several times slower and larger on a million rows.)
+            frame = pd.read_csv(path, keep_default_na=True)
+            col = self.dataset_column
+            if col in frame.columns and not pd.api.types.is_string_dtype(frame[col]):
+                frame[col] = pd.read_csv(path, usecols=[col], dtype=str)[col]
+            return frame
         except pd.errors.EmptyDataError:
             raise DataError(f"{path}: empty reward table") from None
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
             msg = " ".join(str(exc).split())
             raise DataError(f"{path}: not a readable CSV file ({msg})") from None
 
-    def _parse(self, frame: pd.DataFrame, header_offset: int) -> dict[str, np.ndarray]:
+    def _parse(self, frame: pd.DataFrame, header_offset: int) -> None:
         import pandas as pd
 
         for col in (self.dataset_column, self.reward_column):
@@ -111,11 +118,42 @@ class TableEvaluator(Evaluator):
                 f"{self._name}: column {self.reward_column!r} is not a number on "
                 f"{self._row(i, header_offset)}: {raw.iloc[i]!r}"
             )
-        values = rewards.to_numpy(dtype=float)
-        out: dict[str, list[float]] = {}
-        for did, r in zip(ids.astype(str).to_numpy(), values, strict=True):
-            out.setdefault(did, []).append(float(r))
-        return {d: np.asarray(v, dtype=float) for d, v in out.items()}
+        # Columnar: the rows stay two columns (ids as pandas' compact string column, rewards
+        # as floats) and are grouped per dataset with array operations, by pool position once
+        # bound to a pool (check_pool), by the table's own ids otherwise (built on demand).
+        self._row_ids: pd.Series | None = ids.astype(str)
+        self._row_values = rewards.to_numpy(dtype=float)
+        self._own: tuple[np.ndarray, dict[str, int], _Grouped] | None = None
+        self._bound: tuple[Hierarchy, _Grouped] | None = None
+
+    def _own_index(self) -> tuple[np.ndarray, dict[str, int], _Grouped]:
+        """The table's distinct ids (first-appearance order), their positions, and the rows
+        grouped by them."""
+        if self._own is None:
+            import pandas as pd
+
+            if self._row_ids is None:  # bound to a pool whose ids are exactly the rows
+                assert self._bound is not None
+                hierarchy, grouped = self._bound
+                ids = np.asarray(hierarchy.dataset_ids, dtype=object)
+                pos = dict(zip(hierarchy.dataset_ids, range(ids.size), strict=True))
+                self._own = (ids, pos, grouped)
+                return self._own
+            codes, uniques = pd.factorize(self._row_ids, sort=False)
+            ids = np.asarray(uniques, dtype=object)
+            pos = dict(zip(ids.tolist(), range(ids.size), strict=True))
+            self._own = (ids, pos, _Grouped(codes, ids.size, self._row_values))
+        return self._own
+
+    def _rows(self, dataset_id: str) -> np.ndarray | None:
+        """The logged rewards of ``dataset_id`` in file order (a view), None if it has none."""
+        if self._bound is not None:
+            hierarchy, grouped = self._bound
+            if dataset_id in hierarchy:  # the pool's own index: no second dict of ids
+                return grouped.rows(hierarchy.index(dataset_id))
+        _, pos, grouped = self._own_index()
+        j = pos.get(dataset_id, -1)
+        return grouped.rows(j) if j >= 0 else None
 
     @staticmethod
     def _row(index: int, header_offset: int) -> str:
@@ -126,7 +164,7 @@ class TableEvaluator(Evaluator):
     # --- evaluator protocol --------------------------------------------------------------------
     def evaluate(self, spec: TrialSpec) -> float:
         """The ``spec.pull``-th logged reward of ``spec.dataset_id`` (cycling); NaN as is."""
-        rows = self._rewards.get(spec.dataset_id)
+        rows = self._rows(spec.dataset_id)
         if rows is None:
             raise UnknownDatasetError(f"{self._name}: no rewards for dataset {spec.dataset_id!r}")
         return float(rows[spec.pull % rows.size])
@@ -136,13 +174,42 @@ class TableEvaluator(Evaluator):
         return all(r.size == 1 or bool(np.all(r == r[0])) for r in self._rewards.values())
 
     def check_pool(self, pool: Pool) -> None:
-        """Raise :class:`DataError` naming a dataset of ``pool`` that has no row."""
-        missing = [d for d in pool.dataset_ids if d not in self._rewards]
-        if missing:
-            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-            raise DataError(
-                f"{self._name}: no rewards for dataset {missing[0]!r}{more} of pool {pool.name!r}"
+        """Raise :class:`DataError` naming a dataset of ``pool`` that has no row.
+
+        Also binds the table to the pool: its rows are grouped by pool position (one pass of
+        look-ups in the pool's own index), so no second index of the ids is built.
+        """
+        import pandas as pd
+
+        if self._row_ids is None:  # bound before, by rows equal to that pool's ids
+            assert self._bound is not None
+            self._row_ids = pd.Series(self._bound[0].dataset_ids, dtype=str)
+        h = pool.hierarchy
+        # In chunks: a million rows never exist as Python strings all at once.
+        step = 1 << 16
+        chunks = range(0, len(self._row_ids), step)
+        if len(self._row_ids) == h.n_datasets and all(
+            tuple(self._row_ids.iloc[i : i + step].tolist()) == h.dataset_ids[i : i + step]
+            for i in chunks
+        ):
+            # One row per dataset in pool order (a common layout): matched by comparing the
+            # ids, without an index of the pool's ids; the rows are used as they are, and the
+            # table's id column (the pool's ids) is not kept twice.
+            grouped = _Grouped(None, h.n_datasets, self._row_values)
+            self._row_ids = None
+        else:
+            codes = np.concatenate(
+                [h.positions(self._row_ids.iloc[i : i + step].tolist()) for i in chunks]
             )
+            grouped = _Grouped(codes, h.n_datasets, self._row_values)
+        missing = np.flatnonzero(grouped.counts == 0) if grouped.counts is not None else ()
+        if len(missing):
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            first = h.dataset_ids[int(missing[0])]
+            raise DataError(
+                f"{self._name}: no rewards for dataset {first!r}{more} of pool {pool.name!r}"
+            )
+        self._bound = (h, grouped)
 
     def describe(self) -> dict[str, Any]:
         """Kind, file, columns and the SHA-256 of the table's content."""
@@ -158,21 +225,50 @@ class TableEvaluator(Evaluator):
     @property
     def dataset_ids(self) -> tuple[str, ...]:
         """Ids that have rows, in order of first appearance."""
-        return tuple(self._rewards)
+        return tuple(self._own_index()[0].tolist())
 
     def rewards(self, dataset_id: str) -> np.ndarray:
         """All logged rewards of one dataset, in file order."""
-        if dataset_id not in self._rewards:
+        rows = self._rows(dataset_id)
+        if rows is None:
             raise UnknownDatasetError(f"{self._name}: no rewards for dataset {dataset_id!r}")
-        return self._rewards[dataset_id].copy()
+        return rows.copy()
 
     def mean_rewards(self) -> dict[str, float]:
         """Mean logged reward of every dataset (NaN rows ignored; NaN if all are NaN)."""
+        ids, _, grouped = self._own_index()
         out = {}
-        for d, r in self._rewards.items():
+        for j, d in enumerate(ids.tolist()):
+            r = grouped.rows(j)
             finite = r[~np.isnan(r)]
             out[d] = float(finite.mean()) if finite.size else float("nan")
         return out
 
     def __repr__(self) -> str:
-        return f"TableEvaluator({self._name!r}, datasets={len(self._rewards)})"
+        return f"TableEvaluator({self._name!r}, datasets={len(self._own_index()[0])})"
+
+
+class _Grouped:
+    """Rows grouped by an integer key in [0, n) (rows with key -1 are dropped): the rows of
+    key j are ``values[starts[j] : starts[j] + counts[j]]``, in their original order."""
+
+    def __init__(self, codes: np.ndarray | None, n: int, values: np.ndarray) -> None:
+        if codes is None:  # row j is key j's only row: no copy, no offsets
+            self.values = values
+            self.counts = None
+            self.starts = None
+            return
+        codes = np.asarray(codes, dtype=np.intp)
+        keep = codes >= 0
+        if not keep.all():
+            codes, values = codes[keep], values[keep]
+        order = np.argsort(codes, kind="stable")
+        self.values = values[order]
+        self.counts = np.bincount(codes, minlength=n)
+        self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.intp)
+
+    def rows(self, j: int) -> np.ndarray:
+        if self.starts is None:
+            return self.values[j : j + 1]
+        start = int(self.starts[j])
+        return self.values[start : start + int(self.counts[j])]

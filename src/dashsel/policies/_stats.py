@@ -13,6 +13,7 @@ public inside it so that no module imports a private name from another.
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from numbers import Real
 from typing import Protocol
 
@@ -20,13 +21,12 @@ import numpy as np
 
 from dashsel.errors import DashselError
 from dashsel.hierarchy import Hierarchy
-from dashsel.policies.base import Belief, Posterior
+from dashsel.policies.base import Posterior
 
 __all__ = [
     "ArmStats",
     "PriorLike",
     "argmax_random_tie",
-    "beliefs",
     "check_finite",
     "check_range",
     "check_std",
@@ -47,7 +47,7 @@ class ArmStats:
     group_of : ndarray of intp
         Group position (in ``hierarchy.group_ids`` order) of each dataset.
     members : tuple of ndarray
-        ``members[g]``: dataset positions of group ``g``, in pool order.
+        ``members[g]``: dataset positions of group ``g``, in pool order (built on first use).
     sizes : ndarray of int
         Number of datasets per group.
     counts, sums, means, m2 : ndarray
@@ -68,12 +68,10 @@ class ArmStats:
     """
 
     def __init__(self, hierarchy: Hierarchy) -> None:
-        pos = {g: i for i, g in enumerate(dict.fromkeys(hierarchy.groups))}
-        n, n_groups = hierarchy.n_datasets, len(pos)
-        self.group_of = np.fromiter((pos[g] for g in hierarchy.groups), dtype=np.intp, count=n)
-        order = np.argsort(self.group_of, kind="stable")
+        n, n_groups = hierarchy.n_datasets, hierarchy.n_groups
+        # The hierarchy's cached, read-only codes: shared, not copied, by every policy.
+        self.group_of = hierarchy.group_index
         self.sizes = np.bincount(self.group_of, minlength=n_groups)
-        self.members: tuple[np.ndarray, ...] = tuple(np.split(order, np.cumsum(self.sizes)[:-1]))
         self.counts = np.zeros(n, dtype=np.int64)
         self.sums = np.zeros(n)
         self.means = np.zeros(n)
@@ -83,6 +81,13 @@ class ArmStats:
         self.group_means = np.zeros(n_groups)
         self.group_m2 = np.zeros(n_groups)
         self.total = 0
+
+    @cached_property
+    def members(self) -> tuple[np.ndarray, ...]:
+        """``members[g]``: dataset positions of group ``g`` in pool order (built on first use:
+        flat policies never need it)."""
+        order = np.argsort(self.group_of, kind="stable")
+        return tuple(np.split(order, np.cumsum(self.sizes)[:-1]))
 
     def add(self, index: int, reward: float) -> int:
         """Record one reward for dataset ``index``; return the dataset's group position."""
@@ -171,44 +176,28 @@ def group_posterior(
     return normal_posterior(pulled, means, prior.mu0, prior.sigma0**2, obs_var)
 
 
-def beliefs(
-    ids: tuple[str, ...],
-    groups: tuple[str, ...] | None,
-    mean: np.ndarray,
-    std: np.ndarray,
-    pulls: np.ndarray,
-) -> tuple[Belief, ...]:
-    """One :class:`Belief` per arm, from parallel arrays."""
-    mean_l, std_l, pulls_l = mean.tolist(), std.tolist(), pulls.tolist()
-    if groups is None:
-        return tuple(
-            Belief(i, None, m, s, int(p))
-            for i, m, s, p in zip(ids, mean_l, std_l, pulls_l, strict=True)
-        )
-    return tuple(
-        Belief(i, g, m, s, int(p))
-        for i, g, m, s, p in zip(ids, groups, mean_l, std_l, pulls_l, strict=True)
-    )
-
-
 def posterior_of(
     hierarchy: Hierarchy,
     stats: ArmStats,
     dataset: tuple[np.ndarray, np.ndarray] | None = None,
     group: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Posterior:
-    """A :class:`Posterior` from (mean, std) arrays per dataset and per group.
+    """A columnar :class:`Posterior` from (mean, std) arrays per dataset and per group.
 
     Either defaults to the empirical mean and its standard error, the estimate of every
-    frequentist policy and peer.
+    frequentist policy and peer. Counts are copied (they change with later tells); the
+    (mean, std) arrays given are used as they are, so pass arrays the caller will not modify.
     """
     d_mean, d_std = dataset or empirical(stats.counts, stats.means, stats.m2)
     g_mean, g_std = group or empirical(stats.group_counts, stats.group_means, stats.group_m2)
-    return Posterior(
-        datasets=beliefs(hierarchy.dataset_ids, hierarchy.groups, d_mean, d_std, stats.counts),
-        groups=beliefs(
-            tuple(dict.fromkeys(hierarchy.groups)), None, g_mean, g_std, stats.group_counts
-        ),
+    return Posterior.from_arrays(
+        hierarchy,
+        mean=d_mean,
+        std=d_std,
+        pulls=stats.counts.copy(),
+        group_mean=g_mean,
+        group_std=g_std,
+        group_pulls=stats.group_counts.copy(),
     )
 
 

@@ -19,22 +19,35 @@ Naming: policies follow scikit-learn (``get_params(deep=True)``, ``set_params``,
 ``sklearn.base.clone``). The seed is given at :meth:`Policy.reset` as ``random_state`` (an
 int, a ``numpy.random.Generator`` or None, as in scikit-learn); the CLI's ``--seed``, the
 manifest's ``seed`` and ``run(..., seed=)`` are the same value under its everyday name.
+
+Beliefs are columnar: :meth:`Policy.posterior` returns a :class:`Posterior` built with
+:meth:`Posterior.from_arrays` from numpy arrays (``mean``, ``std``, ``pulls`` per dataset and
+per group, hierarchy order), so the end of a run at 10^6 datasets costs a few array
+operations. :class:`Belief` objects are made only for single look-ups
+(``posterior.dataset(id)``, ``posterior.group(id)``) or when ``posterior.datasets`` is
+iterated; :meth:`Posterior.to_frame` gives a pandas view and :meth:`Posterior.top` the
+positions of the best datasets.
 """
 
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Self, overload
+from typing import TYPE_CHECKING, Any, Self, overload
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from dashsel.errors import DashselError, RewardError, UnknownDatasetError
 from dashsel.hierarchy import Hierarchy
 from dashsel.random_state import RandomState, check_random_state, step_generator
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Largest reward magnitude :meth:`Policy.tell` accepts. Far beyond any accuracy or loss, and
 #: small enough that sums, squared deviations and posterior precisions built from up to
@@ -48,7 +61,8 @@ class Belief:
 
     ``mean`` and ``std`` are the posterior's (or, for frequentist policies, the empirical mean
     and its standard error; NaN where nothing is known). ``group`` is None for a group's own
-    belief.
+    belief. A :class:`Posterior` holds its beliefs as arrays and builds a ``Belief`` only
+    when one is looked up or iterated over.
     """
 
     id: str
@@ -61,31 +75,374 @@ class Belief:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class Posterior:
-    """Beliefs about every dataset (pool order) and every group (first-appearance order)."""
+BELIEF_COLUMNS = ("id", "group", "mean", "std", "pulls")
 
-    datasets: tuple[Belief, ...]
-    groups: tuple[Belief, ...]
+
+class BeliefSequence(Sequence[Belief]):
+    """A read-only sequence of :class:`Belief` over one level of a :class:`Posterior`.
+
+    Nothing is built in advance: each item is made when indexed or iterated, so holding
+    ``posterior.datasets`` costs nothing at 10^6 datasets (iterating it still makes one
+    object per dataset; use the posterior's arrays or :meth:`Posterior.to_frame` instead).
+    """
+
+    def __init__(self, posterior: Posterior, level: str) -> None:
+        self._post = posterior
+        self._level = level
+
+    def __len__(self) -> int:
+        p = self._post
+        return p.n_datasets if self._level == "datasets" else p.n_groups
+
+    @overload
+    def __getitem__(self, i: int) -> Belief: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Belief, ...]: ...
+    def __getitem__(self, i: int | slice) -> Belief | tuple[Belief, ...]:
+        if isinstance(i, slice):
+            return tuple(self._post._belief(self._level, k) for k in range(len(self))[i])
+        n = len(self)
+        k = int(i)
+        if k < 0:
+            k += n
+        if not 0 <= k < n:
+            raise IndexError(i)
+        return self._post._belief(self._level, k)
+
+    def __iter__(self) -> Iterator[Belief]:
+        p, level = self._post, self._level
+        if level == "datasets":
+            groups = p.group_ids
+            rows = zip(
+                p.dataset_ids,
+                p.group_index.tolist(),
+                p.mean.tolist(),
+                p.std.tolist(),
+                p.pulls.tolist(),
+                strict=True,
+            )
+            for d, g, m, s, n in rows:
+                yield Belief(d, groups[g], m, s, n)
+        else:
+            rows = zip(
+                p.group_ids,
+                p.group_mean.tolist(),
+                p.group_std.tolist(),
+                p.group_pulls.tolist(),
+                strict=True,
+            )
+            for g, m, s, n in rows:
+                yield Belief(g, None, m, s, n)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} {self._level} beliefs>"
+
+
+class Posterior:
+    """Beliefs about every dataset (pool order) and every group (first-appearance order),
+    held as columns.
+
+    The posterior interface every policy implements: :meth:`Policy.posterior` returns
+    ``Posterior.from_arrays(hierarchy, mean=..., std=..., pulls=..., group_mean=...,
+    group_std=..., group_pulls=...)`` with one float per dataset (``mean``, ``std``; NaN where
+    unknown), one count per dataset (``pulls``) and the same per group, in the hierarchy's
+    order (``hierarchy.dataset_ids``, ``hierarchy.group_ids``). The arrays are the policy's
+    beliefs at the time of the call (a snapshot: pass copies of arrays the policy keeps
+    updating in place). Nothing per dataset is built in Python: ids come from the hierarchy,
+    :class:`Belief` objects only on look-up or iteration, a DataFrame only on
+    :meth:`to_frame`.
+
+    ``Posterior(datasets=[Belief, ...], groups=[Belief, ...])`` still builds one from
+    beliefs (small pools, tests).
+
+    Attributes
+    ----------
+    dataset_ids, group_ids : sequence of str
+        Arm ids, in order (the hierarchy's tuples, shared, not copied).
+    group_index : ndarray of intp, shape (n_datasets,)
+        Position in ``group_ids`` of each dataset's group.
+    mean, std : ndarray of float64, shape (n_datasets,)
+        Per dataset.
+    pulls : ndarray of int64, shape (n_datasets,)
+        Rewards told per dataset.
+    group_mean, group_std, group_pulls : ndarray, shape (n_groups,)
+        The same per group.
+
+    Arrays are read-only views: a posterior never changes once made.
+    """
+
+    def __init__(self, datasets: Iterable[Belief] = (), groups: Iterable[Belief] = ()) -> None:
+        ds, gs = tuple(datasets), tuple(groups)
+        group_ids = tuple(g.id for g in gs)
+        pos = {g: i for i, g in enumerate(group_ids)}
+        for b in ds:  # a dataset's group absent from ``groups`` gets a NaN belief
+            if b.group is not None and b.group not in pos:
+                pos[b.group] = len(pos)
+        group_ids = tuple(pos)
+        extra = len(group_ids) - len(gs)
+        nan = [math.nan] * extra
+        self._set(
+            dataset_ids=tuple(b.id for b in ds),
+            group_ids=group_ids,
+            group_index=np.array([pos.get(b.group, -1) for b in ds], dtype=np.intp),
+            mean=[b.mean for b in ds],
+            std=[b.std for b in ds],
+            pulls=[b.pulls for b in ds],
+            group_mean=[g.mean for g in gs] + nan,
+            group_std=[g.std for g in gs] + nan,
+            group_pulls=[g.pulls for g in gs] + [0] * extra,
+            hierarchy=None,
+        )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        hierarchy: Hierarchy,
+        *,
+        mean: ArrayLike,
+        std: ArrayLike,
+        pulls: ArrayLike,
+        group_mean: ArrayLike,
+        group_std: ArrayLike,
+        group_pulls: ArrayLike,
+    ) -> Posterior:
+        """A posterior from per-dataset and per-group arrays in ``hierarchy``'s order.
+
+        Parameters
+        ----------
+        hierarchy : Hierarchy
+            Gives the ids, the group of each dataset and O(1) id look-ups.
+        mean, std : array_like of float, shape (n_datasets,)
+        pulls : array_like of int, shape (n_datasets,)
+        group_mean, group_std : array_like of float, shape (n_groups,)
+        group_pulls : array_like of int, shape (n_groups,)
+
+        Raises
+        ------
+        DashselError
+            An array of the wrong length (a policy bug, named).
+        """
+        self = cls.__new__(cls)
+        self._set(
+            dataset_ids=hierarchy.dataset_ids,
+            group_ids=hierarchy.group_ids,
+            group_index=hierarchy.group_index,
+            mean=mean,
+            std=std,
+            pulls=pulls,
+            group_mean=group_mean,
+            group_std=group_std,
+            group_pulls=group_pulls,
+            hierarchy=hierarchy,
+        )
+        return self
+
+    def _set(
+        self,
+        *,
+        dataset_ids: Sequence[str],
+        group_ids: Sequence[str],
+        group_index: np.ndarray,
+        hierarchy: Hierarchy | None,
+        **columns: ArrayLike,
+    ) -> None:
+        self.dataset_ids = dataset_ids
+        self.group_ids = group_ids
+        self._hierarchy = hierarchy
+        self._group_pos: dict[str, int] | None = None
+        self._dataset_pos: dict[str, int] | None = None
+        n = {"": len(dataset_ids), "group_": len(group_ids)}
+        arrays: dict[str, np.ndarray] = {"group_index": _frozen(group_index, np.intp)}
+        for name, values in columns.items():
+            level = "group_" if name.startswith("group_") else ""
+            dtype = np.int64 if name.endswith("pulls") else np.float64
+            a = _frozen(values, dtype)
+            if a.shape != (n[level],):
+                raise DashselError(
+                    f"posterior: {name} has shape {a.shape}, expected ({n[level]},) "
+                    f"(one per {'group' if level else 'dataset'})"
+                )
+            arrays[name] = a
+        if arrays["group_index"].shape != (n[""],):
+            raise DashselError("posterior: group_index needs one entry per dataset")
+        self.group_index: np.ndarray = arrays["group_index"]
+        self.mean: np.ndarray = arrays["mean"]
+        self.std: np.ndarray = arrays["std"]
+        self.pulls: np.ndarray = arrays["pulls"]
+        self.group_mean: np.ndarray = arrays["group_mean"]
+        self.group_std: np.ndarray = arrays["group_std"]
+        self.group_pulls: np.ndarray = arrays["group_pulls"]
+
+    # --- sizes and lazy views --------------------------------------------------------------
+    @property
+    def n_datasets(self) -> int:
+        return len(self.dataset_ids)
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.group_ids)
+
+    @property
+    def datasets(self) -> BeliefSequence:
+        """Dataset beliefs, pool order, built one by one on access (see :class:`BeliefSequence`)."""
+        return BeliefSequence(self, "datasets")
+
+    @property
+    def groups(self) -> BeliefSequence:
+        """Group beliefs, first-appearance order, built on access."""
+        return BeliefSequence(self, "groups")
+
+    def _belief(self, level: str, k: int) -> Belief:
+        if level == "datasets":
+            gi = int(self.group_index[k])
+            return Belief(
+                self.dataset_ids[k],
+                self.group_ids[gi] if gi >= 0 else None,
+                float(self.mean[k]),
+                float(self.std[k]),
+                int(self.pulls[k]),
+            )
+        return Belief(
+            self.group_ids[k],
+            None,
+            float(self.group_mean[k]),
+            float(self.group_std[k]),
+            int(self.group_pulls[k]),
+        )
+
+    # --- look-ups --------------------------------------------------------------------------
+    def dataset_position(self, dataset_id: str) -> int:
+        """Position of a dataset id (O(1)); KeyError if the posterior has none."""
+        if self._hierarchy is not None:
+            if dataset_id not in self._hierarchy:
+                raise KeyError(dataset_id)
+            return self._hierarchy.index(dataset_id)
+        if self._dataset_pos is None:
+            self._dataset_pos = {d: i for i, d in enumerate(self.dataset_ids)}
+        return self._dataset_pos[dataset_id]
 
     def dataset(self, dataset_id: str) -> Belief:
-        for b in self.datasets:
-            if b.id == dataset_id:
-                return b
-        raise KeyError(dataset_id)
+        """The belief about one dataset; KeyError if the posterior has none."""
+        return self._belief("datasets", self.dataset_position(dataset_id))
 
     def group(self, group_id: str) -> Belief:
-        for b in self.groups:
-            if b.id == group_id:
-                return b
-        raise KeyError(group_id)
+        """The belief about one group; KeyError if the posterior has none."""
+        if self._group_pos is None:
+            self._group_pos = {g: i for i, g in enumerate(self.group_ids)}
+        return self._belief("groups", self._group_pos[group_id])
 
-    def to_frame(self, level: str = "datasets"):
-        """The beliefs of ``level`` ("datasets" or "groups") as a pandas DataFrame."""
+    def top(self, n: int = 25) -> np.ndarray:
+        """Positions of the ``n`` datasets with the largest mean, best first (NaN last, ties
+        in pool order): O(N) with a partial selection, for the tables that show the best."""
+        return top_positions(self.mean, n)
+
+    # --- exports ---------------------------------------------------------------------------
+    def to_frame(self, level: str = "datasets") -> pd.DataFrame:
+        """The beliefs of ``level`` ("datasets" or "groups") as a pandas DataFrame with
+        columns ``id``, ``group``, ``mean``, ``std``, ``pulls`` (built from the arrays)."""
         import pandas as pd
 
-        rows = self.datasets if level == "datasets" else self.groups
-        return pd.DataFrame([b.to_dict() for b in rows], columns=list(Belief.__annotations__))
+        if level == "datasets":
+            names = np.array([*self.group_ids, None], dtype=object)
+            data = {
+                "id": np.array(self.dataset_ids, dtype=object),
+                "group": names[self.group_index],  # -1 (no group) picks the trailing None
+                "mean": self.mean,
+                "std": self.std,
+                "pulls": self.pulls,
+            }
+        elif level == "groups":
+            data = {
+                "id": np.array(self.group_ids, dtype=object),
+                "group": np.full(self.n_groups, None, dtype=object),
+                "mean": self.group_mean,
+                "std": self.group_std,
+                "pulls": self.group_pulls,
+            }
+        else:
+            raise DashselError(f"posterior level must be 'datasets' or 'groups', got {level!r}")
+        return pd.DataFrame(data, columns=list(BELIEF_COLUMNS))
+
+    def records(self, level: str = "datasets") -> list[dict[str, Any]]:
+        """The beliefs of ``level`` as JSON-ready dicts (non-finite numbers as None), built
+        column-wise: one dict per arm, no :class:`Belief` in between."""
+        if level == "datasets":
+            names = [*self.group_ids, None]
+            ids = self.dataset_ids
+            groups: Iterable[str | None] = (names[g] for g in self.group_index.tolist())
+            cols = (self.mean, self.std, self.pulls)
+        else:
+            ids = self.group_ids
+            groups = itertools.repeat(None, self.n_groups)
+            cols = (self.group_mean, self.group_std, self.group_pulls)
+        mean, std = (_finite_or_none(c) for c in cols[:2])
+        return [
+            {"id": i, "group": g, "mean": m, "std": s, "pulls": p}
+            for i, g, m, s, p in zip(ids, groups, mean, std, cols[2].tolist(), strict=True)
+        ]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Posterior):
+            return NotImplemented
+        if tuple(self.dataset_ids) != tuple(other.dataset_ids):
+            return False
+        if tuple(self.group_ids) != tuple(other.group_ids):
+            return False
+        floats = ("mean", "std")  # NaN (unknown) equals NaN
+        return all(
+            np.array_equal(getattr(self, a), getattr(other, a), equal_nan=a.endswith(floats))
+            for a in _ARRAYS
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Posterior({self.n_datasets} datasets, {self.n_groups} groups)"
+
+
+_ARRAYS = ("group_index", "mean", "std", "pulls", "group_mean", "group_std", "group_pulls")
+
+
+def _frozen(values: ArrayLike, dtype: type) -> np.ndarray:
+    """``values`` as a read-only array of ``dtype`` (no copy when it already is one)."""
+    a = np.asarray(values, dtype=dtype)
+    if a.flags.writeable:
+        if a is values or (isinstance(values, np.ndarray) and np.shares_memory(a, values)):
+            a = a.view()  # a view of the caller's array; freezing it leaves theirs writable
+        a.flags.writeable = False
+    return a
+
+
+def _finite_or_none(a: np.ndarray) -> list[float | None]:
+    values = a.tolist()
+    bad = np.flatnonzero(~np.isfinite(a)).tolist()
+    for i in bad:
+        values[i] = None
+    return values
+
+
+def top_positions(values: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the ``n`` largest ``values``, best first; NaN ranks last and ties keep
+    position order. A partial selection (argpartition), so O(N) for a small ``n``."""
+    key = np.asarray(values, dtype=float)
+    key = np.where(np.isnan(key), -np.inf, key)
+    n = max(0, min(int(n), key.size))
+    if n == 0:
+        return np.empty(0, dtype=np.intp)
+    if n == key.size:
+        return np.argsort(-key, kind="stable")
+    cut = key[np.argpartition(-key, n - 1)[:n]].min()
+    above = np.flatnonzero(key > cut)
+    # Ties at the cut fill the remaining places in position order.
+    tied = np.flatnonzero(key == cut)[: n - above.size]
+    return np.concatenate([above[np.argsort(-key[above], kind="stable")], tied])
 
 
 @dataclass(frozen=True)
@@ -131,18 +488,8 @@ def top_by_mean(
     Default (both None): the single best.
     """
     means = np.asarray(means, dtype=float)
-    key = np.where(np.isnan(means), -np.inf, means)
-    # Stable sort on -mean: ties keep pool order. O(n log n) in numpy, not Python.
     if percentile is None:
-        n = min(int(k or 1), means.size)
-        if n == means.size:
-            order = np.argsort(-key, kind="stable")
-        else:  # partial selection first: O(N) for a small k of a large pool
-            cut = key[np.argpartition(-key, n - 1)[:n]].min()
-            above = np.flatnonzero(key > cut)
-            # Ties at the cut fill the remaining places in pool order.
-            tied = np.flatnonzero(key == cut)[: n - above.size]
-            order = np.concatenate([above[np.argsort(-key[above], kind="stable")], tied])
+        order = top_positions(means, min(int(k or 1), means.size))
         return [ids[i] for i in order.tolist()]
     finite = means[~np.isnan(means)]
     if finite.size == 0:
@@ -216,12 +563,14 @@ class Policy(ABC):
         if n is not None:
             n = check_count("ask(n): n", n)
         mask = self._exclusion_mask(exclude)
+        # id_at: the hierarchy remembers the ids it hands out, so the run's look-ups of them
+        # need no index of the whole pool.
         if n is None:
-            return self.hierarchy_.dataset_ids[self._next(mask)]
+            return self.hierarchy_.id_at(self._next(mask))
         chosen = []
         for _ in range(n):
             idx = self._next(mask)
-            chosen.append(self.hierarchy_.dataset_ids[idx])
+            chosen.append(self.hierarchy_.id_at(idx))
             if mask is None:
                 mask = np.zeros(self.hierarchy_.n_datasets, dtype=bool)
             mask[idx] = True
@@ -341,7 +690,15 @@ class Policy(ABC):
 
     @abstractmethod
     def posterior(self) -> Posterior:
-        """Current beliefs about every dataset and group."""
+        """Current beliefs about every dataset and group, as a columnar :class:`Posterior`.
+
+        Implement it as ``Posterior.from_arrays(self.hierarchy_, mean=..., std=...,
+        pulls=..., group_mean=..., group_std=..., group_pulls=...)``: numpy arrays in the
+        hierarchy's dataset and group order, computed in O(N) numpy (no Python object per
+        dataset) and not shared with state that later tells modify (copy such arrays).
+        Policies without a group model report, per group, the empirical mean and standard
+        error of the rewards its datasets received (``_stats.posterior_of`` does that).
+        """
 
     # --- final choice ----------------------------------------------------------------------
     def recommend(self, k: int | None = None, percentile: float | None = None) -> Recommendation:
@@ -360,10 +717,10 @@ class Policy(ABC):
     def _dataset_means(self) -> np.ndarray:
         """Posterior mean per dataset (pool order; NaN where unknown), for :meth:`recommend`.
 
-        Built-in policies override this with an O(N) array computation; the default reads
-        :meth:`posterior`, which builds one object per dataset.
+        Built-in policies override this with an O(N) array computation that skips the
+        standard deviations; the default reads :meth:`posterior`'s ``mean`` column.
         """
-        return np.array([b.mean for b in self.posterior().datasets], dtype=float)
+        return self.posterior().mean
 
     # --- description (scikit-learn conventions) --------------------------------------------
     @classmethod

@@ -190,7 +190,7 @@ class DaSH(Policy):
         self.stats_ = ArmStats(hierarchy)
         self.prior_ = self._fixed_prior()
         self.prior_fitted_ = False
-        n_groups = len(self.stats_.members)
+        n_groups = self.hierarchy_.n_groups
         self.eb_observations_ = (
             2 * n_groups if self.eb_observations is None else int(self.eb_observations)
         )
@@ -233,7 +233,7 @@ class DaSH(Policy):
         pulled = np.flatnonzero(s.counts > 0)
         d_mean = s.means[pulled]
         g_of = s.group_of[pulled]
-        n_g = np.bincount(g_of, minlength=len(s.members))
+        n_g = np.bincount(g_of, minlength=s.sizes.size)
         dof_hat = int(np.maximum(n_g - 1, 0).sum())
         if dof_hat > 0:
             avg = np.bincount(g_of, weights=d_mean, minlength=n_g.size) / np.maximum(n_g, 1)
@@ -289,7 +289,7 @@ class DaSH(Policy):
             self.hierarchy_,
             self.stats_,
             dataset=(mean, np.sqrt(var)),
-            group=(self._group_mean, np.sqrt(self._group_var)),
+            group=(self._group_mean.copy(), np.sqrt(self._group_var)),
         )
 
     # --- final choice ----------------------------------------------------------------------
