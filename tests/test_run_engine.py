@@ -245,6 +245,11 @@ def test_user_frame_and_pool_scores() -> None:
     pool.scores = pd.DataFrame({"score_default": theta, "other": 1.0}, index=ids)
     r = select(pool, evaluator=Noisy(ids, theta), budget=3)
     assert r.scores_source == "pool" and list(r.scores.columns) == ["score_default"]
+    # ... or as a table of datasets' score_* columns: an array in pool order with names.
+    pool.scores, pool.score_names = theta[:, None], ("sim",)
+    r = select(pool, evaluator=Noisy(ids, theta), budget=3)
+    assert r.scores_source == "pool" and list(r.scores.columns) == ["score_sim"]
+    np.testing.assert_allclose(r.scores["score_sim"].to_numpy(), theta)
     with pytest.raises(DashselError, match="shape"):
         select(pool, evaluator=Noisy(ids, theta), budget=3, scores=np.zeros(4))
     with pytest.raises(DashselError, match="score_"):

@@ -509,6 +509,10 @@ def run_scores(pool: Pool, policy: Policy, scores: Any = None) -> PriorScores | 
         return PriorScores(x, pd.DataFrame(x, index=ids, columns=cols), "user", 0.0)
     # Default: the pool's own scores (a replay pool's table of datasets), else computed.
     own = getattr(pool, "scores", None)
+    if isinstance(own, np.ndarray) and own.ndim == 2 and own.shape[1]:
+        # A table of datasets' score_* columns: an (n_datasets, p) array in pool order.
+        names = getattr(pool, "score_names", ()) or range(own.shape[1])
+        own = pd.DataFrame(own, index=ids, columns=[f"score_{n}" for n in names])
     if isinstance(own, pd.DataFrame) and _score_columns(own):
         return _prior_from_frame(own, ids, "pool", 0.0)
     if not pool.has_arrays:

@@ -171,7 +171,14 @@ class TableEvaluator(Evaluator):
 
     def _is_deterministic(self) -> bool:
         # One logged reward per dataset (or several equal ones): every pull replays it.
-        return all(r.size == 1 or bool(np.all(r == r[0])) for r in self._rewards.values())
+        grouped = self._own_index()[2]
+        if grouped.starts is None:
+            return True
+        nonempty = grouped.counts > 0
+        starts = grouped.starts[nonempty]
+        lo = np.minimum.reduceat(grouped.values, starts)
+        hi = np.maximum.reduceat(grouped.values, starts)
+        return bool(np.all(lo == hi))
 
     def check_pool(self, pool: Pool) -> None:
         """Raise :class:`DataError` naming a dataset of ``pool`` that has no row.

@@ -41,7 +41,6 @@ import numpy as np
 from dashsel.errors import DashselError
 from dashsel.hierarchy import Hierarchy
 from dashsel.policies.base import (
-    Belief,
     Policy,
     Posterior,
     Recommendation,
@@ -426,16 +425,15 @@ class HiTS(Policy):
         h, m = self.hierarchy_, self.moments()
         counts = self.stats_.counts
         g_counts = np.bincount(self._group_of, weights=counts, minlength=self._n_groups)
-        d_std, g_std = np.sqrt(m.var), np.sqrt(m.group_var)
-        datasets = tuple(
-            Belief(h.dataset_ids[i], h.groups[i], float(m.mean[i]), float(d_std[i]), int(counts[i]))
-            for i in range(h.n_datasets)
+        return Posterior.from_arrays(
+            h,
+            mean=np.array(m.mean, dtype=float),
+            std=np.sqrt(m.var),
+            pulls=counts.astype(np.int64),
+            group_mean=np.array(m.group_mean, dtype=float),
+            group_std=np.sqrt(m.group_var),
+            group_pulls=g_counts.astype(np.int64),
         )
-        groups = tuple(
-            Belief(g, None, float(m.group_mean[j]), float(g_std[j]), int(g_counts[j]))
-            for j, g in enumerate(h.group_ids)
-        )
-        return Posterior(datasets, groups)
 
     def covariates_trusted(self) -> bool:
         """True when some covariate weight is positive by at least ``trust_z`` standard errors."""

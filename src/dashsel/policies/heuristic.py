@@ -13,7 +13,6 @@ import numpy as np
 
 from dashsel.hierarchy import Hierarchy
 from dashsel.policies.base import (
-    Belief,
     Policy,
     Posterior,
     Recommendation,
@@ -119,17 +118,15 @@ class GroupMean(Policy):
             g_sum = np.bincount(self._group_of, np.where(ev, mean, 0.0), self._n_groups)
             g_mean = np.where(g_n > 0, g_sum / g_n, np.nan)
         g_pulls = np.bincount(self._group_of, self.counts_, self._n_groups).astype(int)
-        datasets = tuple(
-            Belief(
-                h.dataset_ids[i], h.groups[i], float(mean[i]), float(se[i]), int(self.counts_[i])
-            )
-            for i in range(h.n_datasets)
+        return Posterior.from_arrays(
+            h,
+            mean=np.array(mean, dtype=float),
+            std=np.array(se, dtype=float),
+            pulls=np.asarray(self.counts_, dtype=np.int64),
+            group_mean=g_mean,
+            group_std=np.full(self._n_groups, np.nan),
+            group_pulls=g_pulls.astype(np.int64),
         )
-        groups = tuple(
-            Belief(g, None, float(g_mean[j]), float("nan"), int(g_pulls[j]))
-            for j, g in enumerate(h.group_ids)
-        )
-        return Posterior(datasets, groups)
 
     def recommend(self, k: int | None = None, percentile: float | None = None) -> Recommendation:
         """Top ``k`` (or the ``percentile``) of the estimates above, across groups; datasets of
