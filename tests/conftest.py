@@ -3,8 +3,9 @@
 ``default``: Hypothesis's defaults (tests that set ``max_examples`` keep it); the fuzz suites
 run a few dozen cases each under it, so ``make test`` stays fast. ``fuzz`` (selected by the
 environment variable ``DASHSEL_FUZZ=full``, as ``make fuzz`` does): a fixed seed, no deadline,
-and the fuzz suites (``tests/test_*fuzz*.py``) read the profile name (``settings.get_current_profile_name()``) to size themselves up,
-so that together they run more than 10,000 cases.
+and the fuzz suites (``tests/test_*fuzz*.py``) read the profile name
+(``settings.get_current_profile_name()``) to size themselves up, so that together they run
+more than 10,000 cases.
 """
 
 from __future__ import annotations

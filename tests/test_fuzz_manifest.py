@@ -10,6 +10,7 @@ allow-list is never imported.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import sys
@@ -67,7 +68,9 @@ def _write_files(root: Path) -> None:
     (data / "flipped.npz").write_bytes(bytes(flipped))
     (data / "empty_file.npz").write_bytes(b"")
     np.save(data / "plain.npy", rng.normal(size=(20, 3)))
-    (data / "ok.csv").write_text("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(20)))
+    (data / "ok.csv").write_text(
+        "a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(20))
+    )
     (data / "nolabel.csv").write_text("a,b\n1,2\n3,4\n")
     (data / "text.csv").write_text("a,label\nx,0\ny,1\n")
     (data / "empty.csv").write_text("")
@@ -195,7 +198,9 @@ evaluator_tables = st.one_of(
         {"kind": st.just("sklearn"), "estimator": st.one_of(st.sampled_from(ESTIMATORS), odd_text)},
         optional={
             "params": st.one_of(
-                st.dictionaries(st.sampled_from(["C", "max_depth", "args", "n_estimators"]), values, max_size=2),
+                st.dictionaries(
+                    st.sampled_from(["C", "max_depth", "args", "n_estimators"]), values, max_size=2
+                ),
                 values,
             ),
             "bootstrap": scalars,
@@ -226,7 +231,9 @@ def documents(draw) -> dict:
     ids = [f"d{i}" for i in range(n)]
     doc: dict = {
         "pool": {"name": "fuzz"},
-        "evaluator": draw(evaluator_tables),
+        # Deep copies: strategies such as st.just hand out the same object every time, and
+        # the mutations below must not leak into later cases.
+        "evaluator": copy.deepcopy(draw(evaluator_tables)),
         "local": {"path": "data/ok0.npz"},
         "validation": {"path": "data/ok1.npz"},
         "datasets": [
@@ -284,7 +291,7 @@ def _mutate(draw, doc: dict) -> None:
     elif what == "meta" and rows:
         draw(st.sampled_from(rows))["meta"] = draw(values)
     elif what == "no_datasets":
-        doc["datasets"] = draw(st.sampled_from([[], [1], "x", [[]]]))
+        doc["datasets"] = copy.deepcopy(draw(st.sampled_from([[], [1], "x", [[]]])))
     elif what == "many_datasets" and rows:
         doc["datasets"] = rows * draw(st.integers(2, 5))  # duplicate ids, more rows
 

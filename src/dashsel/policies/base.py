@@ -422,8 +422,10 @@ class Policy(ABC):
         bad = sorted(set(params) - set(valid))
         if bad:
             raise DashselError(
-                f"{type(self).__name__} has no parameter(s) {', '.join(bad)}; "
-                f"it takes: {', '.join(valid) or 'none'}"
+                one_line(  # a name may hold a newline
+                    f"{type(self).__name__} has no parameter(s) {', '.join(bad)}; "
+                    f"it takes: {', '.join(valid) or 'none'}"
+                )
             )
         # Checked on a new instance first, so a refused value leaves this one unchanged.
         type(self)(**{**self.get_params(deep=False), **params})
