@@ -322,7 +322,7 @@ def _one_line(exc: BaseException) -> None:
 
 
 @settings(
-    max_examples=fuzz_examples(2500, 60),
+    max_examples=fuzz_examples(3200, 60),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

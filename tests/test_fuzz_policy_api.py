@@ -185,7 +185,7 @@ def _run_sequence(name: str, reset_first: bool, ops: list[tuple]) -> None:
 # Two tests so that the slow peers run fewer cases; Hypothesis counts each parametrized case.
 @pytest.mark.parametrize("name", [n for n in POLICY_NAMES if n not in SLOW])
 @settings(
-    max_examples=fuzz_examples(700, 25),
+    max_examples=fuzz_examples(750, 25),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
