@@ -132,7 +132,8 @@ def test_sigkill_then_resume_equals_uninterrupted(
     journal = tmp_path / "run.db"
     out = tmp_path / "out.json"
     cmd = _cmd(scripts, str(journal), out, executor, batch)
-    env = _env(scripts, 0.3)  # 16 trials: the run outlasts every delay
+    # 16 trials of 0.3 s each (batches of 2 in parallel: 0.6 s each): the run outlasts every delay.
+    env = _env(scripts, 0.3 * batch)
     # Own process group, so the process executor's workers die with the parent.
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     time.sleep(delay)
