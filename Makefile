@@ -10,7 +10,7 @@ DEMO_STAMP := $(VENV)/.installed-bench
 # local wheel exists; see docs/user-guide.md.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv demo test lint bench torch footprint clean
+.PHONY: venv demo test lint fuzz bench torch footprint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,13 @@ demo: $(DEMO_STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
+# The property-based fuzz suites (manifests, policy API, journals) under the fixed-seed "fuzz"
+# Hypothesis profile (>= 10,000 cases; tests/conftest.py) plus all 24 SIGKILL-and-resume
+# points. `make test` runs a small profile of the same tests. At most 10 minutes.
+fuzz: $(STAMP)
+	DASHSEL_FUZZ=full timeout 600 $(BIN)/python -m pytest -q -n 2 \
+		$(wildcard tests/test_*fuzz*.py) tests/test_kill_resume.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

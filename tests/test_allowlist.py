@@ -16,7 +16,7 @@ from sklearn.dummy import DummyClassifier
 from typer.testing import CliRunner
 
 from dashsel.cli import app
-from dashsel.errors import ManifestError
+from dashsel.errors import DashselError, ManifestError
 from dashsel.evaluators import SklearnEvaluator, make_evaluator, validate_evaluator_config
 from dashsel.evaluators.sklearn import check_estimator_name, resolve_estimator
 from dashsel.manifest import load_manifest
@@ -341,3 +341,11 @@ def test_any_params_give_an_evaluator_or_a_manifest_error(name, params):
         )
     except ManifestError as exc:
         assert "\n" not in str(exc) and str(exc).startswith("m.toml: evaluator.")
+
+
+@pytest.mark.parametrize("name", ["A\n", "\n", "a.b\r\nc"])
+def test_refusal_of_a_name_with_a_newline_is_one_line(name: str) -> None:
+    """Found by tests/test_fuzz_manifest.py: the --allow-estimator hint printed the raw name."""
+    with pytest.raises(DashselError) as info:
+        check_estimator_name(name, ())
+    assert "\n" not in str(info.value) and "\r" not in str(info.value)

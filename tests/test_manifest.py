@@ -348,3 +348,10 @@ def test_write_manifest_round_trips_any_text(ids, group, name):
     assert m.pool.name == name
     assert m.pool.dataset_ids == tuple(ids)
     assert m.pool.entries[0].meta == {"k": ids[0], "x": 1.5}
+
+
+def test_path_under_an_unknown_users_home_is_one_line(folder):
+    """Found by tests/test_fuzz_manifest.py: ``~nosuchuser/...`` raised a raw RuntimeError."""
+    bad = VALID.replace('path = "', 'path = "~dashsel-no-such-user/', 1)
+    msg = _manifest_error(folder, bad)
+    assert "dashsel-no-such-user" in msg

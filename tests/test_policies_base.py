@@ -161,3 +161,39 @@ def test_exclude_with_dash_skips_fully_excluded_groups() -> None:
     assert policy.ask() in ("g1d0", "g1d1")
     assert policy.ask(exclude=["g1d0", "g1d1"]) not in ("g1d0", "g1d1")
     assert policy.ask(exclude=["g1d0"]) == "g1d1"
+
+
+# --- found by tests/test_fuzz_policy_api.py: raw tracebacks before ---------------------------
+@pytest.mark.parametrize("seed", [-1, "x", 1.5, True, object()])
+def test_reset_refuses_a_bad_seed_with_one_line(seed) -> None:
+    with pytest.raises(DashselError, match="random_state") as info:
+        make_policy("dash").reset(toy_hierarchy([2, 2]), random_state=seed)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("hierarchy", [None, 5, "g0d0"])
+def test_reset_refuses_what_is_not_a_pool(hierarchy) -> None:
+    with pytest.raises(DashselError, match="needs a Pool or a Hierarchy"):
+        make_policy("flat").reset(hierarchy)
+
+
+def test_ask_refuses_an_exclude_that_is_not_iterable() -> None:
+    policy = make_policy("dash").reset(toy_hierarchy([2, 2]))
+    with pytest.raises(DashselError, match="exclude must be an iterable"):
+        policy.ask(exclude=1 + 1j)
+
+
+@pytest.mark.parametrize("history", [np.float64(0.5), [("g0d0",)], [0.5], 3])
+def test_replay_refuses_a_malformed_history(history) -> None:
+    policy = make_policy("dash").reset(toy_hierarchy([2, 2]))
+    with pytest.raises(DashselError, match="replay: history"):
+        policy.replay(history)
+
+
+def test_unknown_parameter_names_stay_on_one_line() -> None:
+    with pytest.raises(DashselError) as info:
+        make_policy("dash").set_params(**{"a\nb": 1})
+    assert "\n" not in str(info.value)
+    with pytest.raises(DashselError) as info:
+        make_policy("dash", **{"a\rb": 1})
+    assert "\r" not in str(info.value)

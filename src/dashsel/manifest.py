@@ -480,7 +480,10 @@ def _loader(
         return None, None
     if "\x00" in rel:  # the OS cannot name such a file; resolve() would raise ValueError
         raise ctx.fail("path", f"{what}: path contains a NUL byte")
-    file = (Path(ctx.source).parent / Path(rel).expanduser()).resolve()
+    try:
+        file = (Path(ctx.source).parent / Path(rel).expanduser()).resolve()
+    except RuntimeError as exc:  # "~nosuchuser/x.npz": no such home directory
+        raise ctx.fail("path", f"{what}: {one_line(exc)} in {rel!r}") from None
     if file.suffix.lower() not in FORMATS:
         raise ctx.fail(
             "path", f"unknown file extension in {rel!r}: use one of {', '.join(FORMATS)}"

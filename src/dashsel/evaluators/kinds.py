@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from dashsel.config import ConfigContext
-from dashsel.errors import DashselError, MissingExtraError
+from dashsel.errors import DashselError, MissingExtraError, one_line
 from dashsel.evaluators.base import Evaluator
 from dashsel.evaluators.registry import Build, EvaluatorKind, Parse, register_evaluator
 from dashsel.pool import Pool
@@ -116,7 +116,10 @@ def _parse_table(config: dict[str, Any], ctx: ConfigContext) -> dict[str, Any]:
 def _build_table(kwargs: dict[str, Any], pool: Pool, base: Path, ctx: ConfigContext) -> Evaluator:
     from dashsel.evaluators.table import TableEvaluator
 
-    file = (base / Path(kwargs["path"]).expanduser()).resolve()
+    try:
+        file = (base / Path(kwargs["path"]).expanduser()).resolve()
+    except (RuntimeError, ValueError) as exc:  # "~nosuchuser/...", a NUL byte
+        raise ctx.fail("path", f"{one_line(exc)} in {kwargs['path']!r}") from None
     if not file.is_file():
         raise ctx.fail("path", f"no such file {file}")
     evaluator = TableEvaluator(

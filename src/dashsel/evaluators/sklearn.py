@@ -295,11 +295,13 @@ def check_estimator_name(name: str, allow: Iterable[EstimatorAllowance] = ()) ->
     """
     if name in _user_allowed(allow):
         return
+    # Quoted unless a plain dotted path: a name may hold a newline (one-line messages).
+    shown = name if isinstance(name, str) and _DOTTED.fullmatch(name) else repr(name)
     how = (
         f"to use another class you trust, allow it outside the manifest: "
-        f"--allow-estimator {name} (dashsel run/check) or allow_estimators=[{name!r}] (Python)"
+        f"--allow-estimator {shown} (dashsel run/check) or allow_estimators=[{name!r}] (Python)"
     )
-    if not isinstance(name, str) or not _DOTTED.match(name):
+    if not isinstance(name, str) or not _DOTTED.fullmatch(name):  # "$" would pass "a\n"
         raise DashselError(f"{name!r} is not a class name or dotted path; {how}")
     hint = ""
     if "." not in name or name.split(".", 1)[0] == "sklearn":

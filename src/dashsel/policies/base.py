@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Self, overload
 import numpy as np
 from numpy.typing import ArrayLike
 
-from dashsel.errors import DashselError, RewardError, UnknownDatasetError
+from dashsel.errors import DashselError, RewardError, UnknownDatasetError, one_line
 from dashsel.hierarchy import Hierarchy
 from dashsel.random_state import RandomState, check_random_state, step_generator
 
@@ -515,9 +515,21 @@ class Policy(ABC):
         """Bind to a pool's hierarchy (a :class:`Hierarchy` or anything with ``.hierarchy``)
         and start from the prior. Returns self so ``DaSH().reset(pool)`` chains."""
         if not isinstance(hierarchy, Hierarchy):
-            hierarchy = hierarchy.hierarchy
+            hierarchy = getattr(hierarchy, "hierarchy", None)
+            if not isinstance(hierarchy, Hierarchy):
+                raise DashselError(
+                    f"{type(self).__name__}.reset needs a Pool or a Hierarchy, "
+                    f"got {type(hierarchy).__name__}"
+                )
+        if isinstance(random_state, bool | np.bool_):  # an int to numpy, but surely a mistake
+            raise DashselError(
+                f"random_state must be an int, Generator or None, got {random_state!r}"
+            )
+        try:
+            rng = check_random_state(random_state)
+        except (TypeError, ValueError) as exc:  # a str, a negative int, ...
+            raise DashselError(f"random_state: {one_line(exc)} (got {random_state!r})") from None
         self.hierarchy_ = hierarchy
-        rng = check_random_state(random_state)
         self.seed_ = int(rng.integers(0, 2**32 - 1))
         self.n_asked_ = 0
         self.n_told_ = 0
@@ -579,7 +591,12 @@ class Policy(ABC):
     def _exclusion_mask(self, exclude: Iterable[str]) -> np.ndarray | None:
         if isinstance(exclude, str):  # a lone id would otherwise be read letter by letter
             exclude = (exclude,)
-        ids = list(exclude)
+        try:
+            ids = list(exclude)
+        except TypeError:
+            raise DashselError(
+                f"exclude must be an iterable of dataset ids, got {type(exclude).__name__}"
+            ) from None
         if not ids:
             return None
         mask = np.zeros(self.hierarchy_.n_datasets, dtype=bool)
@@ -663,8 +680,17 @@ class Policy(ABC):
             )
         if n_asked is not None:
             n_asked = check_count("replay: n_asked", n_asked, minimum=0)
-        for dataset_id, reward in history:
-            self.tell(dataset_id, reward)
+        try:
+            trials = list(history)
+        except TypeError:
+            raise DashselError(
+                f"replay: history must be an iterable of (dataset_id, reward), "
+                f"got {type(history).__name__}"
+            ) from None
+        for k, trial in enumerate(trials):
+            if not isinstance(trial, tuple | list) or len(trial) != 2:
+                raise DashselError(f"replay: history[{k}] is not a (dataset_id, reward) pair")
+            self.tell(trial[0], trial[1])
         self.n_asked_ = self.n_told_ if n_asked is None else int(n_asked)
         return self
 
@@ -753,8 +779,10 @@ class Policy(ABC):
         bad = sorted(set(params) - set(valid))
         if bad:
             raise DashselError(
-                f"{type(self).__name__} has no parameter(s) {', '.join(bad)}; "
-                f"it takes: {', '.join(valid) or 'none'}"
+                one_line(  # a name may hold a newline
+                    f"{type(self).__name__} has no parameter(s) {', '.join(bad)}; "
+                    f"it takes: {', '.join(valid) or 'none'}"
+                )
             )
         # Checked on a new instance first, so a refused value leaves this one unchanged.
         type(self)(**{**self.get_params(deep=False), **params})

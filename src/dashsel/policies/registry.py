@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Callable
 from functools import partial
 
-from dashsel.errors import DashselError
+from dashsel.errors import DashselError, one_line
 from dashsel.policies.base import Policy
 from dashsel.policies.dash import DaSH
 from dashsel.policies.engine import HiTS
@@ -154,8 +154,10 @@ def make_policy(name: str, **params: object) -> Policy:
             ]
             bad = sorted(set(params) - set(valid)) or sorted(params)
             raise DashselError(
-                f"policy {key!r} does not take parameter(s) {', '.join(bad)}; "
-                f"it takes: {', '.join(valid) or 'none'}"
+                one_line(  # a name may hold a newline
+                    f"policy {key!r} does not take parameter(s) {', '.join(bad)}; "
+                    f"it takes: {', '.join(valid) or 'none'}"
+                )
             ) from None
     return factory(**params)
 
