@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from dashsel.cli import app
 from dashsel.errors import DashselError
-from dashsel.report import describe_rule, selection_rule, write_json_atomic
+from dashsel.jsonable import write_json_atomic
+from dashsel.report import describe_rule, selection_rule
 from dashsel.toy import write_toy_table
 
 runner = CliRunner()

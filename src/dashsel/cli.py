@@ -12,7 +12,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -363,6 +363,8 @@ def _run(
     if not quiet:
         _print_result(result)
     if json_out is not None:
+        from dashsel.jsonable import write_json_atomic
+
         write_json_atomic(result.to_dict(), json_out)
         if not quiet:
             console.print(f"wrote {json_out}")
@@ -398,27 +400,6 @@ def check_output_file(path: Path, option: str) -> None:
         ) from None
     if path.exists() and not os.access(path, os.W_OK):
         raise DashselError(f"{option} {path}: file is not writable")
-
-
-def write_json_atomic(data: Any, path: Path) -> None:
-    """Write ``data`` as indented JSON to ``path`` atomically: a temporary file in the same
-    folder, then ``os.replace``, so a reader never sees half a file."""
-    import os
-    import tempfile
-
-    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _fmt(x: float | None, pct: bool = False) -> str:
@@ -531,7 +512,6 @@ def report(
             replay_posterior,
             report_dict,
             selection_rule,
-            write_json_atomic,
         )
 
         meta, frame = read_journal(journal)
@@ -550,6 +530,8 @@ def report(
                 + ", ".join(rec.datasets)
             )
         if json_out is not None:
+            from dashsel.jsonable import write_json_atomic
+
             rep = report_dict(journal, meta, frame, k=asked_k, percentile=asked_percentile)
             write_json_atomic(rep, json_out)
         if posterior is not None:

@@ -173,7 +173,8 @@ def show(
 
 
 def _show(journal: Path, k: int | None, percentile: float | None, json_out: Path | None) -> None:
-    from dashsel.report import read_journal, report_dict, write_json_atomic
+    from dashsel.jsonable import write_json_atomic
+    from dashsel.report import read_journal, report_dict
 
     if json_out is not None and json_out.is_dir():
         from dashsel.errors import DashselError

@@ -56,3 +56,45 @@ def _all_str(values: list[Any] | tuple[Any, ...]) -> bool:
     except TypeError:
         return False
     return True
+
+
+def write_json_atomic(obj: Any, path: str | Path) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically and durably.
+
+    A temporary file in the same folder is written, synced and renamed over ``path``, so a
+    reader (or a crash) never sees half a file. Values go through :func:`to_jsonable`
+    (non-finite floats as strings), so the file is strict JSON.
+
+    Raises
+    ------
+    DashselError
+        ``path`` is a folder or cannot be written (one line naming it).
+    """
+    import json
+    import os
+    import tempfile
+
+    from dashsel.errors import DashselError
+
+    path = Path(path)
+    if path.is_dir():
+        raise DashselError(f"{path} is a folder; give a file name")
+    text = json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise DashselError(f"cannot write {path} ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise DashselError(f"cannot write {path} ({exc.strerror or exc})") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

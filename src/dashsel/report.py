@@ -10,10 +10,6 @@ same selection as the run did unless it is asked for another cut.
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -176,37 +172,3 @@ def report_dict(
         "n_running": int(states.get("running", 0)),
         "n_failed": int(states.get("failed", 0)),
     }
-
-
-def write_json_atomic(obj: Any, path: str | Path) -> Path:
-    """Write ``obj`` as JSON to ``path`` atomically (a temporary file renamed over it).
-
-    Non-finite floats are written as strings, so the file is strict JSON.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise DashselError(f"--json {path} is a folder; give a file name")
-
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return str(v)
-        if isinstance(v, dict):
-            return {str(a): clean(b) for a, b in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as exc:
-        raise DashselError(f"cannot write {path} ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(clean(obj), fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise DashselError(f"cannot write {path} ({exc.strerror or exc})") from None
-    return path
