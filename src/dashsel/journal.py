@@ -54,7 +54,14 @@ from typing import TYPE_CHECKING, Any
 from dashsel.closeable import Closeable
 from dashsel.errors import JournalError, one_line
 from dashsel.jsonable import to_jsonable
-from dashsel.trial import TrialOutcome, TrialRecord, TrialSpec, TrialState, trials_frame
+from dashsel.trial import (
+    TRIAL_COLUMNS,
+    TrialOutcome,
+    TrialRecord,
+    TrialSpec,
+    TrialState,
+    trials_frame,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -881,26 +888,12 @@ def _decode_pool(path: Path, row: sqlite3.Row) -> tuple[tuple[str, ...], tuple[s
     return ids, groups
 
 
-_COLUMNS = (
-    "number",
-    "batch",
-    "dataset_id",
-    "group",
-    "seed",
-    "pull",
-    "state",
-    "reward",
-    "started",
-    "finished",
-    "duration",
-    "error",
-)
 
 
 def _record_from_row(row: sqlite3.Row, path: Path) -> TrialRecord:
     """A validated record: any damage is one JournalError naming the file and the trial."""
     try:
-        values = tuple(row[c] for c in _COLUMNS)
+        values = tuple(row[c] for c in TRIAL_COLUMNS)
         crc = row["crc"]
     except (IndexError, KeyError):
         raise JournalError(f"journal {path} is damaged: a trial row lacks columns") from None
