@@ -23,7 +23,7 @@ from dashsel.hierarchy import Hierarchy
 from dashsel.journal import SQLiteJournal
 from dashsel.policies import DEFAULT_POLICY, DaSH, HiTS
 from dashsel.pool import Pool
-from dashsel.run import configure_policy
+from dashsel.run import configure_policy, covariates_from_meta
 from dashsel.toy import make_toy_pool, write_toy_manifest, write_toy_table
 from dashsel.trial import TrialSpec
 
@@ -221,12 +221,16 @@ def test_scores_are_computed_for_an_array_pool(tmp_path: Path) -> None:
     assert r.scores_source == "computed" and r.scores_seconds > 0
     assert list(r.scores.index) == list(pool.hierarchy.dataset_ids)
     assert all(c.startswith("score_") for c in r.scores.columns)
-    # The journal keeps a digest, not the matrix.
+    # The journal keeps a digest and (small pools) the compressed matrix, which rebuilds the
+    # run's prior exactly in another process (a study, a report).
     with SQLiteJournal(tmp_path / "j.db") as jr:
         meta = jr.meta()
-    assert set(meta["scores"]) == {"source", "columns", "shape", "sha256", "seconds"}
+    assert set(meta["scores"]) == {"source", "columns", "shape", "sha256", "seconds", "matrix"}
     assert meta["scores"]["shape"] == [pool.hierarchy.n_datasets, r.scores.shape[1]]
-    assert len(json.dumps(meta["scores"])) < 1000
+    x = covariates_from_meta(meta)
+    assert x is not None and x.shape == tuple(meta["scores"]["shape"])
+    tampered = {**meta, "scores": {**meta["scores"], "sha256": "0" * 64}}
+    assert covariates_from_meta(tampered) is None  # a matrix that fails its digest is ignored
     d = r.to_dict()
     assert d["scores_source"] == "computed" and len(d["scores"]) == pool.hierarchy.n_datasets
     json.dumps(d, allow_nan=False)
@@ -360,3 +364,41 @@ def test_cli_policies_lists_the_default_first() -> None:
     rows = [line for line in res.output.splitlines() if line.startswith("│")]
     assert rows[0].split("│")[1].strip() == f"{DEFAULT_POLICY} (default)"
     assert any("group-mean" in r for r in rows)
+
+
+def test_a_study_and_a_report_rebuild_the_runs_prior(tmp_path: Path) -> None:
+    # The engine with scores on an array pool: a study driven from outside makes the same
+    # trials, posterior and selection as the run, and the report shows the run's posterior.
+    from dashsel.report import read_journal, replay_posterior
+    from dashsel.study import Study
+
+    pool = make_toy_pool(seed=0)
+    ev = LogisticEvaluator(pool)
+    res = select(pool, evaluator=ev, budget=8, k=3, seed=2, journal=tmp_path / "run.db",
+                 score_final=False)  # fmt: skip
+    assert res.scores_source == "computed"
+    path = tmp_path / "study.db"
+    Study.create(path, pool, seed=2, k=3, budget=8, deterministic=ev.deterministic).close()
+    for _ in range(8):
+        with Study.open(path) as study:
+            [(trial, dataset)] = study.ask(1)
+            seed = int(study.trials().set_index("number").loc[trial, "seed"])
+            study.tell(trial, ev.evaluate(TrialSpec(trial, dataset, seed, 0)))
+    # Equal up to rounding: the engine refits its hyperparameters warm-started, so a policy
+    # rebuilt by replay can differ from the live one in the last bit.
+    def close(a, b) -> None:
+        for name in ("mean", "std", "group_mean", "group_std"):
+            np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(a.pulls, b.pulls)
+
+    with Study.open(path) as study:
+        assert study.recommend().datasets == res.selected
+        close(study.posterior(), res.posterior)
+    posterior, rec = replay_posterior(*read_journal(tmp_path / "run.db"), k=3)
+    assert rec.datasets == res.selected
+    close(posterior, res.posterior)
+    # Without the stored matrix (as for pools past MAX_STORED_COVARIATES) the report's engine
+    # has no prior: a different posterior, which is why the matrix is kept.
+    meta, frame = read_journal(tmp_path / "run.db")
+    bare = {**meta, "scores": {k: v for k, v in meta["scores"].items() if k != "matrix"}}
+    assert not np.allclose(replay_posterior(bare, frame, k=3)[0].mean, res.posterior.mean)

@@ -102,8 +102,7 @@ def replayed_policy(meta: Mapping[str, Any], frame: pd.DataFrame) -> Policy | No
         policy = make_policy(name, **params)
     except (DashselError, TypeError, ValueError):
         return None
-    seed = meta.get("seed", 0)
-    policy.reset(Hierarchy(ids, groups), random_state=int(seed) if isinstance(seed, int) else 0)
+    reset_policy(policy, Hierarchy(ids, groups), meta)
     done = frame[frame["state"] == "complete"].sort_values("number")
     try:
         policy.replay(
@@ -172,3 +171,16 @@ def report_dict(
         "n_running": int(states.get("running", 0)),
         "n_failed": int(states.get("failed", 0)),
     }
+
+
+def reset_policy(policy: Policy, hierarchy: Hierarchy, meta: Mapping[str, Any]) -> Policy:
+    """Reset ``policy`` as the run in ``meta`` did: its seed and, for a policy that takes
+    covariates, the prior scores the journal header keeps."""
+    from dashsel.run import covariates_from_meta, takes_covariates
+
+    seed = meta.get("seed", 0)
+    seed = int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else 0
+    x = covariates_from_meta(meta) if takes_covariates(policy) else None
+    if x is not None and x.shape[0] == hierarchy.n_datasets:
+        return policy.reset(hierarchy, random_state=seed, covariates=x)  # type: ignore[call-arg]
+    return policy.reset(hierarchy, random_state=seed)

@@ -26,14 +26,17 @@ How a run stays reproducible and resumable:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import inspect
 import itertools
 import logging
 import time
 import warnings
+import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -426,16 +429,45 @@ class PriorScores:
         return hashlib.sha256(repr(x.shape).encode() + x.tobytes()).hexdigest()
 
     def describe(self) -> dict[str, Any]:
-        return {
+        """What the journal header keeps: source, columns, a digest and, for pools of up to
+        :data:`MAX_STORED_COVARIATES` values, the matrix itself (compressed), so a study or
+        a report in another process rebuilds the policy with the same prior."""
+        out: dict[str, Any] = {
             "source": self.source,
             "columns": [str(c) for c in self.frame.columns],
             "shape": list(self.covariates.shape),
             "sha256": self.digest(),
             "seconds": round(self.seconds, 6),
         }
+        x = np.ascontiguousarray(self.covariates, dtype="<f8")
+        if x.size <= MAX_STORED_COVARIATES:
+            out["matrix"] = base64.b64encode(zlib.compress(x.tobytes(), 6)).decode("ascii")
+        return out
 
 
-def _takes_covariates(policy: Policy) -> bool:
+#: Largest covariate matrix (in values) a journal header stores; a larger one is kept as its
+#: digest only, and a study or report rebuilt from the journal then runs without it.
+MAX_STORED_COVARIATES = 200_000
+
+
+def covariates_from_meta(meta: Mapping[str, Any]) -> np.ndarray | None:
+    """The covariate matrix a journal header stores (see :meth:`PriorScores.describe`), or
+    None when it holds none. A matrix that does not match its digest is ignored."""
+    info = meta.get("scores") if isinstance(meta, Mapping) else None
+    if not isinstance(info, Mapping) or not isinstance(info.get("matrix"), str):
+        return None
+    try:
+        shape = tuple(int(n) for n in info["shape"])
+        raw = zlib.decompress(base64.b64decode(info["matrix"], validate=True))
+        x = np.frombuffer(raw, dtype="<f8").reshape(shape).astype(float)
+    except (ValueError, TypeError, KeyError, zlib.error, binascii.Error):
+        return None
+    digest = hashlib.sha256(repr(x.shape).encode() + x.tobytes()).hexdigest()
+    return x if digest == info.get("sha256") else None
+
+
+def takes_covariates(policy: Policy) -> bool:
+    """Whether ``policy.reset`` accepts ``covariates`` (the engine's prior scores)."""
     try:
         params = inspect.signature(policy.reset).parameters
     except (TypeError, ValueError):
@@ -483,7 +515,7 @@ def run_scores(pool: Pool, policy: Policy, scores: Any = None) -> PriorScores | 
     if scores is False or (isinstance(scores, np.bool_) and not scores):
         return None
     ids = list(pool.hierarchy.dataset_ids)
-    if not _takes_covariates(policy):
+    if not takes_covariates(policy):
         if scores is not None and scores is not True:
             warnings.warn(
                 f"policy {policy.name!r} takes no covariates: the scores given are ignored",

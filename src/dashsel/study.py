@@ -50,6 +50,7 @@ from dashsel.policies.base import (
     validate_selection_rule,
 )
 from dashsel.random_state import derive_seed
+from dashsel.report import reset_policy
 from dashsel.trial import TrialOutcome, TrialRecord, TrialSpec, TrialState
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ class Study(Closeable):
             tells them all makes exactly ``dashsel run --batch-size n``.
         """
         from dashsel.policies import make_policy
-        from dashsel.run import configure_policy, run_meta
+        from dashsel.run import configure_policy, run_meta, run_scores
 
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise DashselError(f"seed must be a non-negative integer, got {seed!r}")
@@ -214,10 +215,13 @@ class Study(Closeable):
         # What `dashsel run` tells the policy (deterministic trainings, the target k or
         # percentile) goes into its parameters, so every process rebuilds the same engine.
         configure_policy(pol, deterministic=bool(deterministic), k=k, percentile=percentile)
+        # The engine's prior, computed once here and kept in the header for every process.
+        prior = run_scores(pool, pol, None)
         meta = run_meta(
             pool,
             pol,
             None,
+            scores=None if prior is None else prior.describe(),
             seed=int(seed),
             batch_size=None,
             budget=budget,
@@ -287,7 +291,7 @@ class Study(Closeable):
                 raise JournalError(
                     f"journal {self.path}: its policy cannot be made again ({one_line(exc)})"
                 ) from None
-            policy.reset(Hierarchy(ids, groups), random_state=int(meta.get("seed", 0)))
+            reset_policy(policy, Hierarchy(ids, groups), meta)
             self._policy, self._told = policy, []
         policy = self._policy
         for r in done[len(self._told) :]:
