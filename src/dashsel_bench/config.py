@@ -90,6 +90,11 @@ class StudyConfig:
         Final selection rule; ``k=None`` and ``percentile=None`` mean top-``n_subsets``.
     studies : tuple of str
         Studies to run (see :data:`STUDIES`).
+    traps : bool
+        Add trap datasets in the target's own look to every pool (the suite's
+        ``make_pool(traps=True)``: mislabelled, few-class and near-duplicate target data, in
+        groups of their own and mixed into honest groups). Off by default, so earlier numbers
+        stay comparable.
     features : str or None
         Feature extractor passed to the suite's ``make_pool`` (None: the suite's default).
     split_seed : int
@@ -131,6 +136,7 @@ class StudyConfig:
     percentile: float | None = None
     studies: tuple[str, ...] = STUDIES
     features: str | None = None
+    traps: bool = False
     split_seed: int = 0
     workers: int = 1
     blas_threads: int | None = 1

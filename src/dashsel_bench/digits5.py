@@ -48,6 +48,14 @@ DEFAULT_SIZES: dict[str, tuple[int, int]] = {
     "syn": (3000, 800),
 }
 DISTRACTOR_KINDS: tuple[str, ...] = ("noisy", "imbalanced", "shuffled")
+#: Trap datasets in the target's own look (``make_pool(traps=True)``).
+TRAP_KINDS: tuple[str, ...] = ("mislabelled", "fewclass", "duplicate")
+#: Share of a mislabelled trap's labels replaced by a wrong class.
+TRAP_WRONG = 0.7
+#: Classes a few-class trap keeps.
+TRAP_CLASSES = 3
+#: Std of the feature noise of a near-duplicate, relative to each feature's std.
+TRAP_NOISE = 0.05
 
 
 # --- building the offline domains -----------------------------------------------------------
@@ -436,6 +444,7 @@ class Digits5:
         features: FeatureKind = "hog",
         subset_size: int | None = None,
         distractors: int = 0,
+        traps: bool = False,
     ) -> Pool:
         """The pool for one target domain.
 
@@ -465,6 +474,14 @@ class Digits5:
             ``shuffled`` (labels permuted) chunks of a random domain's candidate data. Their
             ids are ``distractor<k>_<j>`` and ``meta["relevant"]`` is False. They may share
             images with the regular candidates (never with local, validation or test).
+        traps : bool
+            Add trap datasets that look like the target (:func:`make_traps`): target-domain
+            images with most labels wrong (``mislabelled``), with a few classes only
+            (``fewclass``), and near-duplicates of the target's honest candidates
+            (``duplicate``), ``max(2, n_subsets // 2)`` of each kind; about half of each kind
+            in a group of its own (``trap-<kind>``), the rest mixed into the honest domains'
+            groups. Ids ``trap-<kind><j>``, ``meta["relevant"]`` False, ``meta["trap"]`` the
+            kind. Global does not change (it keeps the honest target candidates).
 
         Returns
         -------
@@ -520,6 +537,21 @@ class Digits5:
         entries += self._distractors(
             distractors, n_subsets, subset_size, layouts, seed, features, extra
         )
+        if traps:
+            F_t, _ = self.features(target, features)
+            entries += make_traps(
+                entries,
+                target,
+                F_t[layouts[target].candidates],
+                self.domains()[target].train_labels[layouts[target].candidates],
+                n_subsets=n_subsets,
+                size=subset_size,
+                domains=self.targets,
+                n_classes=self.n_classes,
+                seed=seed,
+                source=f"{self.name}/{target}",
+                extra=extra,
+            )
         F, Ft = self.features(target, features)
         dom_t = self.domains()[target]
         lay = layouts[target]
@@ -584,6 +616,88 @@ class Digits5:
                     )
                 )
         return out
+
+
+def make_traps(
+    entries: Sequence[DatasetEntry],
+    target: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    n_subsets: int,
+    size: int,
+    domains: Sequence[str],
+    n_classes: int,
+    seed: int,
+    source: str,
+    extra: Mapping[str, object] | None = None,
+) -> list[DatasetEntry]:
+    """Trap datasets in the target's own look, for a suite's ``make_pool(traps=True)``.
+
+    Three kinds, ``max(2, n_subsets // 2)`` datasets each, ``size`` rows each:
+
+    * ``mislabelled``: rows of the target's candidate data (``X``, ``y``) with
+      :data:`TRAP_WRONG` of the labels replaced by another class: they look exactly like the
+      target, and a label-free score cannot tell them apart;
+    * ``fewclass``: target rows of :data:`TRAP_CLASSES` classes only, labels correct;
+    * ``duplicate``: a near-copy of one of the target's honest candidates in ``entries``
+      (features plus Gaussian noise of :data:`TRAP_NOISE` times each feature's std): as good
+      alone as the original, but adds nothing next to it.
+
+    The first half (rounded up) of each kind forms a group of its own, ``trap-<kind>``; the
+    others are mixed into the honest groups (``meta["host"]``, cycling over ``domains``),
+    so a group's evaluated members do not vouch for all of it. Seeded by ``seed``.
+    """
+    rng = np.random.default_rng([seed, 9191])
+    extra = dict(extra or {})
+    honest_target = [e for e in entries if e.meta.get("domain") == target]
+    n_each = max(2, n_subsets // 2)
+    n_own = (n_each + 1) // 2
+    sd = X.std(axis=0) if len(X) else np.zeros(X.shape[1:])
+    out: list[DatasetEntry] = []
+    for ki, kind in enumerate(TRAP_KINDS):
+        for j in range(n_each):
+            host = None if j < n_own else domains[(ki + j - n_own) % len(domains)]
+            meta: dict[str, object] = {
+                "domain": f"trap-{kind}",
+                "subset": j,
+                "relevant": False,
+                "n": size,
+                "trap": kind,
+                **extra,
+            }
+            if kind == "mislabelled":
+                idx = rng.choice(len(y), size=size, replace=size > len(y))
+                Xi, yi = X[idx], y[idx].copy()
+                wrong = rng.random(size) < TRAP_WRONG
+                shift = rng.integers(1, n_classes, size=int(wrong.sum()))
+                yi[wrong] = (yi[wrong] + shift) % n_classes  # always another class
+            elif kind == "fewclass":
+                keep = rng.choice(n_classes, size=min(TRAP_CLASSES, n_classes), replace=False)
+                pool_idx = np.flatnonzero(np.isin(y, keep))
+                idx = rng.choice(pool_idx, size=size, replace=size > pool_idx.size)
+                Xi, yi = X[idx], y[idx].copy()
+                meta["classes"] = sorted(int(c) for c in keep)
+            else:
+                original = honest_target[j % len(honest_target)]
+                data = original.load()
+                noise = rng.normal(size=data.X.shape) * (TRAP_NOISE * sd)
+                Xi = (data.X + noise).astype(data.X.dtype, copy=False)
+                yi = np.asarray(data.y).copy()
+                meta["n"] = len(yi)
+                meta["copy_of"] = original.id
+            if host is not None:
+                meta["host"] = host
+            out.append(
+                DatasetEntry(
+                    f"trap-{kind}{j}",
+                    host if host is not None else f"trap-{kind}",
+                    data=ArraySplit(Xi, yi),
+                    source=f"{source} (trap: {kind})",
+                    meta=meta,
+                )
+            )
+    return out
 
 
 SUITE = Digits5()
