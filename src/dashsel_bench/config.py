@@ -35,6 +35,8 @@ STUDY_ALIASES = {
 }
 #: Bandit policies compared by default (the paper's DaSH and flat DaS plus classic bandits).
 POLICY_METHODS: tuple[str, ...] = (
+    "hits",
+    "hits-noscores",
     "dash",
     "dash-eb",
     "flat",
@@ -42,12 +44,38 @@ POLICY_METHODS: tuple[str, ...] = (
     "egreedy",
     "roundrobin",
     "random",
+    "heuristic",
+    "scores-only",
 )
+#: The engine studies' methods (docs/benchmarks/<suite>-engine): the engine with and without
+#: scores beside DaSH, the flat bandits, the trivial heuristic and the scores alone.
+ENGINE_STUDY_METHODS: tuple[str, ...] = (
+    "hits",
+    "hits-noscores",
+    "dash",
+    "flat",
+    "ucb",
+    "roundrobin",
+    "random",
+    "heuristic",
+    "scores-only",
+)
+#: Robustness of the engine to scores that carry no information or point the wrong way.
+SCORE_CHECK_METHODS: tuple[str, ...] = ("hits-shuffled", "hits-reversed")
 DEFAULT_METHODS: tuple[str, ...] = (*POLICY_METHODS, *INSTANCE_METHODS, *PEER_METHODS)
 #: Figure 4's three methods.
-CURVE_METHODS: tuple[str, ...] = ("flat", "dash-mixed", "dash")
-GROUPING_METHODS: tuple[str, ...] = ("flat", "dash", "dash-mixed", "dash-cross")
-SMALL_BUDGET_METHODS: tuple[str, ...] = ("flat", "dash-mixed", "dash")
+CURVE_METHODS: tuple[str, ...] = ("flat", "dash-mixed", "dash", "hits")
+#: The grouping ablation: DaSH and the engine on perfect, mixed and cross-domain groups.
+GROUPING_METHODS: tuple[str, ...] = (
+    "flat",
+    "dash",
+    "dash-mixed",
+    "dash-cross",
+    "hits",
+    "hits-mixed",
+    "hits-cross",
+)
+SMALL_BUDGET_METHODS: tuple[str, ...] = ("flat", "dash-mixed", "dash", "hits")
 #: The method whose selection sizes the instance-level baselines and anchors comparisons.
 REFERENCE_METHOD = "dash"
 
