@@ -299,6 +299,18 @@ def headline_markdown(result: StudyResult) -> str:
     )
 
 
+def budget_tables_markdown(result: StudyResult) -> str:
+    """One accuracy table per budget (what ``dashsel demo`` prints)."""
+    parts = []
+    for b in sorted({int(b) for b in final_rows(result)["budget"] if int(b) > 0}):
+        df = final_rows(result, b)
+        parts.append(
+            f"Budget {b} evaluations, {result.config.runs} runs, test accuracy %:\n\n"
+            + result_table(df, _targets(result, df), result.config.methods, drops=False)
+        )
+    return "\n".join(parts) if parts else "(no final-accuracy study was run)\n"
+
+
 def small_budget_markdown(result: StudyResult) -> str:
     df = result.frame("small_budget")
     budgets = sorted({int(b) for b in df["budget"] if int(b) > 0})
