@@ -476,7 +476,8 @@ class Digits5:
             near-duplicates of the target's honest candidates (``duplicate``),
             ``max(2, n_subsets // 2)`` of each kind; about half of each kind in a group of its
             own (``trap-<kind>``), the rest mixed into the honest domains' groups. Ids
-            ``trap-<kind><j>``, ``meta["relevant"]`` False, ``meta["trap"]`` the kind. Global does not change (it keeps the honest target candidates).
+            ``trap-<kind><j>``, ``meta["relevant"]`` False, ``meta["trap"]`` the kind. Global does
+            not change (it keeps the honest target candidates).
 
         Returns
         -------
