@@ -8,7 +8,7 @@ Each preset writes ``docs/benchmarks/<preset>/`` (tables, plots, ``results.json`
   budgets 5-60, plus the shuffled / reversed score checks;
 * ``digits5-100-traps``: the same pools plus 30 trap datasets (``traps=True``);
 * ``digits5-engine`` / ``digits5-engine-traps``: the paper's 15-candidate layout, 5 targets;
-* ``spam-engine``: the spam pools (36 candidates, 3 targets).
+* ``spam-engine`` / ``spam-engine-traps``: the spam pools (36 candidates, 3 targets).
 
 Usage::
 
@@ -75,6 +75,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         budgets=BUDGETS_SMALL,
         checkpoints=BUDGETS_SMALL,
         studies=("main_table", "curve", "grouping_ablation"),
+    ),
+    "spam-engine-traps": dict(
+        suite="spam",
+        methods=ENGINE_STUDY_METHODS,
+        budgets=BUDGETS_SMALL,
+        checkpoints=BUDGETS_SMALL,
+        studies=("main_table", "curve"),
+        traps=True,
     ),
 }
 
