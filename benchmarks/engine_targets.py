@@ -23,7 +23,7 @@ from dashsel_bench.results import StudyResult
 ROOT = Path(__file__).resolve().parents[1]
 #: (folder without traps, folder with traps, title) pairs compared side by side.
 PAIRS: tuple[tuple[str, str, str], ...] = (
-    ("digits5-100", "digits5-100-traps", "digits5-100 (100 candidates, k = 20)"),
+    ("digits5-100-engine", "digits5-100-traps", "digits5-100 (100 candidates, k = 20)"),
     ("digits5-engine", "digits5-engine-traps", "digits5 (15 candidates, k = 3)"),
     ("spam-engine", "spam-engine-traps", "spam (36 candidates, k = 3)"),
 )
@@ -104,8 +104,8 @@ def paired(avg: pd.DataFrame, a: str, b: str, budget: int) -> tuple[float, float
 
 def checks(results: dict[str, StudyResult]) -> list[list[str]]:
     rows: list[list[str]] = []
-    if "digits5-100" in results:
-        res = results["digits5-100"]
+    if "digits5-100-engine" in results:
+        res = results["digits5-100-engine"]
         avg = per_run_avg(res.frame("main_table"))
         glob = cell(avg, "global", 0).mean()
         v = cell(avg, "hits", 5)

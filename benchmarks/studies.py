@@ -4,7 +4,7 @@ heuristic and the scores alone, with and without trap datasets.
 
 Each preset writes ``docs/benchmarks/<preset>/`` (tables, plots, ``results.json``, README):
 
-* ``digits5-100``: 100 candidates (20 subsets per domain, k = 20), targets svhn, mnistm, syn,
+* ``digits5-100-engine``: 100 candidates (20 subsets per domain, k = 20), targets svhn, mnistm, syn,
   budgets 5-60, plus the shuffled / reversed score checks;
 * ``digits5-100-traps``: the same pools plus 30 trap datasets (``traps=True``);
 * ``digits5-engine`` / ``digits5-engine-traps``: the paper's 15-candidate layout, 5 targets;
@@ -12,7 +12,7 @@ Each preset writes ``docs/benchmarks/<preset>/`` (tables, plots, ``results.json`
 
 Usage::
 
-    python benchmarks/studies.py digits5-100 --runs 5
+    python benchmarks/studies.py digits5-100-engine --runs 5
     python benchmarks/studies.py all --runs 5
 """
 
@@ -35,7 +35,7 @@ BUDGETS_100 = (5, 15, 30, 60)
 #: Budgets of the 15-candidate digits5 and the 36-candidate spam pools.
 BUDGETS_SMALL = (5, 10, 15, 30, 45)
 PRESETS: dict[str, dict[str, Any]] = {
-    "digits5-100": dict(
+    "digits5-100-engine": dict(
         suite="digits5",
         n_subsets=20,
         targets=("svhn", "mnistm", "syn"),

@@ -511,8 +511,8 @@ def _draw_curve(ax: Any, df: pd.DataFrame, target: str) -> None:
                 colours[base] = BACK_COLOURS[len(colours) % len(BACK_COLOURS)]
             style["color"] = colours[base]
         ls = GROUPING_STYLES[grouping]
-        if base == "scores-only":
-            ls = "-."
+        if base == "scores-only":  # flat by construction: black dash-dot, never hidden
+            ls, style["color"], style["zorder"] = "-.", "black", 4
         ax.plot(x, y, marker="o", ms=3, ls=ls, label=label(str(m)), **style)
         ax.fill_between(
             x, y - s, y + s, color=style["color"], alpha=0.12, zorder=style["zorder"] - 1
@@ -545,15 +545,15 @@ def _plot_study(
         fig = _figure(5.4, 4.2)
         ax = fig.add_subplot()
         _draw_curve(ax, df, t)
-        ax.legend(fontsize=6.5, ncol=2)
+        ax.legend(fontsize=6, ncol=2)
         fig.text(0.01, 0.01, caption, fontsize=5.5, wrap=True)
-        fig.subplots_adjust(left=0.12, right=0.97, bottom=0.17, top=0.93)
+        fig.subplots_adjust(left=0.12, right=0.97, bottom=0.19, top=0.93)
         path = out_dir / f"{prefix}_{t}.png"
         fig.savefig(path, dpi=100)
         paths.append(path)
     ncol = min(3, len(targets))
     nrow = math.ceil(len(targets) / ncol)
-    height = 3.3 * nrow + 1.0
+    height = 3.3 * nrow + 1.4
     fig = _figure(4.4 * ncol, height)
     axes = fig.subplots(nrow, ncol, squeeze=False)
     for ax, t in zip(axes.flat, targets, strict=False):
@@ -561,10 +561,17 @@ def _plot_study(
     for ax in list(axes.flat)[len(targets) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8)
-    fig.text(0.5, 0.005, caption, fontsize=8, ha="center")
+    fig.legend(
+        handles,
+        labels,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.25 / height),
+        ncol=min(6, len(labels)),
+        fontsize=8,
+    )
+    fig.text(0.5, 0.06 / height, caption, fontsize=8, ha="center")
     # Room in inches for the x labels, the shared legend and the caption below the last row.
-    fig.subplots_adjust(left=0.07, right=0.98, top=1 - 0.3 / height, bottom=1.3 / height)
+    fig.subplots_adjust(left=0.07, right=0.98, top=1 - 0.3 / height, bottom=1.75 / height)
     fig.subplots_adjust(hspace=0.45)
     path = out_dir / f"{prefix}s.png"
     fig.savefig(path, dpi=100)
