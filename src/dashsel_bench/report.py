@@ -565,13 +565,13 @@ def _plot_study(
         handles,
         labels,
         loc="lower center",
-        bbox_to_anchor=(0.5, 0.25 / height),
+        bbox_to_anchor=(0.5, 0.3 / height),
         ncol=min(6, len(labels)),
         fontsize=8,
     )
-    fig.text(0.5, 0.06 / height, caption, fontsize=8, ha="center")
+    fig.text(0.5, 0.04 / height, caption, fontsize=8, ha="center", va="bottom")
     # Room in inches for the x labels, the shared legend and the caption below the last row.
-    fig.subplots_adjust(left=0.07, right=0.98, top=1 - 0.3 / height, bottom=1.75 / height)
+    fig.subplots_adjust(left=0.07, right=0.98, top=1 - 0.3 / height, bottom=1.85 / height)
     fig.subplots_adjust(hspace=0.45)
     path = out_dir / f"{prefix}s.png"
     fig.savefig(path, dpi=100)
