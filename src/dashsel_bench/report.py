@@ -680,8 +680,13 @@ def _json_default(value: Any) -> Any:
 def _readme(result: StudyResult, written: list[tuple[str, str]]) -> str:
     cfg = result.config
     cmd = cfg.command or "dashsel bench " + cfg.suite_name
+    title = (
+        f"{cfg.suite_name}"
+        + (f", {cfg.n_subsets} subsets per domain" if cfg.n_subsets != 3 else "")
+        + (", with traps" if cfg.traps else "")
+    )
     lines = [
-        f"# {cfg.suite_name}: DaSH study results\n",
+        f"# {title}: study results\n",
         "Produced by:\n",
         f"```\n{cmd}\n```\n",
         "## Files\n",
@@ -692,6 +697,18 @@ def _readme(result: StudyResult, written: list[tuple[str, str]]) -> str:
         f"budgets: {', '.join(map(str, cfg.budgets))} (main budget {cfg.main_budget})",
         f"* evaluator: {cfg.evaluator_name}; {cfg.n_subsets} subsets per domain; split seed "
         f"{cfg.split_seed}",
+        f"* methods: {', '.join(cfg.methods)}",
+        "* traps: "
+        + (
+            "yes: target-look datasets with 70% wrong labels, with a few classes only, and "
+            "near-duplicates of the target's candidates, in groups of their own and mixed into "
+            "honest groups (the suite's `make_pool(traps=True)`)"
+            if cfg.traps
+            else "no"
+        ),
+        "* training-free scores (`hits`, `hits-*`, `scores-only`): `dashsel.scores.score_pool` "
+        "defaults, cached per pool; the engine gets `otdd`, `label_quality` and `mmd` as prior "
+        "covariates, `scores-only` keeps the top k by `score_default` (0 evaluations)",
         f"* reward bank: every candidate evaluated with {cfg.n_seeds} seeds (cached); policies "
         "replay reward[dataset][trial seed mod n_seeds]; final models are trained for real "
         "and scored on the test split",
