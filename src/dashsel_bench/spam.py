@@ -191,7 +191,13 @@ def fetch(dest: Path | None = None, *, npm: str = "npm", timeout: float = 600.0)
         safe_extract(tarballs[0], out)
         if not (out / "package" / "data").is_dir():
             raise DataError(f"{tarballs[0].name} has no package/data folder")
-        (out / "package").rename(root)
+        try:
+            (out / "package").rename(root)
+        except OSError:
+            # Another process fetched the corpus at the same time and renamed its copy first:
+            # use that one (a folder is renamed into place whole, so it is complete).
+            if not (root / "data").is_dir():
+                raise
     return root
 
 
