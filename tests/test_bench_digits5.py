@@ -156,3 +156,43 @@ def test_registry() -> None:
     assert s.name == "digits5" and s.targets == ("mnist", "svhn", "optdigits", "mnistm", "syn")
     with pytest.raises(DashselError, match="unknown benchmark suite"):
         get_suite("nope")
+
+
+def test_traps_layout_and_labels(suite: d5.Digits5) -> None:
+    plain = suite.make_pool("svhn", n_subsets=4)
+    pool = suite.make_pool("svhn", n_subsets=4, traps=True)
+    traps = [e for e in pool.entries if e.meta.get("trap")]
+    # max(2, 4 // 2) = 2 of each kind: one in a group of its own, one mixed into an honest group.
+    assert [e.meta["trap"] for e in traps] == [k for k in d5.TRAP_KINDS for _ in range(2)]
+    assert len(pool) == len(plain) + len(traps)
+    assert relevant_ids(pool) == relevant_ids(plain)  # Global is unchanged
+    own = [e for e in traps if "host" not in e.meta]
+    mixed = [e for e in traps if "host" in e.meta]
+    assert {e.group for e in own} == {f"trap-{k}" for k in d5.TRAP_KINDS}
+    assert all(e.group == e.meta["host"] and e.group in d5.DOMAINS for e in mixed)
+    # The honest candidates are the same data as without traps.
+    for d in plain.dataset_ids:
+        assert np.array_equal(pool.dataset(d).X, plain.dataset(d).X)
+    dom = suite.domains()["svhn"]
+    F, _ = suite.features("svhn")
+    rows = {r.tobytes(): int(y) for r, y in zip(F, dom.train_labels, strict=True)}
+    wrong = pool.dataset("trap-mislabelled0")
+    truth = np.array([rows[r.tobytes()] for r in wrong.X])  # target-domain images
+    assert np.mean(truth != wrong.y) > 0.5  # most labels wrong
+    few = pool.entry("trap-fewclass0")
+    assert set(pool.dataset(few.id).y.tolist()) <= set(few.meta["classes"])
+    assert len(few.meta["classes"]) == d5.TRAP_CLASSES
+    dup = pool.entry("trap-duplicate0")
+    original = pool.dataset(dup.meta["copy_of"])
+    assert dup.meta["copy_of"].startswith("svhn")
+    assert np.array_equal(pool.dataset(dup.id).y, original.y)
+    gap = np.abs(pool.dataset(dup.id).X - original.X)
+    assert 0 < gap.mean() < 0.2 * np.abs(original.X).mean()  # near, not exact
+
+
+def test_traps_follow_regrouping(suite: d5.Digits5) -> None:
+    for grouping in ("mixed", "cross"):
+        pool = suite.make_pool("mnist", n_subsets=2, traps=True, grouping=grouping)
+        groups = {e.id: e.group for e in pool.entries}
+        assert groups["trap-mislabelled0"] == "trap-mislabelled"
+        assert groups["trap-mislabelled1"].startswith(grouping)

@@ -154,7 +154,10 @@ def test_config_from_cli_options() -> None:
     assert cfg.studies == ("main_table", "curve")
     assert cfg.targets == ("a", "b") and cfg.runs == 4
     quick = StudyConfig.from_options(GaussianSuite(), quick=True)
-    assert quick.targets == ("a", "b") and quick.runs == 5 and quick.budgets == (10, 15)
+    assert quick.targets == ("a", "b") and quick.runs == 5 and quick.budgets == (15, 30)
+    assert quick.n_subsets == 20 and {"hits", "dash", "heuristic", "scores-only"} <= set(
+        quick.methods
+    )
     assert StudyConfig().studies == STUDIES
 
 
@@ -229,7 +232,7 @@ def test_curve_checkpoints_monotone(study: StudyResult) -> None:
 
 def test_small_budget_is_one_pull_per_candidate(study: StudyResult) -> None:
     df = study.frame("small_budget")
-    assert set(df["method"]) == {"local", "flat", "dash-mixed", "dash", "global"}
+    assert set(df["method"]) == {"local", "flat", "dash-mixed", "dash", "hits", "global"}
     assert set(df[~df.method.isin(["local", "global"])]["budget"]) == {9}
 
 
@@ -237,7 +240,9 @@ def test_weak_init_and_grouping(study: StudyResult) -> None:
     weak = study.frame("weak_init")
     assert set(weak["local_fraction"]) == {0.5} and set(weak["method"]) == {"local", "dash"}
     grouping = study.frame("grouping_ablation")
-    assert {"flat", "dash", "dash-mixed", "dash-cross"} <= set(grouping["method"])
+    assert {"flat", "dash", "dash-mixed", "dash-cross", "hits-mixed", "hits-cross"} <= set(
+        grouping["method"]
+    )
     assert grouping["budget"].max() == 12
 
 
@@ -307,3 +312,35 @@ def test_progress_is_reported(cache_env: Path) -> None:
     )
     assert calls[-1] == ("done", 3, 3)
     assert os.environ["DASHSEL_CACHE"]  # the fixture isolated the cache
+
+
+def test_engine_study_with_scores(cache_env: Path) -> None:
+    """The engine, the heuristic and the scores alone through the runner: the scores are
+    computed once per pool and cached on disk, and the scores-only curve is flat."""
+    config = StudyConfig(
+        suite=GaussianSuite(),
+        targets=("a",),
+        methods=("hits", "hits-noscores", "heuristic", "scores-only"),
+        runs=2,
+        budgets=(3, 6),
+        checkpoints=(3, 6),
+        curve_methods=(),
+        n_seeds=2,
+        studies=("main_table", "curve"),
+    )
+    result = run_study(config)
+    df = result.frame("main_table")
+    assert set(df["method"]) == {
+        "local",
+        "global",
+        "hits",
+        "hits-noscores",
+        "heuristic",
+        "scores-only",
+    }
+    only = df[df["method"] == "scores-only"]
+    assert (only["n_evaluations"] == 0).all() and only["accuracy"].nunique() == 1
+    hits = df[df["method"] == "hits"]
+    assert (hits["n_evaluations"] == hits["budget"]).all()
+    assert len(list((cache_env / "cache" / "scores").glob("*.csv"))) == 1
+    assert "scores" in result.timings

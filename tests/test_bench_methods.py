@@ -159,3 +159,104 @@ def test_unavailable_reports_import_errors(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(PolicyMethod, "_make", missing)
     assert "optuna" in (make_method("optuna").unavailable() or "")
     assert "not among" in (InstanceMethod("bogus").unavailable() or "")
+
+
+# --- the engine, the heuristic and the scores alone -------------------------------------------
+@pytest.fixture
+def scored_ctx(ctx: RunContext) -> RunContext:
+    from dashsel_bench.bank import pool_scores
+
+    frame = pool_scores(ctx.pool, cache=False)
+    ctx.scores = lambda: frame
+    return ctx
+
+
+def test_engine_names_parse() -> None:
+    from dashsel_bench.methods import EngineMethod, ScoresOnlyMethod
+
+    for name, cov in (
+        ("hits", "scores"),
+        ("hits-noscores", None),
+        ("hits-shuffled", "shuffled"),
+        ("hits-reversed", "reversed"),
+    ):
+        m = make_method(name)
+        assert isinstance(m, EngineMethod) and m.covariates == cov and m.grouping == "perfect"
+    mixed = make_method("hits-mixed")
+    assert isinstance(mixed, EngineMethod) and mixed.grouping == "mixed"
+    assert mixed.covariates == "scores" and label("hits-cross") == "Engine (HiTS) (cross)"
+    only = make_method("scores-only")
+    assert isinstance(only, ScoresOnlyMethod) and not only.uses_budget
+    assert make_method("heuristic").unavailable() is None
+
+
+def test_engine_covariates_follow_the_hierarchy(scored_ctx: RunContext) -> None:
+    from dashsel_bench.methods import EngineMethod
+
+    pool = scored_ctx.pool_for("cross")  # another dataset order than the pool's
+    frame = scored_ctx.score_frame()
+    X = EngineMethod("hits", "scores").covariate_matrix(scored_ctx, pool)
+    assert X is not None and X.shape == (len(pool), 3)
+    ids = list(pool.hierarchy.dataset_ids)
+    # Column 0 is the standardised otdd score: same order as the frame read by those ids.
+    otdd = frame.loc[ids, "score_otdd"].to_numpy()
+    assert np.allclose(X[:, 0], (otdd - otdd.mean()) / otdd.std())
+    rev = EngineMethod("hits-reversed", "reversed").covariate_matrix(scored_ctx, pool)
+    assert np.allclose(rev, -X)
+    shuf = EngineMethod("hits-shuffled", "shuffled").covariate_matrix(scored_ctx, pool)
+    assert not np.allclose(shuf, X) and np.allclose(np.sort(shuf[:, 0]), np.sort(X[:, 0]))
+    assert EngineMethod("hits-noscores", None).covariate_matrix(scored_ctx, pool) is None
+
+
+@pytest.mark.parametrize("name", ["hits", "hits-noscores", "hits-mixed", "heuristic"])
+def test_engine_and_heuristic_run(scored_ctx: RunContext, name: str) -> None:
+    out = make_method(name).run(scored_ctx)
+    assert len(out.selected) == 2 and len(set(out.selected)) == 2
+    assert out.n_evaluations == scored_ctx.budget and 0.0 <= out.accuracy <= 1.0
+    again = make_method(name).run(scored_ctx)
+    assert again.selected == out.selected  # seeded by the run
+
+
+def test_engine_gets_the_covariates(scored_ctx: RunContext, monkeypatch) -> None:
+    from dashsel.policies.engine import HiTS
+
+    seen: list[object] = []
+    original = HiTS._reset
+
+    def spy(self: HiTS, hierarchy: object) -> None:
+        original(self, hierarchy)
+        seen.append(self.covariates_)
+
+    monkeypatch.setattr(HiTS, "_reset", spy)
+    make_method("hits").run(scored_ctx)
+    make_method("hits-noscores").run(scored_ctx)
+    assert seen[0] is not None and seen[0].shape == (len(scored_ctx.pool), 3)
+    assert seen[1] is None
+
+
+def test_scores_only_takes_top_k_without_evaluations(scored_ctx: RunContext) -> None:
+    out = make_method("scores-only").run(scored_ctx)
+    frame = scored_ctx.score_frame()
+    best = frame["score_default"].sort_values(ascending=False).index[:2]
+    assert set(out.selected) == set(best) and out.n_evaluations == 0
+    assert out.accuracy == scored_ctx.scorer.score(list(out.selected), scored_ctx.run, "test")
+
+
+def test_scores_need_a_provider(ctx: RunContext) -> None:
+    with pytest.raises(DashselError, match="training-free scores"):
+        make_method("scores-only").run(ctx)
+
+
+def test_pool_scores_cache_round_trip(tmp_path, monkeypatch) -> None:
+    from dashsel_bench.bank import pool_scores
+
+    monkeypatch.setenv("DASHSEL_CACHE", str(tmp_path))
+    pool = make_pool()
+    first = pool_scores(pool)
+    files = list((tmp_path / "scores").glob("*.csv"))
+    assert len(files) == 1
+    second = pool_scores(pool)  # read back
+    assert list(second.index) == list(pool.dataset_ids)
+    cols = [c for c in first.columns if c.startswith("score_")]
+    assert np.allclose(first[cols].to_numpy(float), second[cols].to_numpy(float))
+    assert second.attrs["seconds"] == pytest.approx(first.attrs["seconds"])

@@ -186,6 +186,7 @@ def test_write_report_files_pngs_and_json(tmp_path: Path) -> None:
         "README.md",
         "curve_a.png",
         "curves.png",
+        "groupings.png",
     }
     assert expected <= {p.name for p in out.iterdir()}
     for png in ("curve_a.png", "curves.png"):
@@ -228,3 +229,46 @@ def test_json_round_trip(tmp_path: Path) -> None:
     again = write_report(loaded, tmp_path / "rt2", plots=False)
     for md in ("main_table.md", "grouping.md", "weak_init.md"):
         assert (again / md).read_text() == (out / md).read_text()
+
+
+def test_engine_and_dash_drawn_last_on_a_log_axis() -> None:
+    from dashsel_bench.report import FRONT_STYLES, _draw_curve, _figure, _plot_order
+
+    order = _plot_order(["hits", "flat", "dash-mixed", "dash", "scores-only", "hits-cross"])
+    assert order[:2] == ["flat", "scores-only"]
+    assert set(order[2:4]) == {"dash-mixed", "dash"} and set(order[4:]) == {"hits", "hits-cross"}
+    rows = [
+        {
+            "target": "a",
+            "method": m,
+            "budget": b,
+            "run": 0,
+            "accuracy": acc,
+            "n_evaluations": b if m != "scores-only" else 0,
+        }
+        for m, acc in (("flat", 0.5), ("dash", 0.6), ("hits", 0.7), ("scores-only", 0.65))
+        for b in (5, 15, 30)
+    ]
+    df = pd.DataFrame(rows)
+    ax = _figure(4, 3).add_subplot()
+    _draw_curve(ax, df, "a")
+    assert ax.get_xscale() == "log"
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    hits, dash = lines[label("hits")], lines[label("dash")]
+    assert hits.get_color() == FRONT_STYLES["hits"]["color"]
+    assert dash.get_color() == FRONT_STYLES["dash"]["color"]
+    assert hits.get_zorder() > dash.get_zorder() > lines[label("flat")].get_zorder()
+    only = lines[label("scores-only")]
+    assert list(only.get_xdata()) == [5, 15, 30] and len(set(only.get_ydata())) == 1
+
+
+def test_caption_and_budget_tables() -> None:
+    from dashsel_bench.report import budget_tables_markdown, plot_caption
+
+    result = make_result()
+    caption = plot_caption(result)
+    assert "band = ± 1 std over runs" in caption and f"{result.config.runs} runs" in caption
+    text = budget_tables_markdown(result)
+    assert text.count("test accuracy %") == len(
+        {int(b) for b in result.frames["main_table"]["budget"] if int(b) > 0}
+    )

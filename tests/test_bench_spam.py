@@ -298,3 +298,27 @@ def test_fetch_offline_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(spam.subprocess, "run", failing)
     with pytest.raises(DataError, match=r"offline.*ENOTFOUND"):
         spam.fetch(tmp_path)
+
+
+def test_traps(suite: spam.Spam) -> None:
+    plain = make_pool(suite)
+    pool = make_pool(suite, traps=True)
+    traps = [e for e in pool.entries if e.meta.get("trap")]
+    assert [e.meta["trap"] for e in traps] == [
+        "mislabelled", "mislabelled", "fewclass", "fewclass", "duplicate", "duplicate"
+    ]  # fmt: skip
+    assert len(pool) == len(plain) + 6 and relevant_ids(pool) == relevant_ids(plain)
+    assert not any(e.meta["relevant"] for e in traps)
+    # Half in groups of their own, half mixed into honest sources.
+    assert {e.group for e in traps if "host" not in e.meta} == {
+        "trap-mislabelled", "trap-fewclass", "trap-duplicate"
+    }  # fmt: skip
+    assert all(e.group == e.meta["host"] for e in traps if "host" in e.meta)
+    # Target mail only: every trap row is a row of the target's own candidates.
+    own = {r.tobytes() for d in relevant_ids(pool) for r in pool.dataset(d).X}
+    for kind in ("mislabelled", "fewclass"):
+        assert all(r.tobytes() in own for r in pool.dataset(f"trap-{kind}0").X)
+    assert len(set(pool.dataset("trap-fewclass0").y.tolist())) == 1  # one class of two
+    dup = pool.entry("trap-duplicate0")
+    assert dup.meta["copy_of"] in relevant_ids(pool)
+    assert np.array_equal(pool.dataset(dup.id).y, pool.dataset(dup.meta["copy_of"]).y)

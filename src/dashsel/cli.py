@@ -703,6 +703,13 @@ def bench(
     subsets: Annotated[
         int | None, typer.Option(min=1, help="Candidate subsets per domain [default: 3].")
     ] = None,
+    traps: Annotated[
+        bool,
+        typer.Option(
+            help="Add trap datasets in the target's own look (mislabelled, few-class, "
+            "near-duplicate) to every pool."
+        ),
+    ] = False,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("results"),
     quick: Annotated[bool, typer.Option(help="The short preset `make demo` runs.")] = False,
 ) -> None:
@@ -734,12 +741,13 @@ def bench(
             quick=quick,
             command=" ".join(["dashsel", *sys.argv[1:]]),
             **({"n_subsets": subsets} if subsets is not None else {}),
+            **({"traps": True} if traps else {}),
         )
         _run_and_write(config, out)
 
 
-def _run_and_write(config: Any, out: Path) -> Any:
-    from dashsel_bench.report import headline_markdown, write_report
+def _run_and_write(config: Any, out: Path, *, all_budgets: bool = False) -> Any:
+    from dashsel_bench.report import budget_tables_markdown, headline_markdown, write_report
     from dashsel_bench.runner import run_study
 
     start = time.perf_counter()
@@ -751,7 +759,7 @@ def _run_and_write(config: Any, out: Path) -> Any:
 
         result = run_study(config, progress=on_progress)
     write_report(result, out)
-    console.print(headline_markdown(result))
+    console.print(budget_tables_markdown(result) if all_budgets else headline_markdown(result))
     console.print(f"wrote {out}/ in {time.perf_counter() - start:.0f}s")
     return result
 
@@ -762,18 +770,20 @@ def demo(
         "demo-out"
     ),
 ) -> None:
-    """Build the digits5 pool offline and run a short version of the paper's comparison."""
+    """Where the engine is for: 100 candidates, 15 and 30 evaluations (digits5, built offline)."""
     with _user_errors(), _bench_extra("`dashsel demo`"):
         from dashsel_bench.config import StudyConfig
 
         console.print(
-            "[bold]dashsel demo[/]: DaSH vs flat Thompson sampling, UCB and random on the "
-            "digits5 pool (built offline from data that PyPI packages ship)."
+            "[bold]dashsel demo[/]: 100 candidate datasets (digits5, 20 subsets per domain, "
+            "built offline from data that PyPI packages ship), 15 and 30 evaluations: the "
+            "engine (HiTS) vs DaSH, flat Thompson sampling, UCB, random datasets, the "
+            "trivial heuristic and the training-free scores alone."
         )
         config = StudyConfig.from_options(
             suite="digits5", quick=True, command="dashsel demo --out " + str(out)
         )
-        _run_and_write(config, out)
+        _run_and_write(config, out, all_budgets=True)
 
 
 @data_app.command("build")

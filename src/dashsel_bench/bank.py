@@ -1,4 +1,5 @@
-"""The reward bank: every candidate evaluated once per evaluation seed, then replayed.
+"""The reward bank: every candidate evaluated once per evaluation seed, then replayed; and the
+pool's training-free scores, computed once and cached beside it (:func:`pool_scores`).
 
 Trial trainings are expensive and policies need hundreds of them per run, so a study evaluates
 each dataset with seeds ``0..n_seeds-1`` once (:func:`build_bank`, through the library's
@@ -9,10 +10,12 @@ executors) and runs policies against :func:`replay_evaluator`, the library's
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import multiprocessing
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +25,9 @@ from dashsel.errors import DashselError, RewardError
 from dashsel.evaluators.base import Evaluator
 from dashsel.evaluators.table import TableEvaluator
 from dashsel.executors import Executor, InProcessExecutor, ProcessExecutor
+from dashsel.pool import Pool
 from dashsel.trial import TrialSpec, TrialState
+from dashsel_bench.common import cache_dir
 
 
 @dataclass(frozen=True)
@@ -134,3 +139,48 @@ class BankReplay(Evaluator):
 def replay_evaluator(bank: RewardBank) -> BankReplay:
     """The evaluator policies run against in a study (see :class:`BankReplay`)."""
     return BankReplay(bank)
+
+
+def _pool_digest(pool: Pool) -> str:
+    """Hash of everything the scores depend on: the splits they compare with, every
+    candidate's arrays, and the scoring code itself (a changed score recomputes)."""
+    import dashsel.scores
+
+    h = hashlib.sha1(pool.name.encode())
+    h.update(Path(dashsel.scores.__file__).read_bytes())
+    for split in ("local", "validation"):
+        if pool.has_split(split):
+            part = pool.split(split)
+            h.update(np.ascontiguousarray(part.X).tobytes())
+            h.update(np.ascontiguousarray(part.y).tobytes())
+    for d in pool.dataset_ids:
+        data = pool.dataset(d)
+        h.update(d.encode())
+        h.update(np.ascontiguousarray(data.X).tobytes())
+        h.update(np.ascontiguousarray(data.y).tobytes())
+    return h.hexdigest()[:16]
+
+
+def pool_scores(pool: Pool, *, cache: bool = True) -> pd.DataFrame:
+    """:func:`dashsel.scores.score_pool` of ``pool`` (default scores), cached on disk.
+
+    The frame is indexed by dataset id in pool order; ``frame.attrs["seconds"]`` is the time
+    the scores took when they were computed (the sum of ``cost_seconds``), also when read back
+    from the cache under ``cache_dir("scores")``.
+    """
+    from dashsel.scores import score_pool
+
+    path = cache_dir("scores") / f"{pool.name}-{_pool_digest(pool)}.csv" if cache else None
+    if path is not None and path.exists():
+        frame = pd.read_csv(path, index_col=0, dtype={"dataset": str})
+    else:
+        frame = score_pool(pool)
+        frame.index = frame.index.astype(str).rename("dataset")
+        if path is not None:
+            tmp = path.with_suffix(".tmp")
+            frame.to_csv(tmp)
+            tmp.replace(path)  # atomic: concurrent studies never read half a file
+    frame = frame.loc[list(pool.dataset_ids)]
+    seconds = frame["cost_seconds"].sum() if "cost_seconds" in frame else 0.0
+    frame.attrs["seconds"] = float(seconds)
+    return frame

@@ -74,14 +74,31 @@ def regroup(entries: Sequence[DatasetEntry], grouping: Grouping) -> list[Dataset
       subset of domain i-1 (cyclically), so every group holds one foreign dataset, like the
       paper's example {mn1, mn2, mm0}. With K = 1 this equals ``perfect``.
     * ``cross``: group j holds subset j of every domain (the paper's cross-domain ablation).
+
+    Entries with ``meta["trap"]`` are left out of the layout (domains, K); see above.
     """
     if grouping not in GROUPINGS:
         raise DashselError(f"unknown grouping {grouping!r}: use one of {', '.join(GROUPINGS)}")
-    domains = list(dict.fromkeys(e.meta["domain"] for e in entries))
-    k = 1 + max(int(e.meta["subset"]) for e in entries)
+    honest = [e for e in entries if not e.meta.get("trap")]
+    domains = list(dict.fromkeys(e.meta["domain"] for e in honest))
+    k = 1 + max(int(e.meta["subset"]) for e in honest)
     out = []
     for e in entries:
         dom, sub = e.meta["domain"], int(e.meta["subset"])
+        if e.meta.get("trap"):
+            # Traps (see the suites' ``traps=True``) keep a group of their own, or follow the
+            # honest group they were mixed into (``meta["host"]``, a domain) under every grouping.
+            host = e.meta.get("host")
+            if host is None:
+                group = e.group
+            elif grouping == "perfect":
+                group = str(host)
+            elif grouping == "mixed":
+                group = f"mixed-{host}"
+            else:
+                group = f"cross-{sub % k}"
+            out.append(replace(e, group=group))
+            continue
         if grouping == "perfect":
             group = dom
         elif grouping == "mixed":

@@ -35,6 +35,8 @@ STUDY_ALIASES = {
 }
 #: Bandit policies compared by default (the paper's DaSH and flat DaS plus classic bandits).
 POLICY_METHODS: tuple[str, ...] = (
+    "hits",
+    "hits-noscores",
     "dash",
     "dash-eb",
     "flat",
@@ -42,12 +44,50 @@ POLICY_METHODS: tuple[str, ...] = (
     "egreedy",
     "roundrobin",
     "random",
+    "heuristic",
+    "scores-only",
 )
+#: The engine studies' methods (docs/benchmarks/<suite>-engine): the engine with and without
+#: scores beside DaSH, the flat bandits, the trivial heuristic and the scores alone.
+ENGINE_STUDY_METHODS: tuple[str, ...] = (
+    "hits",
+    "hits-noscores",
+    "dash",
+    "flat",
+    "ucb",
+    "roundrobin",
+    "random",
+    "heuristic",
+    "scores-only",
+)
+#: What ``make demo`` compares.
+DEMO_METHODS: tuple[str, ...] = (
+    "hits",
+    "dash",
+    "flat",
+    "ucb",
+    "random",
+    "heuristic",
+    "scores-only",
+)
+#: The demo's targets (where 100 candidates are hardest for DaSH in docs/benchmarks/digits5-100).
+DEMO_TARGETS: tuple[str, ...] = ("svhn", "syn")
+#: Robustness of the engine to scores that carry no information or point the wrong way.
+SCORE_CHECK_METHODS: tuple[str, ...] = ("hits-shuffled", "hits-reversed")
 DEFAULT_METHODS: tuple[str, ...] = (*POLICY_METHODS, *INSTANCE_METHODS, *PEER_METHODS)
 #: Figure 4's three methods.
-CURVE_METHODS: tuple[str, ...] = ("flat", "dash-mixed", "dash")
-GROUPING_METHODS: tuple[str, ...] = ("flat", "dash", "dash-mixed", "dash-cross")
-SMALL_BUDGET_METHODS: tuple[str, ...] = ("flat", "dash-mixed", "dash")
+CURVE_METHODS: tuple[str, ...] = ("flat", "dash-mixed", "dash", "hits")
+#: The grouping ablation: DaSH and the engine on perfect, mixed and cross-domain groups.
+GROUPING_METHODS: tuple[str, ...] = (
+    "flat",
+    "dash",
+    "dash-mixed",
+    "dash-cross",
+    "hits",
+    "hits-mixed",
+    "hits-cross",
+)
+SMALL_BUDGET_METHODS: tuple[str, ...] = ("flat", "dash-mixed", "dash", "hits")
 #: The method whose selection sizes the instance-level baselines and anchors comparisons.
 REFERENCE_METHOD = "dash"
 
@@ -90,6 +130,11 @@ class StudyConfig:
         Final selection rule; ``k=None`` and ``percentile=None`` mean top-``n_subsets``.
     studies : tuple of str
         Studies to run (see :data:`STUDIES`).
+    traps : bool
+        Add trap datasets in the target's own look to every pool (the suite's
+        ``make_pool(traps=True)``: mislabelled, few-class and near-duplicate target data, in
+        groups of their own and mixed into honest groups). Off by default, so earlier numbers
+        stay comparable.
     features : str or None
         Feature extractor passed to the suite's ``make_pool`` (None: the suite's default).
     split_seed : int
@@ -131,6 +176,7 @@ class StudyConfig:
     percentile: float | None = None
     studies: tuple[str, ...] = STUDIES
     features: str | None = None
+    traps: bool = False
     split_seed: int = 0
     workers: int = 1
     blas_threads: int | None = 1
@@ -171,27 +217,28 @@ class StudyConfig:
 
     @classmethod
     def quick(cls, suite: str | BenchmarkSuite = "digits5", **overrides: Any) -> StudyConfig:
-        """The short preset of ``make demo``: 2 targets, 3 runs, budgets 15 and 45, the main
-        table and a small curve (under two minutes on two cores once the data is built)."""
+        """The short preset of ``make demo``: the regime the engine is for, more candidates
+        than evaluations (digits5 with 20 subsets per domain: 100 candidates, k = 20), 15 and
+        30 evaluations, two targets, 5 runs, the main table and a small curve."""
         params: dict[str, Any] = dict(
             suite=suite,
             targets=None,
-            methods=("dash", "flat", "ucb", "random"),
-            # The small budgets are where the methods differ (with 45 evaluations on 15
-            # candidates every bandit finds the answer); 5 runs show the spread.
+            methods=DEMO_METHODS,
             runs=5,
-            budgets=(10, 15),
-            checkpoints=(5, 10, 15, 30),
-            curve_methods=("flat", "dash"),
-            # Two reward seeds keep the first (uncached) run near a minute on two cores.
+            budgets=(15, 30),
+            checkpoints=(5, 15, 30),
+            curve_methods=(),
+            # Two reward seeds keep the first (uncached) run short on two cores.
             n_seeds=2,
+            n_subsets=20,
             studies=("main_table", "curve"),
             workers=2,
         )
         params.update(overrides)
         config = cls(**params)
         if config.targets is None:
-            config.targets = tuple(resolve_suite(config.suite).targets[:2])
+            targets = resolve_suite(config.suite).targets
+            config.targets = tuple(t for t in DEMO_TARGETS if t in targets) or tuple(targets[:2])
         return config
 
     @classmethod

@@ -31,6 +31,9 @@ from dashsel.pool import ArraySplit, DatasetEntry, Pool
 from dashsel_bench.common import Grouping, cache_dir, regroup
 from dashsel_bench.domains import N_CLASSES, DomainImages, balanced_order
 from dashsel_bench.features import FEATURE_KINDS, FEATURE_VERSION, FeatureKind, image_features
+from dashsel_bench.traps import TRAP_CLASSES as TRAP_CLASSES  # re-exported
+from dashsel_bench.traps import TRAP_KINDS as TRAP_KINDS  # re-exported
+from dashsel_bench.traps import make_traps
 
 #: Bump when a recipe changes: the cache path holds it, so a changed recipe rebuilds.
 VERSION = "v2"
@@ -436,6 +439,7 @@ class Digits5:
         features: FeatureKind = "hog",
         subset_size: int | None = None,
         distractors: int = 0,
+        traps: bool = False,
     ) -> Pool:
         """The pool for one target domain.
 
@@ -465,6 +469,15 @@ class Digits5:
             ``shuffled`` (labels permuted) chunks of a random domain's candidate data. Their
             ids are ``distractor<k>_<j>`` and ``meta["relevant"]`` is False. They may share
             images with the regular candidates (never with local, validation or test).
+        traps : bool
+            Add trap datasets that look like the target
+            (:func:`~dashsel_bench.traps.make_traps`): target-domain images with most labels
+            wrong (``mislabelled``), with a few classes only (``fewclass``), and
+            near-duplicates of the target's honest candidates (``duplicate``),
+            ``max(2, n_subsets // 2)`` of each kind; about half of each kind in a group of its
+            own (``trap-<kind>``), the rest mixed into the honest domains' groups. Ids
+            ``trap-<kind><j>``, ``meta["relevant"]`` False, ``meta["trap"]`` the kind. Global does
+            not change (it keeps the honest target candidates).
 
         Returns
         -------
@@ -520,6 +533,21 @@ class Digits5:
         entries += self._distractors(
             distractors, n_subsets, subset_size, layouts, seed, features, extra
         )
+        if traps:
+            F_t, _ = self.features(target, features)
+            entries += make_traps(
+                entries,
+                target,
+                F_t[layouts[target].candidates],
+                self.domains()[target].train_labels[layouts[target].candidates],
+                n_subsets=n_subsets,
+                size=subset_size,
+                domains=self.targets,
+                n_classes=self.n_classes,
+                seed=seed,
+                source=f"{self.name}/{target}",
+                extra=extra,
+            )
         F, Ft = self.features(target, features)
         dom_t = self.domains()[target]
         lay = layouts[target]

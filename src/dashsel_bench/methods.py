@@ -14,6 +14,11 @@ what kind each is:
   DaSH (mixed) and cross-domain ablations);
 * ``pydvl-banzhaf``: pyDVL's Data Banzhaf valuation of whole datasets, which evaluates
   *subsets* and so uses the real evaluator, not the single-dataset reward bank;
+* dashsel's engine (``hits``, HiTS with the pool's training-free scores as prior covariates;
+  ``hits-noscores`` without them; ``hits-shuffled`` / ``hits-reversed`` with the scores
+  shuffled across datasets or negated, the robustness checks), the ``heuristic`` baseline
+  (random order without repeats, rank by reward / group mean) and ``scores-only`` (top-k by
+  the default label-aware score, no evaluation at all);
 * instance-level baselines (``coresets``, ``activeft``, ``bilaf``, ``freesel``,
   ``random-samples``) that pick samples from the union of all candidates. Their sample budget
   is the number of samples in the datasets the reference method (DaSH) chose in the same run,
@@ -33,10 +38,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from dashsel.errors import DashselError
 from dashsel.evaluators.base import Evaluator
 from dashsel.hierarchy import Hierarchy
+from dashsel.policies.engine import HiTS
 from dashsel.pool import ArraySplit, Pool
 from dashsel_bench.common import GROUPINGS, regroup, relevant_ids
 
@@ -47,11 +54,30 @@ INSTANCE_METHODS: tuple[str, ...] = ("coresets", "activeft", "bilaf", "freesel",
 #: Dataset-level peers from :mod:`dashsel.peers`.
 PEER_POLICIES: tuple[str, ...] = ("optuna", "mabwiser-ts", "mabwiser-ucb")
 PEER_METHODS: tuple[str, ...] = (*PEER_POLICIES, "pydvl-banzhaf")
+#: The engine's variants -> the covariates each gets (None: no scores).
+ENGINE_METHODS: dict[str, str | None] = {
+    "hits": "scores",
+    "hits-noscores": None,
+    "hits-shuffled": "shuffled",
+    "hits-reversed": "reversed",
+}
+#: Top-k by the default training-free score, no evaluation (a flat curve).
+SCORES_ONLY = "scores-only"
+#: Benchmark names of library policies that are not (yet) in the policy registry.
+POLICY_ALIASES: dict[str, str] = {"heuristic": "group-mean"}
+#: Score columns the engine gets as covariates (the library's default covariates).
+COVARIATE_SCORES: tuple[str, ...] = ("otdd", "label_quality", "mmd")
 
 #: Display names for tables and plots (anything else is shown as its name).
 LABELS: dict[str, str] = {
     "local": "Local",
     "global": "Global",
+    "hits": "Engine (HiTS)",
+    "hits-noscores": "Engine, no scores",
+    "hits-shuffled": "Engine, shuffled scores",
+    "hits-reversed": "Engine, reversed scores",
+    "heuristic": "Heuristic (group mean)",
+    "scores-only": "Scores only",
     "dash": "DaSH",
     "dash-mixed": "DaSH (mixed)",
     "dash-cross": "DaSH (cross)",
@@ -153,6 +179,7 @@ class RunContext:
     percentile: float | None = None
     reference: Callable[[], MethodOutcome] | None = None
     trainer: Evaluator | None = None
+    scores: Callable[[], pd.DataFrame] | None = None
     _regrouped: dict[str, Pool] = field(default_factory=dict, repr=False)
 
     def pool_for(self, grouping: str) -> Pool:
@@ -162,6 +189,12 @@ class RunContext:
         if grouping not in self._regrouped:
             self._regrouped[grouping] = regrouped(self.pool, grouping)
         return self._regrouped[grouping]
+
+    def score_frame(self) -> pd.DataFrame:
+        """The pool's training-free scores (:func:`dashsel.scores.score_pool`), by dataset id."""
+        if self.scores is None:
+            raise DashselError("this study gives its methods no training-free scores")
+        return self.scores()
 
     def outcome(self, selected: tuple[str, ...], accuracy: float, **timing: Any) -> MethodOutcome:
         """An outcome for a dataset-level choice, with sample and relevance counts filled in."""
@@ -289,7 +322,17 @@ class PolicyMethod(Method):
                 register()
         from dashsel.policies import make_policy
 
-        return make_policy(self.policy, **self.params)
+        name = POLICY_ALIASES.get(self.policy, self.policy)
+        try:
+            return make_policy(name, **self.params)
+        except DashselError:
+            # The engine and the heuristic may not be registered under these names yet.
+            from dashsel.policies.heuristic import GroupMean
+
+            factories: dict[str, Any] = {"hits": HiTS, "group-mean": GroupMean}
+            if name not in factories:
+                raise
+            return factories[name](**self.params)
 
     def unavailable(self) -> str | None:
         try:
@@ -301,11 +344,14 @@ class PolicyMethod(Method):
         return None
 
     def run(self, ctx: RunContext) -> MethodOutcome:
+        return self._select(ctx, self._make())
+
+    def _select(self, ctx: RunContext, policy: Any) -> MethodOutcome:
         from dashsel.run import select
 
         result = select(
             ctx.pool_for(self.grouping),
-            self._make(),
+            policy,
             ctx.rewards,
             ctx.budget,
             seed=ctx.run,
@@ -320,6 +366,89 @@ class PolicyMethod(Method):
             n_evaluations=int(result.n_evaluations),
             evaluation_seconds=float(result.evaluation_seconds),
             overhead_seconds=float(result.overhead_seconds),
+        )
+
+
+class _BenchHiTS(HiTS):
+    """HiTS that always binds the covariates the benchmark chose (none included), whatever
+    the run loop passes, so "with scores" and "without scores" mean exactly that."""
+
+    bench_covariates: np.ndarray | None = None
+
+    def reset(self, hierarchy: Any, random_state: Any = 0, *, covariates: Any = None) -> Any:
+        return super().reset(hierarchy, random_state, covariates=self.bench_covariates)
+
+
+class EngineMethod(PolicyMethod):
+    """dashsel's engine (HiTS) with the pool's training-free scores as prior covariates.
+
+    Parameters
+    ----------
+    name : str
+        Method key (``hits``, ``hits-noscores``, ``hits-shuffled``, ``hits-reversed``, with an
+        optional ``-mixed`` / ``-cross`` suffix).
+    covariates : {"scores", "shuffled", "reversed"} or None
+        ``scores``: the standardised ``otdd``, ``label_quality`` and ``mmd`` scores (the
+        library's default covariates); ``shuffled``: the same rows permuted across datasets
+        (seeded by the run), so they carry no information; ``reversed``: negated
+        (adversarial); None: no covariates.
+    grouping : str
+        The groups the engine sees.
+    """
+
+    def __init__(self, name: str, covariates: str | None, grouping: str = "perfect") -> None:
+        super().__init__(name, policy="hits", grouping=grouping)
+        self.covariates = covariates
+
+    def unavailable(self) -> str | None:
+        return None
+
+    def covariate_matrix(self, ctx: RunContext, pool: Pool) -> np.ndarray | None:
+        """Covariates in the order of ``pool``'s hierarchy (None without scores)."""
+        if self.covariates is None:
+            return None
+        from dashsel.scores import covariates_from_scores
+
+        frame = ctx.score_frame().loc[list(pool.hierarchy.dataset_ids)]
+        X = covariates_from_scores(frame, [f"score_{w}" for w in COVARIATE_SCORES])
+        if self.covariates == "shuffled":
+            X = X[np.random.default_rng([ctx.run, 4242]).permutation(len(X))]
+        elif self.covariates == "reversed":
+            X = -X
+        return X
+
+    def run(self, ctx: RunContext) -> MethodOutcome:
+        pool = ctx.pool_for(self.grouping)
+        policy = _BenchHiTS(k=ctx.k, percentile=ctx.percentile)
+        policy.bench_covariates = self.covariate_matrix(ctx, pool)
+        return self._select(ctx, policy)
+
+
+class ScoresOnlyMethod(Method):
+    """Top-k by the default (label-aware) training-free score: no evaluation at all.
+
+    Its outcome does not depend on the budget, so its curve is flat. The seconds spent on the
+    scores are reported as overhead.
+    """
+
+    name, kind, uses_budget = SCORES_ONLY, "policy", False
+
+    def run(self, ctx: RunContext) -> MethodOutcome:
+        frame = ctx.score_frame()
+        ids = list(ctx.pool.dataset_ids)
+        key = frame.loc[ids, "score_default"].to_numpy(dtype=float)
+        n = len(ids)
+        if ctx.k is not None:
+            k = min(int(ctx.k), n)
+        else:
+            k = max(1, min(n, int(np.ceil(n * (1.0 - float(ctx.percentile or 0.0) / 100.0)))))
+        # NaN (a candidate without rows) ranks last; ties keep pool order.
+        order = np.lexsort((np.arange(n), -np.nan_to_num(key, nan=-np.inf)))
+        selected = tuple(ids[i] for i in order[:k])
+        return ctx.outcome(
+            selected,
+            ctx.scorer.score(list(selected), ctx.run, "test"),
+            overhead_seconds=float(frame.attrs.get("seconds", 0.0)),
         )
 
 
@@ -484,7 +613,13 @@ def make_method(name: str) -> Method:
         return PyDVLMethod()
     if name in INSTANCE_METHODS:
         return InstanceMethod(name)
+    if name == SCORES_ONLY:
+        return ScoresOnlyMethod()
+    if name in ENGINE_METHODS:
+        return EngineMethod(name, ENGINE_METHODS[name])
     base, _, grouping = name.rpartition("-")
+    if base in ENGINE_METHODS and grouping in GROUPINGS:
+        return EngineMethod(name, ENGINE_METHODS[base], grouping=grouping)
     if base and grouping in GROUPINGS and base not in PEER_POLICIES:
         return PolicyMethod(name, policy=base, grouping=grouping)
     return PolicyMethod(name)

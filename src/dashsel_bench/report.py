@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dashsel_bench.config import GROUPING_METHODS
 from dashsel_bench.methods import label
 from dashsel_bench.results import StudyResult
 
@@ -298,6 +299,18 @@ def headline_markdown(result: StudyResult) -> str:
     )
 
 
+def budget_tables_markdown(result: StudyResult) -> str:
+    """One accuracy table per budget (what ``dashsel demo`` prints)."""
+    parts = []
+    for b in sorted({int(b) for b in final_rows(result)["budget"] if int(b) > 0}):
+        df = final_rows(result, b)
+        parts.append(
+            f"Budget {b} evaluations, {result.config.runs} runs, test accuracy %:\n\n"
+            + result_table(df, _targets(result, df), result.config.methods, drops=False)
+        )
+    return "\n".join(parts) if parts else "(no final-accuracy study was run)\n"
+
+
 def small_budget_markdown(result: StudyResult) -> str:
     df = result.frame("small_budget")
     budgets = sorted({int(b) for b in df["budget"] if int(b) > 0})
@@ -345,7 +358,7 @@ def grouping_markdown(result: StudyResult) -> str:
     header = ["Target", "Method", f"Accuracy % (budget {main})", "Evaluations to Global"]
     rows = []
     for t in targets:
-        for m in _ordered_methods(df, ["flat", "dash", "dash-mixed", "dash-cross"]):
+        for m in _ordered_methods(df, list(GROUPING_METHODS)):
             rows.append(
                 [
                     t,
@@ -431,59 +444,148 @@ def _figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height))
 
 
+#: Strong, distinct colours for the two methods every plot puts in front (drawn last).
+FRONT_STYLES: dict[str, dict[str, Any]] = {
+    "hits": {"color": "#d62728", "lw": 2.4, "zorder": 6},
+    "dash": {"color": "#1f3fbf", "lw": 2.4, "zorder": 5},
+}
+#: Muted colours for everything else, in order of appearance.
+BACK_COLOURS: tuple[str, ...] = (
+    "#8c8c8c",
+    "#b5a642",
+    "#7fb77e",
+    "#c49c94",
+    "#9edae5",
+    "#c5b0d5",
+    "#f7b6d2",
+    "#bcbd22",
+    "#17becf",
+    "#ff9896",
+)
+#: Line style of a regrouped variant (``-mixed``, ``-cross``) of a method.
+GROUPING_STYLES: dict[str, str] = {"perfect": "-", "mixed": "--", "cross": ":"}
+
+
+def _split_grouping(method: str) -> tuple[str, str]:
+    base, _, grouping = method.rpartition("-")
+    if base and grouping in GROUPING_STYLES:
+        return base, grouping
+    return method, "perfect"
+
+
+def _plot_order(methods: Sequence[str]) -> list[str]:
+    """Methods in drawing order: the engine and DaSH (and their variants) last."""
+
+    def rank(m: str) -> int:
+        base, _ = _split_grouping(m)
+        return {"dash": 1, "hits": 2}.get(base, 0)
+
+    return sorted(methods, key=rank)
+
+
+def plot_caption(result: StudyResult, study: str = "curve") -> str:
+    """The one-line caption under every curve plot: what is plotted and what the band is."""
+    return (
+        f"Test accuracy (%) of the final top-k selection vs evaluation budget (log axis), "
+        f"mean of {result.config.runs} runs; band = ± 1 std over runs; "
+        "dashed grey = Global, dotted grey = Local."
+    )
+
+
 def _draw_curve(ax: Any, df: pd.DataFrame, target: str) -> None:
     sub = df[df["target"] == target]
     summary = curve_summary(sub)
-    for m, g in summary.groupby("method", sort=False):
-        g = g.sort_values("evaluations")
-        x = g["evaluations"].to_numpy(float)
+    methods = list(dict.fromkeys(summary["method"]))
+    colours: dict[str, str] = {}
+    for m in _plot_order(methods):
+        g = summary[summary["method"] == m].sort_values("budget")
+        # x = the budget, not the evaluations used: a method that spends none (scores only)
+        # is then a flat line across the axis instead of a point at 0 on a log axis.
+        x = g["budget"].to_numpy(float)
         y = g["mean"].to_numpy(float)
         s = g["std"].to_numpy(float)
-        (line,) = ax.plot(x, y, marker="o", ms=3, label=label(str(m)))
-        ax.fill_between(x, y - s, y + s, color=line.get_color(), alpha=0.15)
+        base, grouping = _split_grouping(str(m))
+        style: dict[str, Any] = dict(FRONT_STYLES.get(base, {"lw": 1.3, "zorder": 2}))
+        if "color" not in style:
+            if base not in colours:
+                colours[base] = BACK_COLOURS[len(colours) % len(BACK_COLOURS)]
+            style["color"] = colours[base]
+        ls = GROUPING_STYLES[grouping]
+        if base == "scores-only":  # flat by construction: black dash-dot, never hidden
+            ls, style["color"], style["zorder"] = "-.", "black", 4
+        ax.plot(x, y, marker="o", ms=3, ls=ls, label=label(str(m)), **style)
+        ax.fill_between(
+            x, y - s, y + s, color=style["color"], alpha=0.12, zorder=style["zorder"] - 1
+        )
     for ref, style in (("local", ":"), ("global", "--")):
         vals = sub[sub["method"] == ref]["accuracy"]
         if len(vals):
             ax.axhline(100 * float(vals.mean()), color="grey", ls=style, lw=1, label=label(ref))
+    ax.set_xscale("log")
+    budgets = sorted({int(b) for b in summary["budget"]})
+    ax.set_xticks(budgets)
+    ax.set_xticklabels([str(b) for b in budgets])
+    ax.minorticks_off()
     ax.set_title(target)
-    ax.set_xlabel("evaluations")
+    ax.set_xlabel("evaluation budget (log)")
     ax.set_ylabel("test accuracy %")
     ax.grid(alpha=0.3)
 
 
-def plot_curves(result: StudyResult, out_dir: Path) -> list[Path]:
-    """``curve_<target>.png`` per target and ``curves.png`` with all targets."""
-    df = result.frame("curve")
+def _plot_study(
+    result: StudyResult, study: str, out_dir: Path, prefix: str, each: bool = True
+) -> list[Path]:
+    df = result.frame(study)
     if df.empty:
         return []
     targets = _targets(result, df)
+    caption = plot_caption(result, study)
     paths = []
-    for t in targets:
-        fig = _figure(5, 3.6)
+    for t in targets if each else []:
+        fig = _figure(5.4, 4.2)
         ax = fig.add_subplot()
         _draw_curve(ax, df, t)
-        ax.legend(fontsize=7)
-        fig.subplots_adjust(left=0.13, right=0.97, bottom=0.14, top=0.92)
-        path = out_dir / f"curve_{t}.png"
+        ax.legend(fontsize=6, ncol=2)
+        fig.text(0.01, 0.01, caption, fontsize=5.5, wrap=True)
+        fig.subplots_adjust(left=0.12, right=0.97, bottom=0.19, top=0.93)
+        path = out_dir / f"{prefix}_{t}.png"
         fig.savefig(path, dpi=100)
         paths.append(path)
     ncol = min(3, len(targets))
     nrow = math.ceil(len(targets) / ncol)
-    fig = _figure(4.2 * ncol, 3.3 * nrow + 0.6)
+    height = 3.3 * nrow + 1.4
+    fig = _figure(4.4 * ncol, height)
     axes = fig.subplots(nrow, ncol, squeeze=False)
     for ax, t in zip(axes.flat, targets, strict=False):
         _draw_curve(ax, df, t)
     for ax in list(axes.flat)[len(targets) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8)
-    height = 3.3 * nrow + 0.6
-    # Room in inches for the x labels and the shared legend below the last row.
-    fig.subplots_adjust(left=0.08, right=0.98, top=1 - 0.3 / height, bottom=0.95 / height)
+    fig.legend(
+        handles,
+        labels,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.3 / height),
+        ncol=min(6, len(labels)),
+        fontsize=8,
+    )
+    fig.text(0.5, 0.04 / height, caption, fontsize=8, ha="center", va="bottom")
+    # Room in inches for the x labels, the shared legend and the caption below the last row.
+    fig.subplots_adjust(left=0.07, right=0.98, top=1 - 0.3 / height, bottom=1.85 / height)
     fig.subplots_adjust(hspace=0.45)
-    path = out_dir / "curves.png"
+    path = out_dir / f"{prefix}s.png"
     fig.savefig(path, dpi=100)
     return [*paths, path]
+
+
+def plot_curves(result: StudyResult, out_dir: Path) -> list[Path]:
+    """``curve_<target>.png`` per target and ``curves.png`` with all targets."""
+    return _plot_study(result, "curve", out_dir, "curve")
+
+
+def plot_grouping(result: StudyResult, out_dir: Path) -> list[Path]:
+    """``groupings.png``: the grouping ablation (perfect / mixed / cross), a plot of its own."""
+    return _plot_study(result, "grouping_ablation", out_dir, "grouping", each=False)
 
 
 # --- JSON and the folder ---------------------------------------------------------------------
@@ -556,6 +658,8 @@ def write_report(result: StudyResult, out_dir: str | Path, *, plots: bool = True
         put("grouping.md", grouping_markdown(result), "Table 4: grouping ablation")
     for path in plot_curves(result, out) if plots else []:
         written.append((path.name, "Figure 4: accuracy vs evaluations"))
+    for path in plot_grouping(result, out) if plots else []:
+        written.append((path.name, "grouping ablation: accuracy vs evaluations"))
     data = result.to_dict()
     data["command"] = result.config.command
     data["summaries"] = summaries(result)
@@ -576,8 +680,13 @@ def _json_default(value: Any) -> Any:
 def _readme(result: StudyResult, written: list[tuple[str, str]]) -> str:
     cfg = result.config
     cmd = cfg.command or "dashsel bench " + cfg.suite_name
+    title = (
+        f"{cfg.suite_name}"
+        + (f", {cfg.n_subsets} subsets per domain" if cfg.n_subsets != 3 else "")
+        + (", with traps" if cfg.traps else "")
+    )
     lines = [
-        f"# {cfg.suite_name}: DaSH study results\n",
+        f"# {title}: study results\n",
         "Produced by:\n",
         f"```\n{cmd}\n```\n",
         "## Files\n",
@@ -588,6 +697,18 @@ def _readme(result: StudyResult, written: list[tuple[str, str]]) -> str:
         f"budgets: {', '.join(map(str, cfg.budgets))} (main budget {cfg.main_budget})",
         f"* evaluator: {cfg.evaluator_name}; {cfg.n_subsets} subsets per domain; split seed "
         f"{cfg.split_seed}",
+        f"* methods: {', '.join(cfg.methods)}",
+        "* traps: "
+        + (
+            "yes: target-look datasets with 70% wrong labels, with a few classes only, and "
+            "near-duplicates of the target's candidates, in groups of their own and mixed into "
+            "honest groups (the suite's `make_pool(traps=True)`)"
+            if cfg.traps
+            else "no"
+        ),
+        "* training-free scores (`hits`, `hits-*`, `scores-only`): `dashsel.scores.score_pool` "
+        "defaults, cached per pool; the engine gets `otdd`, `label_quality` and `mmd` as prior "
+        "covariates, `scores-only` keeps the top k by `score_default` (0 evaluations)",
         f"* reward bank: every candidate evaluated with {cfg.n_seeds} seeds (cached); policies "
         "replay reward[dataset][trial seed mod n_seeds]; final models are trained for real "
         "and scored on the test split",

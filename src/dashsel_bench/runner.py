@@ -41,7 +41,7 @@ import pandas as pd
 from dashsel.errors import DashselError
 from dashsel.evaluators.base import Evaluator
 from dashsel.pool import Pool
-from dashsel_bench.bank import build_bank, replay_evaluator
+from dashsel_bench.bank import build_bank, pool_scores, replay_evaluator
 from dashsel_bench.common import cache_dir, relevant_ids
 from dashsel_bench.config import (
     GROUPING_METHODS,
@@ -90,6 +90,8 @@ class StudyRunner:
         self._scorers: dict[tuple[str, float], Evaluator] = {}
         self._trainers: dict[tuple[str, float], Evaluator] = {}
         self._banks: dict[tuple[str, float], Evaluator] = {}
+        self._scores: dict[tuple[str, float], pd.DataFrame] = {}
+        self.scores_seconds = 0.0
         self._memo: dict[tuple[str, float, str, int, int], MethodOutcome] = {}
         self._methods: dict[str, Method | None] = {}
         targets = config.targets or tuple(self.suite.targets)
@@ -131,6 +133,8 @@ class StudyRunner:
             )
             if self.config.features is not None:
                 kwargs["features"] = self.config.features
+            if self.config.traps:
+                kwargs["traps"] = True
             self._pools[key] = self.suite.make_pool(target, **kwargs)
         return self._pools[key]
 
@@ -196,6 +200,16 @@ class StudyRunner:
             self._banks[key] = replay_evaluator(bank)
         return self._banks[key]
 
+    def scores(self, target: str, fraction: float) -> pd.DataFrame:
+        """The pool's training-free scores (computed once, cached on disk with the banks)."""
+        key = (target, fraction)
+        if key not in self._scores:
+            self._say(f"training-free scores {target} (local {fraction:g})")
+            t0 = time.perf_counter()
+            self._scores[key] = pool_scores(self.pool(target, fraction), cache=self.config.cache)
+            self.scores_seconds += time.perf_counter() - t0
+        return self._scores[key]
+
     def k(self, pool: Pool) -> int | None:
         if self.config.percentile is not None:
             return None
@@ -222,6 +236,7 @@ class StudyRunner:
                 k=self.k(pool),
                 percentile=self.config.percentile,
                 reference=lambda: self.reference(target, fraction, budget, run),
+                scores=lambda: self.scores(target, fraction),
             )
             self._memo[key] = method.run(ctx)
         return self._memo[key]
@@ -303,6 +318,7 @@ class StudyRunner:
         frames = {s: pd.DataFrame(r, columns=list(ROW_COLUMNS)) for s, r in rows.items()}
         timings = {f"study:{s}": round(v, 3) for s, v in seconds.items()}
         timings["reward_banks"] = round(self.bank_seconds, 3)
+        timings["scores"] = round(self.scores_seconds, 3)
         timings["total"] = round(time.perf_counter() - start, 3)
         return StudyResult(
             # The targets actually run, so reports never depend on the suite object.

@@ -191,7 +191,13 @@ def fetch(dest: Path | None = None, *, npm: str = "npm", timeout: float = 600.0)
         safe_extract(tarballs[0], out)
         if not (out / "package" / "data").is_dir():
             raise DataError(f"{tarballs[0].name} has no package/data folder")
-        (out / "package").rename(root)
+        try:
+            (out / "package").rename(root)
+        except OSError:
+            # Another process fetched the corpus at the same time and renamed its copy first:
+            # use that one (a folder is renamed into place whole, so it is complete).
+            if not (root / "data").is_dir():
+                raise
     return root
 
 
@@ -473,6 +479,7 @@ class Spam:
         local_fraction: float = 1.0,
         seed: int = 0,
         features: Features = "hashing",
+        traps: bool = False,
     ) -> Pool:
         """The pool for one target source.
 
@@ -491,6 +498,13 @@ class Spam:
             Fixes every random cut.
         features : {"hashing", "minilm"}
             The feature set.
+        traps : bool
+            Add trap datasets that look like the target
+            (:func:`~dashsel_bench.traps.make_traps`, drawn from the target's candidate mail,
+            ham and spam): ``mislabelled`` (70% of labels flipped), ``fewclass`` (one class
+            only) and ``duplicate`` (near-copies of the target's candidates),
+            ``max(2, n_subsets // 2)`` of each, half in groups of their own, half mixed into
+            honest sources. Global does not change.
         """
         if n_subsets < 1:
             raise DashselError(f"n_subsets must be >= 1, got {n_subsets}")
@@ -588,6 +602,23 @@ class Spam:
                         },
                     )
                 )
+
+        if traps:
+            from dashsel_bench.traps import make_traps
+
+            own = ArraySplit.concat([e.load() for e in entries if e.meta["domain"] == target])
+            entries += make_traps(
+                entries,
+                target,
+                own.X,
+                own.y,
+                n_subsets=k,
+                size=2 * m,
+                domains=list(chunks),
+                n_classes=2,
+                seed=seed,
+                source=f"spam-assassin:{target}",
+            )
 
         def split(ham: np.ndarray, spam: np.ndarray) -> ArraySplit:
             idx = rng.permutation(np.concatenate([ham, spam]))
