@@ -47,7 +47,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/journal_cost.py
+	$(BIN)/python benchmarks/parallel.py
+	$(BIN)/python benchmarks/engine_study.py --out docs/benchmarks/engine
 	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/studies.py all --runs 10
+	$(BIN)/python benchmarks/engine_targets.py
 
 # Install sizes (library alone, demo, dev) measured in fresh venvs under /tmp; writes
 # docs/benchmarks/footprint.md. Needs the network (pip) and a few minutes.
