@@ -515,11 +515,12 @@ class Policy(ABC):
         """Bind to a pool's hierarchy (a :class:`Hierarchy` or anything with ``.hierarchy``)
         and start from the prior. Returns self so ``DaSH().reset(pool)`` chains."""
         if not isinstance(hierarchy, Hierarchy):
-            hierarchy = getattr(hierarchy, "hierarchy", None)
+            given = hierarchy
+            hierarchy = getattr(given, "hierarchy", None)
             if not isinstance(hierarchy, Hierarchy):
                 raise DashselError(
                     f"{type(self).__name__}.reset needs a Pool or a Hierarchy, "
-                    f"got {type(hierarchy).__name__}"
+                    f"got {type(given).__name__}"
                 )
         if isinstance(random_state, bool | np.bool_):  # an int to numpy, but surely a mistake
             raise DashselError(

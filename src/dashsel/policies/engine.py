@@ -253,10 +253,8 @@ class HiTS(Policy):
             with beta learnt from the rewards (a reversed or useless score ends with a weight
             near 0 or negative).
         """
-        if not isinstance(hierarchy, Hierarchy):
-            hierarchy = hierarchy.hierarchy
         self._covariates_in = covariates
-        return super().reset(hierarchy, random_state)
+        return super().reset(hierarchy, random_state)  # checks the pool and the seed
 
     def _reset(self, hierarchy: Hierarchy) -> None:
         self._validate()
