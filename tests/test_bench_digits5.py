@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -196,3 +198,15 @@ def test_traps_follow_regrouping(suite: d5.Digits5) -> None:
         groups = {e.id: e.group for e in pool.entries}
         assert groups["trap-mislabelled0"] == "trap-mislabelled"
         assert groups["trap-mislabelled1"].startswith(grouping)
+
+
+def test_build_caches_the_domains_and_rebuild_starts_over(suite) -> None:
+    # What `dashsel data build digits5` runs: every domain built now, into the cache folder.
+    text = suite.build()
+    folder = Path(text.rsplit(" in ", 1)[1])  # the message names the cache folder
+    assert folder.is_dir() and any(folder.iterdir())
+    assert all(name in text for name in d5.DOMAINS)
+    marker = folder / "stale"
+    marker.write_text("x")
+    suite.build(rebuild=True)  # deletes the cached copy first
+    assert folder.exists() and not marker.exists()

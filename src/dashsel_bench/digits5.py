@@ -374,6 +374,22 @@ class Digits5:
             self.name, f"{self.source}-{VERSION}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
         )
 
+    def build(self, rebuild: bool = False) -> str:
+        """Build (or load) every domain's images now and cache them; ``rebuild`` deletes the
+        cached copy first. What ``dashsel data build digits5`` runs."""
+        folder = self._folder()
+        if rebuild and folder is not None and folder.exists():
+            import shutil
+
+            shutil.rmtree(folder)
+        self._domains = None
+        doms = self.domains()
+        sizes = ", ".join(
+            f"{name} {len(d.train_labels)}+{len(d.test_labels)}" for name, d in doms.items()
+        )
+        where = f" in {folder}" if folder is not None else ""
+        return f"{len(doms)} domains (train+test images: {sizes}){where}"
+
     def domains(self) -> dict[str, DomainImages]:
         """The domains' images (built or loaded once per suite object)."""
         if self._domains is None:

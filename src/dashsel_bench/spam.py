@@ -431,6 +431,16 @@ class Spam:
             return self.root
         return fetch()
 
+    def build(self, rebuild: bool = False) -> str:
+        """Fetch the corpus if needed and compute its features now (cached on disk);
+        ``rebuild`` recomputes them. What ``dashsel data build spam`` runs."""
+        if rebuild:
+            for old in cache_dir("spam").glob("features-*.npz"):
+                old.unlink(missing_ok=True)
+            self._corpora.clear()
+        corpus = self.corpus()
+        return f"{len(corpus.y)} messages, {corpus.X.shape[1]} features, in {cache_dir('spam')}"
+
     def corpus(self, features: Features = "hashing") -> Corpus:
         """Features of every message, computed once and cached on disk."""
         if features not in FEATURES:
