@@ -355,3 +355,9 @@ def test_path_under_an_unknown_users_home_is_one_line(folder):
     bad = VALID.replace('path = "', 'path = "~dashsel-no-such-user/', 1)
     msg = _manifest_error(folder, bad)
     assert "dashsel-no-such-user" in msg
+
+
+def test_a_key_with_a_newline_is_named_on_one_line(folder) -> None:
+    # Found by the fuzz suite: TOML allows any quoted key, "\n" included.
+    msg = _manifest_error(folder, '[pool]\nname = "p"\n"\\n" = 1\n')
+    assert "pool.'\\n': unknown key" in msg

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from dashsel.errors import ManifestError
+from dashsel.errors import ManifestError, one_line
 
 
 def suggest(name: str, choices: Iterable[str]) -> str:
@@ -72,13 +72,17 @@ class ConfigContext:
         )
 
     def key(self, key: str | None) -> str:
-        """The full dotted key (the prefix alone, without its dot, for None)."""
+        """The full dotted key (the prefix alone, without its dot, for None). A key that is
+        not printable on one line (a newline, a control character) is shown quoted."""
+        if key and not key.isprintable():
+            key = repr(key)
         return f"{self.prefix}{key}" if key else self.prefix.rstrip(".")
 
     def fail(self, key: str | None, problem: str) -> ManifestError:
         """The error for ``problem`` at ``key`` (not raised: ``raise ctx.fail(...)``)."""
         where = self.key(key)
-        return ManifestError(f"{self.source}: {where}: {problem}" if where else problem)
+        text = f"{self.source}: {where}: {problem}" if where else problem
+        return ManifestError(one_line(text, 1000))
 
     # --- keys and tables ---------------------------------------------------------------------
     def known_keys(self, table: Mapping[str, Any], allowed: Iterable[str]) -> None:
