@@ -361,3 +361,13 @@ def test_a_key_with_a_newline_is_named_on_one_line(folder) -> None:
     # Found by the fuzz suite: TOML allows any quoted key, "\n" included.
     msg = _manifest_error(folder, '[pool]\nname = "p"\n"\\n" = 1\n')
     assert "pool.'\\n': unknown key" in msg
+
+
+def test_a_file_name_too_long_is_no_such_file(folder) -> None:
+    # Found by the fuzz suite: Path.is_file() raises OSError (ENAMETOOLONG) instead of False.
+    text = (
+        '[pool]\nname = "p"\n[[datasets]]\nid = "a"\ngroup = "g"\n'
+        f'path = "{"A" * 300}.npz"\n'
+        '[local]\npath = "data/local.npz"\n[validation]\npath = "data/val.npz"\n'
+    )
+    assert "no such file" in _manifest_error(folder, text)

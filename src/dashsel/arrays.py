@@ -229,7 +229,8 @@ def _existing(path: str | Path) -> Path:
             f"{path}: unknown file extension {path.suffix or '(none)'!r}: "
             f"use one of {', '.join(FORMATS)}"
         )
-    if not path.is_file():
+    # os.path.isfile: False, not an OSError, for a name too long
+    if not os.path.isfile(path):
         raise DataError(f"{path}: no such file")
     return path
 
@@ -568,7 +569,7 @@ def data_fingerprint(pool: Pool) -> str:
     """
     h = hashlib.sha256()
     for e in pool.entries:
-        if e.loader is not None and e.source and Path(e.source).is_file():
+        if e.loader is not None and e.source and os.path.isfile(e.source):
             h.update(f"{e.id}\x00file\x00{file_digest(e.source)}\x01".encode())
         elif e.has_data:
             h.update(f"{e.id}\x00data\x00{split_digest(e.load())}\x01".encode())

@@ -69,6 +69,7 @@ one-line message ``"<manifest file>: <key>: <problem>"``.
 from __future__ import annotations
 
 import math
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -173,7 +174,8 @@ def load_manifest(path: str | Path, *, allow_estimators: Any = ()) -> Manifest:
     if "\x00" in str(path):
         raise ManifestError(f"{str(path)!r}: manifest path contains a NUL byte")
     path = Path(path).expanduser().resolve()
-    if not path.is_file():
+    # os.path.isfile: False, not an OSError, for a name too long
+    if not os.path.isfile(path):
         raise ManifestError(f"{path}: no such manifest file")
     try:
         with path.open("rb") as fh:
@@ -302,7 +304,8 @@ def _read_dataset_table(
     suffix = file.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise ctx.fail("datasets", f"unknown table extension in {rel!r}: use .csv or .parquet")
-    if not file.is_file():
+    # os.path.isfile: False, not an OSError, for a name too long
+    if not os.path.isfile(file):
         raise ctx.fail("datasets", f"no such table of datasets {file}")
     frame = _read_table(file, suffix)
     where = f"{file}"
@@ -488,7 +491,8 @@ def _loader(
         raise ctx.fail(
             "path", f"unknown file extension in {rel!r}: use one of {', '.join(FORMATS)}"
         )
-    if not file.is_file():
+    # os.path.isfile: False, not an OSError, for a name too long
+    if not os.path.isfile(file):
         raise ctx.fail("path", f"{what}: no such file {file}")
     label = ctx.string(table, "label_column") or default_label
     x_key = ctx.string(table, "x_key") or "X"

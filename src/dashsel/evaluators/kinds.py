@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,8 @@ def _build_table(kwargs: dict[str, Any], pool: Pool, base: Path, ctx: ConfigCont
         file = (base / Path(kwargs["path"]).expanduser()).resolve()
     except (RuntimeError, ValueError) as exc:  # "~nosuchuser/...", a NUL byte
         raise ctx.fail("path", f"{one_line(exc)} in {kwargs['path']!r}") from None
-    if not file.is_file():
+    # os.path.isfile: False, not an OSError, for a name too long
+    if not os.path.isfile(file):
         raise ctx.fail("path", f"no such file {file}")
     evaluator = TableEvaluator(
         file, dataset_column=kwargs["dataset_column"], reward_column=kwargs["reward_column"]

@@ -10,6 +10,7 @@ policies comparable on exactly the same evaluations.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +77,8 @@ class TableEvaluator(Evaluator):
     def _read(self, path: Path) -> pd.DataFrame:
         import pandas as pd
 
-        if not path.is_file():
+        # os.path.isfile: False, not an OSError, for a name too long
+        if not os.path.isfile(path):
             raise DataError(f"{path}: no such reward table")
         try:
             # Ids are text even when they look like numbers ("007" must stay "007"): a column
