@@ -35,6 +35,7 @@ import os
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -482,32 +483,59 @@ def _checked(
     suffix: str,
     columns: list[str] | None = None,
 ) -> ArraySplit:
+    def locate(first: tuple[int, ...]) -> str:
+        where = _row(int(first[0]), suffix)
+        if columns is not None and len(first) > 1:
+            where += f", column {columns[int(first[1])]!r}"
+        return f"first on {where}"
+
+    validate_arrays(X, y, str(path), features=what, locate=locate)
+    return ArraySplit(X, y)
+
+
+def validate_arrays(
+    X: np.ndarray,
+    y: np.ndarray,
+    where: str,
+    *,
+    features: str = "features",
+    locate: Callable[[tuple[int, ...]], str] | None = None,
+) -> None:
+    """Raise :class:`DataError` (starting with ``where``) unless ``X``, ``y`` can train a model.
+
+    Features at least 2-D, numeric (not complex) and finite; labels 1-D and finite; as many
+    labels as rows, at least one row; no object arrays. ``features`` names the feature array
+    in messages; ``locate`` turns the index of the first non-finite value into words.
+    """
+    locate = locate or (lambda first: f"first at {first}")
     if X.dtype == object or y.dtype == object:
-        raise DataError(f"{path}: object arrays are not supported")
+        raise DataError(f"{where}: object arrays are not supported")
     if X.ndim < 2:
         raise DataError(
-            f"{path}: {what} must be at least 2-D (n_samples, n_features), got shape {X.shape}"
+            f"{where}: {features} must be at least 2-D (n_samples, n_features), got shape {X.shape}"
         )
     if y.ndim != 1:
-        raise DataError(f"{path}: labels must be 1-D (n_samples,), got shape {y.shape}")
+        raise DataError(f"{where}: labels must be 1-D (n_samples,), got shape {y.shape}")
     if X.shape[0] != y.shape[0]:
-        raise DataError(f"{path}: {what} has {X.shape[0]} rows but there are {y.shape[0]} labels")
+        raise DataError(
+            f"{where}: {features} has {X.shape[0]} rows but there are {y.shape[0]} labels"
+        )
     if X.shape[0] == 0:
-        raise DataError(f"{path}: no rows")
+        raise DataError(f"{where}: no rows")
     if not (np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.bool_)):
-        raise DataError(f"{path}: {what} are not numeric (dtype {X.dtype})")
+        raise DataError(f"{where}: {features} are not numeric (dtype {X.dtype})")
     if np.issubdtype(X.dtype, np.complexfloating):
-        raise DataError(f"{path}: {what} are complex numbers")
+        raise DataError(f"{where}: {features} are complex numbers")
     if np.issubdtype(X.dtype, np.floating):
         first = first_nonfinite(X)
         if first is not None:
-            where = _row(int(first[0]), suffix)
-            if columns is not None:
-                where += f", column {columns[int(first[1])]!r}"
-            raise DataError(f"{path}: {what} hold NaN or infinite values (first on {where})")
-    if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
-        raise DataError(f"{path}: labels hold NaN or infinite values")
-    return ArraySplit(X, y)
+            raise DataError(f"{where}: {features} hold NaN or infinite values ({locate(first)})")
+    if np.issubdtype(y.dtype, np.floating):
+        first = first_nonfinite(y)
+        if first is not None:
+            raise DataError(
+                f"{where}: labels hold NaN or infinite values (first at row {first[0]})"
+            )
 
 
 def first_nonfinite(a: np.ndarray, block_bytes: int = 1 << 24) -> tuple[int, ...] | None:

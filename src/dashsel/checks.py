@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dashsel.arrays import ArrayInfo, first_nonfinite, inspect_arrays
+from dashsel.arrays import ArrayInfo, inspect_arrays, validate_arrays
 from dashsel.errors import DashselError, DataError
 from dashsel.pool import ArraySplit, DatasetEntry, Pool
 
@@ -130,27 +130,7 @@ def check_split(split: ArraySplit, what: str) -> None:
     Features at least 2-D and numeric with every value finite, labels 1-D without NaN, as
     many labels as rows, at least one row.
     """
-    X, y = split.X, split.y
-    if X.dtype == object or y.dtype == object:
-        raise DataError(f"{what}: object arrays are not supported")
-    if X.ndim < 2:
-        raise DataError(f"{what}: features must be at least 2-D (n_samples, ...), got {X.shape}")
-    if y.ndim != 1:
-        raise DataError(f"{what}: labels must be 1-D (n_samples,), got shape {y.shape}")
-    if X.shape[0] != y.shape[0]:
-        raise DataError(f"{what}: {X.shape[0]} rows of features but {y.shape[0]} labels")
-    if X.shape[0] == 0:
-        raise DataError(f"{what}: no rows")
-    if not (np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.bool_)):
-        raise DataError(f"{what}: features are not numeric (dtype {X.dtype})")
-    if np.issubdtype(X.dtype, np.complexfloating):
-        raise DataError(f"{what}: features are complex numbers")
-    first = first_nonfinite(X)
-    if first is not None:
-        raise DataError(f"{what}: features hold NaN or infinite values (first at {first})")
-    first = first_nonfinite(y)
-    if first is not None:
-        raise DataError(f"{what}: labels hold NaN or infinite values (first at row {first[0]})")
+    validate_arrays(split.X, split.y, what)
 
 
 def check_seed(seed: Any) -> int:
