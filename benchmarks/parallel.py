@@ -1,7 +1,8 @@
 """Do parallel runs pay for themselves? `dashsel run` wall times, serial against parallel.
 
 On a toy pool whose logistic trials train for about 0.3 s each, times whole `dashsel run`
-processes (budget 32, `--no-final`), side by side in one sitting:
+processes (budget 32, `--policy dash` so that every run spends its whole budget,
+`--no-final`), side by side in one sitting:
 
 * serial (the default in-process executor, default threads);
 * serial with ``OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1`` (the reference for thread limits);
@@ -126,7 +127,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dashsel-par-") as tmp:
         work = Path(tmp)
         manifest = write_pool(work / "pool")
-        budget = ["--budget", str(opts.budget), "--seed", "0"]
+        # `dash` spends the whole budget: the default engine stops once a deterministic pool
+        # is exhausted (12 datasets here), which would leave the executors nothing to share.
+        budget = ["--budget", str(opts.budget), "--seed", "0", "--policy", "dash"]
         runs: list[tuple[str, list[str], dict[str, str]]] = [
             ("serial (inprocess, default threads)", budget, env),
             ("serial, OPENBLAS/OMP_NUM_THREADS=1", budget, one_thread),
