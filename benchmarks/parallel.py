@@ -180,10 +180,16 @@ def write_report(opts, rows, load_before, load_after) -> None:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, on {platform.platform()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}.",
         "",
-        f"**Measured under load**: the machine is shared (load average "
-        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after, on "
-        f"{os.cpu_count()} CPUs), and the script ran under `nice`; each configuration ran "
-        "once. Read the ratios as indicative, not as the library's best case.",
+        (
+            f"**Measured under load**: the machine was shared (load average "
+            f"{load_before[0]:.1f} before, {load_after[0]:.1f} after, on {os.cpu_count()} "
+            "CPUs); each configuration ran once. Read the ratios as indicative, not as the "
+            "library's best case."
+            if max(load_before[0], load_after[0]) >= 1.0
+            else f"Measured on a quiet machine (load average {load_before[0]:.1f} before, "
+            f"{load_after[0]:.1f} after, on {os.cpu_count()} CPUs); each configuration ran "
+            "once, so expect some noise between runs."
+        ),
         "",
         f"Pool: toy logistic pool, 12 datasets of 4000 rows x 256 features, 10 classes; budget "
         f"{opts.budget}, `--no-final`; whole processes (start-up included).",
