@@ -94,7 +94,9 @@ def check_pool(pool: Pool, *, deep: bool = True, max_bytes: int | None = None) -
         # Headers first: a width or size problem anywhere is found without reading any data.
         check_pool(pool, deep=False, max_bytes=max_bytes)
     n_datasets = n_loaded = n_headers = 0
-    for entry in pool.entries:
+    # A replay-only pool (a table of datasets without paths) has nothing more to check.
+    entries = pool.entries if pool.any_candidate_arrays else ()
+    for entry in entries:
         if not entry.has_data:
             continue
         n_datasets += 1

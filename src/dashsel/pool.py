@@ -369,6 +369,15 @@ class Pool:
         return self._splits.get(name) is not None
 
     @property
+    def any_candidate_arrays(self) -> bool:
+        """Whether at least one candidate has an array file (O(1) for a replay table without
+        paths, so checks skip a million replay-only candidates without visiting them)."""
+        if self._entries is None and self._table is not None:
+            paths = self._table.paths
+            return paths is not None and any(paths)
+        return any(e.has_data for e in self.entries)
+
+    @property
     def has_arrays(self) -> bool:
         if self._entries is None and self._table is not None:
             paths = self._table.paths
