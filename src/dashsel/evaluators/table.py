@@ -173,7 +173,8 @@ class TableEvaluator(Evaluator):
 
     def _is_deterministic(self) -> bool:
         # One logged reward per dataset (or several equal ones): every pull replays it.
-        grouped = self._own_index()[2]
+        # The pool's grouping when bound (no index of a million ids built just for this).
+        grouped = self._bound[1] if self._bound is not None else self._own_index()[2]
         if grouped.starts is None:
             return True
         nonempty = grouped.counts > 0
