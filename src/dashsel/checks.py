@@ -153,6 +153,45 @@ def check_journal_path(path: str | os.PathLike[str]) -> Path:
     return _file_target(path, "journal")
 
 
+def check_output_file(path: str | os.PathLike[str], what: str = "output file") -> Path:
+    """Fail now, with one line, if a file cannot be written at ``path`` later (``--json``,
+    ``--journal``): a NUL byte, a directory, a folder that cannot be created or written in
+    (a file is created there and removed), an existing read-only ``path``. Creates missing
+    parent folders (unlike :func:`check_journal_path`, which has no side effect, for
+    :func:`dashsel.select`). Returns the path.
+    """
+    import tempfile
+
+    text = os.fspath(path)
+    if "\x00" in text:
+        raise DashselError(f"{what} {text!r}: path contains a NUL byte")
+    target = Path(text)
+    if target.is_dir():
+        raise DashselError(f"{what} {target}: is a directory, not a file")
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a folder should be, no permission, ...
+        blocker = next((p for p in target.parents if p.exists()), None)
+        why = (
+            f"{blocker} is a file, not a folder"
+            if blocker is not None and not blocker.is_dir()
+            else (exc.strerror or str(exc))
+        )
+        raise DashselError(f"{what} {target}: cannot create folder {parent} ({why})") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise DashselError(
+            f"{what} {target}: cannot write in {parent} ({exc.strerror or exc})"
+        ) from None
+    if target.exists() and not os.access(target, os.W_OK):
+        raise DashselError(f"{what} {target}: file is not writable")
+    return target
+
+
 def check_output_dir(path: str | os.PathLike[str], what: str = "output folder") -> Path:
     """Refuse a folder to write into that is a file, or lies under one, or holds a NUL byte.
 

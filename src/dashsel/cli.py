@@ -287,7 +287,7 @@ def _run(
     **_: Any,
 ) -> None:
     """The body of `dashsel run`, once logging is set up."""
-    from dashsel.checks import check_journal_path, check_pool, check_seed
+    from dashsel.checks import check_output_file, check_pool, check_seed
     from dashsel.executors import make_executor
     from dashsel.manifest import load_manifest
     from dashsel.policies import DEFAULT_POLICY, make_policy
@@ -297,7 +297,6 @@ def _run(
         check_output_file(json_out, "--json")
     check_seed(seed)
     if journal is not None:
-        check_journal_path(journal)
         check_output_file(journal, "--journal")
     m = load_manifest(manifest, allow_estimators=allow_estimator or ())
     evaluator = m.make_evaluator()
@@ -368,38 +367,6 @@ def _run(
         write_json_atomic(result.to_dict(), json_out)
         if not quiet:
             console.print(f"wrote {json_out}")
-
-
-def check_output_file(path: Path, option: str) -> None:
-    """Fail now, with one line, if ``path`` cannot be written later.
-
-    Not a directory; its folder exists or can be created; a file can be created in that
-    folder (tried, then removed) and an existing ``path`` is writable.
-    """
-    import os
-    import tempfile
-
-    if path.is_dir():
-        raise DashselError(f"{option} {path}: is a directory, not a file")
-    parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DashselError(
-            f"{option} {path}: cannot create folder {parent} ({exc.strerror or exc})"
-        ) from None
-    if not parent.is_dir():
-        raise DashselError(f"{option} {path}: {parent} is not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise DashselError(
-            f"{option} {path}: cannot write in {parent} ({exc.strerror or exc})"
-        ) from None
-    if path.exists() and not os.access(path, os.W_OK):
-        raise DashselError(f"{option} {path}: file is not writable")
 
 
 def _fmt(x: float | None, pct: bool = False) -> str:
