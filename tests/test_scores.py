@@ -17,6 +17,8 @@ from dashsel.pool import Pool
 from dashsel.scores import (
     DEFAULT_COVARIATES,
     ScoreError,
+    _label_codes,
+    _pot,
     _small_ot,
     covariates_from_scores,
     pool_covariates,
@@ -184,6 +186,144 @@ def test_errors_are_one_line() -> None:
         score_pool(wide)
     with pytest.raises(ScoreError, match="unknown score 'kl'"):
         score_pool(_pool(), which=["kl"])
+
+
+# Scores of the pool below by the implementation before it was optimised (commit a9cb533,
+# one candidate at a time, BLAS threads unlimited): dist_mean, dist_mmd, dist_otdd,
+# score_label_quality, dist_otdd_exact. The faster code must give the same values.
+_REFERENCE_VALUES = {
+    "same": (
+        0.46733127577690675, 0.057611118492595946, 0.2904080337778233,
+        0.99, 4.1298816426376845,
+    ),
+    "shifted": (
+        2.4391647115595605, 0.3061959234145731, 2.3962014232423834,
+        0.97, 5.3364156305619925,
+    ),
+    "mislabelled": (
+        0.43704789475987915, 0.0604347441312395, 3.4010580893399243,
+        0.195, 6.480420683089952,
+    ),
+    "one_row": (
+        4.209934546741113, 0.5698614928924243, 8.417341435881793,
+        1.0, 10.47093089646317,
+    ),
+    "two_classes": (
+        1.798822197459654, 0.2356392862094123, 5.800413588663439,
+        0.98, 7.459746228533727,
+    ),
+    "unseen_label": (
+        0.6077529648149019, 0.08719543049936115, 4.231370858133057,
+        0.66, 5.981809992851831,
+    ),
+    "noisy": (
+        0.9867926663135321, 0.12990823879380523, 1.6752230706403919,
+        0.7166666666666667, 5.148658755242964,
+    ),
+    "float_labels": (
+        0.4614250064352465, 0.07324883868564518, 0.44499939005415423,
+        1.0, 4.288875066345923,
+    ),
+}
+
+
+def _reference_pool() -> Pool:
+    means = _means()
+    return _pool(
+        seed=7,
+        one_row=lambda rng: (means[:1] + rng.normal(size=(1, D)), np.array([0])),
+        two_classes=lambda rng: _draw(rng, 100, classes=2),
+        unseen_label=lambda rng: (
+            _draw(rng, 50)[0],
+            np.where(np.arange(50) % 3 == 0, 99, np.arange(50) % 4),
+        ),
+        noisy=lambda rng: _draw(rng, 120, wrong=0.3, shift=1.0),
+        float_labels=lambda rng: (lambda X, y: (X, y.astype(float)))(*_draw(rng, 60)),
+    )
+
+
+def test_scores_match_the_implementation_before_optimisation() -> None:
+    which = ["mean", "mmd", "otdd", "label_quality"]
+    cols = ["dist_mean", "dist_mmd", "dist_otdd", "score_label_quality"]
+    if _pot() is not None:
+        which, cols = [*which, "otdd_exact"], [*cols, "dist_otdd_exact"]
+    f = score_pool(_reference_pool(), which=which, random_state=11, n_jobs=1)
+    want = np.array([_REFERENCE_VALUES[d][: len(cols)] for d in f.index])
+    np.testing.assert_allclose(f[cols].to_numpy(), want, rtol=1e-9, atol=1e-12)
+
+
+def _labels_loop(code: dict, labels: list) -> list[int]:
+    """The per-row look-up _label_codes replaces (unseen labels: -1, -2, ... by appearance)."""
+    local: dict = {}
+    return [code[v] if v in code else local.setdefault(v, -1 - len(local)) for v in labels]
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array([3, 1, 7, 1, 9, 3, 8, 7]),
+        np.array(["b", "z", "a", "y", "z", "b"]),
+        np.array([1.0, 2.0, 5.0, 1.0, 4.0]),
+        np.array([1, "a", 2.5, "a", None], dtype=object),  # does not sort: the row loop
+        np.array([], dtype=int),
+    ],
+)
+def test_label_codes_match_a_per_row_lookup(labels) -> None:
+    from types import SimpleNamespace
+
+    code = {1: 0, 3: 1, "a": 2, "b": 3, 2.0: 4}
+    got = _label_codes(SimpleNamespace(code=code), labels)  # type: ignore[arg-type]
+    assert got.dtype == np.int64
+    assert got.tolist() == _labels_loop(code, labels.tolist())
+
+
+def _big_pool(n: int = 12) -> Pool:
+    rng = np.random.default_rng(3)
+    datasets = {
+        f"d{i}": _draw(rng, 60 + 10 * i, shift=0.3 * i, wrong=0.1 * (i % 3)) for i in range(n)
+    }
+    groups = {d: f"g{i % 3}" for i, d in enumerate(datasets)}
+    return Pool.from_arrays(datasets, groups, local=_draw(rng, 40), validation=_draw(rng, 300))
+
+
+def test_parallel_scores_are_identical_to_serial(monkeypatch, manifests) -> None:
+    from dashsel import scores
+    from dashsel.manifest import load_manifest
+
+    monkeypatch.setattr(scores, "_MIN_PER_WORKER", 1)  # start workers even for a small pool
+    for make in (_big_pool, lambda: load_manifest(manifests["arrays"]).pool):
+        serial = score_pool(make(), n_jobs=1)
+        parallel = score_pool(make(), n_jobs=2)
+        assert serial.attrs["n_jobs"] == 1 and parallel.attrs["n_jobs"] == 2
+        cols = [c for c in serial.columns if c != "cost_seconds"]
+        assert parallel[cols].equals(serial[cols])  # bit for bit, in pool order
+        assert parallel.attrs["cpu_seconds"] > 0 and parallel.attrs["wall_seconds"] > 0
+        assert set(parallel.attrs["cost_seconds"]) == set(serial.attrs["cost_seconds"])
+
+
+def test_parallel_errors_are_one_line_score_errors(monkeypatch) -> None:
+    from dashsel import scores
+
+    monkeypatch.setattr(scores, "_MIN_PER_WORKER", 1)
+    rng = np.random.default_rng(0)
+    datasets = {f"d{i}": _draw(rng, 20) for i in range(3)}
+    datasets["bad"] = (rng.normal(size=(5, 3)), np.zeros(5))
+    pool = Pool.from_arrays(datasets, {d: "g" for d in datasets}, validation=_draw(rng, 50))
+    with pytest.raises(ScoreError, match="dataset 'bad': has 3 features"):
+        score_pool(pool, n_jobs=2)
+
+
+def test_jobs_default_and_checks(monkeypatch) -> None:
+    from dashsel import scores
+
+    f = score_pool(_pool())  # default: the CPUs, but not more workers than the pool is worth
+    assert f.attrs["n_jobs"] == 1
+    monkeypatch.setattr(scores, "_MIN_PER_WORKER", 1)
+    monkeypatch.setattr("dashsel.executors.available_cpus", lambda: 64)
+    assert scores._check_jobs(None) == 64
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ScoreError, match="n_jobs must be a positive integer"):
+            score_pool(_pool(), n_jobs=bad)  # type: ignore[arg-type]
 
 
 def test_small_ot_matches_brute_force() -> None:

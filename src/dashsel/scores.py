@@ -53,6 +53,8 @@ See ``docs/scores.md`` for costs and for when each score misleads.
 from __future__ import annotations
 
 import functools
+import itertools
+import numbers
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -96,6 +98,10 @@ class _Space:
     center: np.ndarray  # (d,)
     matrix: np.ndarray  # (d, p + q): PCA axes, then random directions of their complement
 
+    def __post_init__(self) -> None:
+        # (X - c) @ M = X @ M - c @ M: one product, no centred copy of X.
+        self.offset = self.center @ self.matrix
+
     @classmethod
     def fit(
         cls, R: np.ndarray, n_components: int, n_residual: int, rng: np.random.Generator
@@ -123,7 +129,9 @@ class _Space:
         return cls(center, matrix / scale)
 
     def project(self, X: np.ndarray) -> np.ndarray:
-        return (X - self.center) @ self.matrix
+        Z = X @ self.matrix
+        Z -= self.offset
+        return Z
 
 
 def _as_matrix(X: np.ndarray, width: int | None, what: str) -> np.ndarray:
@@ -149,6 +157,7 @@ class _Reference:
     yv: np.ndarray  # their label codes
     Zr: np.ndarray  # validation + local rows, projected (k-NN data)
     Zr32: np.ndarray  # the same in float32
+    Zr32_m2T: np.ndarray  # -2 * Zr32.T (the k-NN cross term)
     yr: np.ndarray  # their label codes
     code: dict[Any, int]  # label -> code
     val_codes: np.ndarray  # codes of the validation classes, sorted
@@ -159,6 +168,8 @@ class _Reference:
     mean_v: np.ndarray
     rff_w: np.ndarray
     rff_b: np.ndarray
+    rff_w32: np.ndarray  # the same in float32 (what the features are computed with)
+    rff_b32: np.ndarray
     rff_mean_v: np.ndarray
     width: int
 
@@ -231,6 +242,7 @@ def _build_reference(
         yv=yv,
         Zr=Zr,
         Zr32=Zr.astype(np.float32),
+        Zr32_m2T=np.ascontiguousarray(-2.0 * Zr.astype(np.float32).T),
         yr=yr,
         code=code,
         val_codes=val_codes,
@@ -242,6 +254,8 @@ def _build_reference(
         mean_v=mean_v,
         rff_w=rff_w,
         rff_b=rff_b,
+        rff_w32=rff_w.astype(np.float32),
+        rff_b32=rff_b.astype(np.float32),
         rff_mean_v=_rff_mean(Zv, rff_w, rff_b),
         width=width,
     )
@@ -254,8 +268,8 @@ def _sqdist(A: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 def _rff_mean(Z: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Mean random Fourier feature vector of the rows of ``Z`` (float32: cos dominates)."""
-    arg = Z.astype(np.float32) @ w.astype(np.float32)
-    arg += b.astype(np.float32)
+    arg = Z.astype(np.float32, copy=False) @ w.astype(np.float32, copy=False)
+    arg += b.astype(np.float32, copy=False)
     np.cos(arg, out=arg)
     return np.sqrt(2.0 / w.shape[1]) * arg.mean(axis=0, dtype=np.float64)
 
@@ -302,19 +316,36 @@ def _small_ot(a: np.ndarray, b: np.ndarray, C: np.ndarray) -> float:
     return float(res.fun)
 
 
+def _label_codes(ref: _Reference, y: np.ndarray) -> np.ndarray:
+    """The reference's code of each label; labels it never saw get codes of their own
+    (negative, -1, -2, ... in order of first appearance), matching nothing."""
+    try:
+        # One dictionary look-up per distinct label, not per row.
+        uniq, first, inverse = np.unique(
+            y, return_index=True, return_inverse=True, equal_nan=False
+        )
+    except TypeError:  # labels that do not sort (mixed types): one look-up per row
+        local: dict[Any, int] = {}
+        labels = y.tolist()
+        codes = np.empty(len(labels), dtype=np.int64)
+        for i, v in enumerate(labels):
+            c = ref.code.get(v)
+            if c is None:
+                c = local.setdefault(v, -1 - len(local))
+            codes[i] = c
+        return codes
+    known = [ref.code.get(v) for v in uniq.tolist()]
+    unseen = [i for i, c in enumerate(known) if c is None]
+    for rank, i in enumerate(sorted(unseen, key=lambda i: first[i])):
+        known[i] = -1 - rank
+    return np.asarray(known, dtype=np.int64)[inverse.reshape(-1)]
+
+
 def _label_costs(
-    ref: _Reference, Z: np.ndarray, y: Sequence[Any]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Candidate class codes and weights, and the (K_c, K_v) class-to-class cost matrix."""
-    labels = list(y)
-    # Labels the reference never saw get codes of their own (negative), matching nothing.
-    local: dict[Any, int] = {}
-    codes = np.empty(len(labels), dtype=np.int64)
-    for i, v in enumerate(labels):
-        c = ref.code.get(v)
-        if c is None:
-            c = local.setdefault(v, -1 - len(local))
-        codes[i] = c
+    ref: _Reference, Z: np.ndarray, codes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate class weights and the (K_c, K_v) class-to-class cost matrix, from the
+    candidate's label codes (:func:`_label_codes`)."""
     classes, counts = np.unique(codes, return_counts=True)
     stats, noise = _class_stats(Z, codes, classes)
     C = _sqdist(stats, ref.val_stats)  # diagonal-Gaussian W2^2 = |dmu|^2 + |dsigma|^2
@@ -333,7 +364,7 @@ def _label_costs(
     if shared.any():
         w = ref.val_w[pos[shared]]
         a[shared] = (1.0 - a.sum()) * w / w.sum()
-    return codes, a, C
+    return a, C
 
 
 # --- the public API --------------------------------------------------------------------------
@@ -359,6 +390,7 @@ def score_pool(
     n_features_rff: int = 256,
     k_neighbors: int = 5,
     max_ot_rows: int = 1000,
+    n_jobs: int | None = None,
 ) -> pd.DataFrame:
     """Training-free scores of every candidate of a pool with arrays.
 
@@ -383,6 +415,12 @@ def score_pool(
         Neighbours voting in ``label_quality``.
     max_ot_rows : int
         Rows per side (subsampled above it) in ``otdd_exact``.
+    n_jobs : int, optional
+        Worker processes scoring candidates at once; default: the CPUs available. Fewer are
+        started for a small pool (one per 200 candidates at most: starting one costs about a
+        second). Each worker, and the serial loop, runs BLAS single-threaded, so the scores
+        are identical whatever ``n_jobs``. Workers receive the candidates' lazy loaders (or
+        their in-memory arrays) and read the arrays themselves.
 
     Returns
     -------
@@ -392,13 +430,17 @@ def score_pool(
         distance, for the distance scores), ``score_default`` (a copy of ``score_otdd``) and
         ``cost_seconds`` (time spent on that candidate, reading its arrays included).
         ``frame.attrs["cost_seconds"]`` totals the time per score, plus ``"setup"`` (fitting the
-        shared space) and ``"load"`` (reading arrays). A candidate with no rows has NaN scores.
+        shared space, projecting candidates) and ``"load"`` (reading arrays), summed over
+        workers; ``frame.attrs["wall_seconds"]`` is the elapsed time,
+        ``frame.attrs["cpu_seconds"]`` the CPU time of this process and its workers' scoring,
+        and ``frame.attrs["n_jobs"]`` the workers used. A candidate with no rows has NaN scores.
 
     Raises
     ------
     ScoreError
         The pool has no arrays (a replay pool), a candidate's features differ in width from
-        the validation data's or hold NaN, or an unknown score is asked for.
+        the validation data's or hold NaN, an unknown score is asked for, or ``n_jobs`` is
+        not a positive integer.
     MissingExtraError
         ``otdd_exact`` without POT installed.
     """
@@ -417,64 +459,49 @@ def score_pool(
             "n_components, n_features_rff, k_neighbors, max_ot_rows must be >= 1, "
             "n_residual >= 0"
         )
-    ot = None
     if "otdd_exact" in names:
         from dashsel.errors import require
 
-        ot = require("ot", "ot", "the otdd_exact score")
+        require("ot", "ot", "the otdd_exact score")  # fails here, not in a worker
     rng = check_random_state(random_state)
-    cost = dict.fromkeys(("load", "setup", *names), 0.0)
-
-    t0 = time.perf_counter()
+    workers = _check_jobs(n_jobs)
+    started, cpu_started = time.perf_counter(), time.process_time()
     ref = _build_reference(pool, n_components, n_residual, n_features_rff, rng)
-    k = min(k_neighbors, ref.Zr.shape[0])
-    ref_sq = (ref.Zr32**2).sum(axis=1)
-    cost["setup"] = time.perf_counter() - t0
-    ot_seed = int(rng.integers(2**31))
+    job = _Job(
+        ref=ref,
+        names=names,
+        k=min(k_neighbors, ref.Zr.shape[0]),
+        ref_sq=(ref.Zr32**2).sum(axis=1),
+        max_ot_rows=max_ot_rows,
+        ot_seed=int(rng.integers(2**31)),
+    )
+    setup = time.perf_counter() - started
 
-    rows: list[dict[str, Any]] = []
-    for pos, entry in enumerate(pool.entries):
-        t_start = time.perf_counter()
-        # Read without caching in the entry: 10^4 candidates must not all stay in memory.
-        data = entry.data if entry.data is not None else entry.loader()  # type: ignore[misc]
-        what = f"dataset {entry.id!r}" + (f" ({entry.source})" if entry.source else "")
-        X = _as_matrix(data.X, ref.width, what)
-        y = np.asarray(data.y)
-        t_loaded = time.perf_counter()
-        cost["load"] += t_loaded - t_start
-        row: dict[str, Any] = {
-            "dataset": entry.id,
-            "group": entry.group,
-            "n_rows": int(X.shape[0]),
-            "n_classes": int(np.unique(y).size) if y.size else 0,
-        }
-        if X.shape[0] == 0:
-            rows.append({**row, "cost_seconds": time.perf_counter() - t_start})
-            continue
-        Z = ref.space.project(X)
-        # The projection serves every score; count it once, under setup.
-        t = time.perf_counter()
-        cost["setup"] += t - t_loaded
-        for name in names:
-            if name == "mean":
-                row["dist_mean"] = float(np.linalg.norm(Z.mean(axis=0) - ref.mean_v))
-            elif name == "mmd":
-                diff = _rff_mean(Z, ref.rff_w, ref.rff_b) - ref.rff_mean_v
-                row["dist_mmd"] = float(np.linalg.norm(diff))
-            elif name == "otdd":
-                _, a, C = _label_costs(ref, Z, y.tolist())
-                row["dist_otdd"] = float(np.sqrt(max(_small_ot(a, ref.val_w, C), 0.0)))
-            elif name == "label_quality":
-                row["score_label_quality"] = _knn_agreement(ref, ref_sq, Z, y.tolist(), k)
-            elif name == "otdd_exact":
-                row["dist_otdd_exact"] = _otdd_exact(
-                    ot, ref, Z, y.tolist(), max_ot_rows, np.random.default_rng([ot_seed, pos])
-                )
-            now = time.perf_counter()
-            cost[name] += now - t
-            t = now
-        row["cost_seconds"] = time.perf_counter() - t_start
-        rows.append(row)
+    entries = pool.entries
+    # Few candidates per worker do not pay for starting the workers.
+    workers = max(1, min(workers, len(entries) // _MIN_PER_WORKER))
+    # Only what scoring needs travels to a worker: ids, groups, the picklable lazy loader or
+    # the in-memory arrays (never the entry's free-form metadata).
+    tasks = [(pos, e.id, e.group, e.source, e.data, e.loader) for pos, e in enumerate(entries)]
+    if workers == 1:
+        parts = [_score_chunk(job, tasks)]
+        worker_cpu = 0.0  # counted in this process's own CPU time
+    else:
+        from joblib import Parallel, delayed
+
+        n_chunks = min(len(tasks), 4 * workers)  # a few chunks per worker balance the load
+        bounds = np.linspace(0, len(tasks), n_chunks + 1).astype(int)
+        parts = Parallel(n_jobs=workers, backend="loky")(
+            delayed(_score_chunk)(job, tasks[lo:hi]) for lo, hi in itertools.pairwise(bounds)
+        )
+        worker_cpu = sum(part_cost["cpu"] for _, part_cost in parts)
+    rows = [row for part_rows, _ in parts for row in part_rows]
+    cost = dict.fromkeys(("load", "setup", *names), 0.0)
+    for _, part_cost in parts:
+        for key, value in part_cost.items():
+            if key != "cpu":
+                cost[key] += value
+    cost["setup"] += setup
 
     frame = pd.DataFrame(rows).set_index("dataset")
     for name in names:
@@ -496,39 +523,155 @@ def score_pool(
     frame = frame[ordered]
     cost["total"] = float(sum(cost.values()))
     frame.attrs["cost_seconds"] = cost
+    frame.attrs["wall_seconds"] = time.perf_counter() - started
+    frame.attrs["cpu_seconds"] = time.process_time() - cpu_started + worker_cpu
+    frame.attrs["n_jobs"] = workers
     frame.attrs["pool"] = pool.name
     frame.attrs["random_state"] = random_state if isinstance(random_state, int) else None
     return frame
 
 
+#: Candidates per worker below which fewer workers are used (starting a worker process costs
+#: about a second; a candidate of 10^3 rows is scored in milliseconds).
+_MIN_PER_WORKER = 200
+
+
+def _check_jobs(n_jobs: int | None) -> int:
+    from dashsel.executors import available_cpus
+
+    if n_jobs is None:
+        return available_cpus()
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs < 1:
+        raise ScoreError(f"n_jobs must be a positive integer or None, got {n_jobs!r}")
+    return int(n_jobs)
+
+
+@dataclass
+class _Job:
+    """Everything a worker needs to score candidates (small: the projected reference)."""
+
+    ref: _Reference
+    names: tuple[str, ...]
+    k: int
+    ref_sq: np.ndarray  # squared norms of ref.Zr32's rows
+    max_ot_rows: int
+    ot_seed: int
+
+
+_Task = tuple[int, str, str, "str | None", Any, Any]  # pos, id, group, source, data, loader
+
+
+def _score_chunk(
+    job: _Job, tasks: Sequence[_Task]
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Rows of scores for some candidates, and the time spent per score (in a worker or not).
+
+    BLAS runs single-threaded: one candidate's matrices are too small for threads to pay
+    (two OpenBLAS threads made scoring about 3x slower, CPU and wall, on 2 cores), and
+    parallel workers must not oversubscribe the cores. One thread also makes the results
+    identical whatever the number of workers.
+    """
+    from threadpoolctl import threadpool_limits
+
+    cpu_started = time.process_time()
+    ot = _pot() if "otdd_exact" in job.names else None
+    ref = job.ref
+    cost = dict.fromkeys(("load", "setup", *job.names), 0.0)
+    rows: list[dict[str, Any]] = []
+    with threadpool_limits(limits=1):
+        for pos, did, group, source, data, loader in tasks:
+            t_start = time.perf_counter()
+            # Read without caching in the entry: 10^4 candidates must not all stay in memory.
+            if data is None:
+                data = loader()
+            what = f"dataset {did!r}" + (f" ({source})" if source else "")
+            X = _as_matrix(data.X, ref.width, what)
+            y = np.asarray(data.y)
+            del data
+            t_loaded = time.perf_counter()
+            cost["load"] += t_loaded - t_start
+            row: dict[str, Any] = {
+                "dataset": did,
+                "group": group,
+                "n_rows": int(X.shape[0]),
+                "n_classes": int(np.unique(y).size) if y.size else 0,
+            }
+            if X.shape[0] == 0:
+                rows.append({**row, "cost_seconds": time.perf_counter() - t_start})
+                continue
+            # The projection and label codes serve every score; count them once, under setup.
+            Z = ref.space.project(X)
+            Z32 = Z.astype(np.float32)
+            codes = _label_codes(ref, y)
+            t = time.perf_counter()
+            cost["setup"] += t - t_loaded
+            for name in job.names:
+                if name == "mean":
+                    row["dist_mean"] = float(np.linalg.norm(Z.mean(axis=0) - ref.mean_v))
+                elif name == "mmd":
+                    diff = _rff_mean(Z32, ref.rff_w32, ref.rff_b32) - ref.rff_mean_v
+                    row["dist_mmd"] = float(np.linalg.norm(diff))
+                elif name == "otdd":
+                    a, C = _label_costs(ref, Z, codes)
+                    row["dist_otdd"] = float(np.sqrt(max(_small_ot(a, ref.val_w, C), 0.0)))
+                elif name == "label_quality":
+                    row["score_label_quality"] = _knn_agreement(ref, job.ref_sq, Z32, codes, job.k)
+                elif name == "otdd_exact":
+                    row["dist_otdd_exact"] = _otdd_exact(
+                        ot, ref, Z, codes, job.max_ot_rows,
+                        np.random.default_rng([job.ot_seed, pos]),
+                    )
+                now = time.perf_counter()
+                cost[name] += now - t
+                t = now
+            row["cost_seconds"] = time.perf_counter() - t_start
+            rows.append(row)
+    cost["cpu"] = time.process_time() - cpu_started
+    return rows, cost
+
+
 def _knn_agreement(
-    ref: _Reference, ref_sq: np.ndarray, Z: np.ndarray, y: list[Any], k: int
+    ref: _Reference, ref_sq: np.ndarray, Z32: np.ndarray, codes: np.ndarray, k: int
 ) -> float:
-    # float32: only the order of distances matters here.
-    Z32 = Z.astype(np.float32)
-    d = Z32 @ ref.Zr32.T
-    d *= -2.0
-    d += ref_sq[None, :]
-    d += (Z32**2).sum(axis=1)[:, None]
-    nn = np.argpartition(d, k - 1, axis=1)[:, :k] if k < d.shape[1] else np.argsort(d, axis=1)
-    n, n_codes = Z.shape[0], len(ref.code)
+    # float32: only the order of distances matters here. The candidate row's own squared norm
+    # is the same for every neighbour: it is left out while choosing them, added after.
+    e = Z32 @ ref.Zr32_m2T  # -2 z.r (scaling by -2 is exact: same bits as multiplying after)
+    e += ref_sq[None, :]
+    n = Z32.shape[0]
+    if k >= e.shape[1]:
+        nn = np.argsort(e, axis=1)
+        near_e = np.take_along_axis(e, nn, 1)
+    elif k <= 16:
+        # A few passes of argmin are several times faster than argpartition for small k.
+        rows = np.arange(n)
+        nn = np.empty((n, k), dtype=np.intp)
+        near_e = np.empty((n, k), dtype=e.dtype)
+        for j in range(k):
+            nn[:, j] = hit = e.argmin(axis=1)
+            near_e[:, j] = e[rows, hit]
+            e[rows, hit] = np.inf
+    else:
+        nn = np.argpartition(e, k - 1, axis=1)[:, :k]
+        near_e = np.take_along_axis(e, nn, 1)
+    near_e += (Z32**2).sum(axis=1)[:, None]  # the squared distances themselves
+    n_codes = len(ref.code)
     cell = (np.arange(n)[:, None] * n_codes + ref.yr[nn]).ravel()  # (row, voted label)
     tally = np.bincount(cell, minlength=n * n_codes).reshape(n, n_codes)
-    near = np.bincount(cell, np.take_along_axis(d, nn, 1).ravel(), n * n_codes)
+    near = np.bincount(cell, near_e.ravel(), n * n_codes)
     # Ties go to the label whose voters are nearest on average (deterministic, order-free):
     # the tie-break term lies in [0, 0.5], below one vote.
     mean_d = np.where(tally > 0, near.reshape(n, n_codes) / np.maximum(tally, 1), 0.0)
     top = mean_d.max(axis=1, keepdims=True)
     pred = np.argmax(np.where(tally > 0, tally - 0.5 * mean_d / (top + 1e-300), -1.0), axis=1)
-    truth = np.fromiter((ref.code.get(v, -1) for v in y), dtype=np.int64, count=len(y))
-    return float(np.mean(pred == truth))
+    # Labels the reference never saw have negative codes: never predicted.
+    return float(np.mean(pred == codes))
 
 
 def _otdd_exact(
-    ot: Any, ref: _Reference, Z: np.ndarray, y: list[Any], max_rows: int,
+    ot: Any, ref: _Reference, Z: np.ndarray, codes: np.ndarray, max_rows: int,
     rng: np.random.Generator,
 ) -> float:
-    codes, _, C = _label_costs(ref, Z, y)
+    _, C = _label_costs(ref, Z, codes)
     classes = np.unique(codes)
     Zv, yv = ref.Zv, ref.yv
     if Z.shape[0] > max_rows:
