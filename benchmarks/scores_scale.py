@@ -5,10 +5,12 @@ of 10^3 rows never sit in memory together), as ``n_groups`` shifted Gaussian-mix
 ``n_classes`` classes; a tenth of the candidates carry mostly wrong labels. Writes a markdown
 report with the measured times per score.
 
+Each size is scored with each ``--jobs`` value (worker processes; 1 = in this process).
+
 Usage::
 
     PYTHONPATH=src nice python benchmarks/scores_scale.py --candidates 1000 10000 \
-        --out docs/benchmarks/scores_scale.md
+        --jobs 1 2 --out docs/benchmarks/scores_scale.md
 """
 
 from __future__ import annotations
@@ -66,13 +68,15 @@ def make_pool(
     )
 
 
-def measure(n_candidates: int, rows: int, d: int) -> dict[str, float]:
+def measure(n_candidates: int, rows: int, d: int, jobs: int) -> dict[str, float]:
     pool = make_pool(n_candidates, rows, d)
-    start, cpu = time.perf_counter(), time.process_time()
-    frame = score_pool(pool, which=DEFAULT_SCORES, random_state=0)
+    start = time.perf_counter()
+    frame = score_pool(pool, which=DEFAULT_SCORES, random_state=0, n_jobs=jobs)
     wall = time.perf_counter() - start
     cost = dict(frame.attrs["cost_seconds"])
-    cost["cpu"] = time.process_time() - cpu
+    # This process's CPU time and the workers' (while scoring), all threads.
+    cost["cpu"] = frame.attrs["cpu_seconds"]
+    cost["workers"] = frame.attrs["n_jobs"]
     # Sanity: honest group-0 candidates should rank above the rest on the default score.
     honest = (frame["group"] == "g0") & ~frame.index.str.endswith("9")
     top = frame["score_default"].rank(ascending=False) <= honest.sum()
@@ -86,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--candidates", type=int, nargs="+", default=[1000])
     ap.add_argument("--rows", type=int, default=1000)
     ap.add_argument("--features", type=int, default=256)
+    ap.add_argument("--jobs", type=int, nargs="+", default=[2])
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     loads: list[str] = []
@@ -95,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Measured by `benchmarks/scores_scale.py` (command: `PYTHONPATH=src nice python "
         f"{' '.join(['benchmarks/scores_scale.py', *sys.argv[1:]])}`), on "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
-        f"shared with other jobs; Python {platform.python_version()}, numpy {np.__version__}.",
+        "shared with other jobs (other agents' builds and tests; see the load averages below); "
+        f"Python {platform.python_version()}, numpy {np.__version__}.",
         "",
         f"Synthetic pool: candidates of {args.rows} rows x {args.features} features, 10 classes, "
         "100 groups (group 0 = the target's distribution, group g shifted by 3 + 9g/100 "
@@ -104,30 +110,28 @@ def main(argv: list[str] | None = None) -> int:
         f"{', '.join(DEFAULT_SCORES)} (the defaults). Arrays are generated when read; "
         "`load` is that generation time, not part of the scores' cost.",
         "",
-        "| candidates | wall (s) | CPU (s) | load | setup + projection | mean | mmd | otdd | "
-        "label_quality | scores without load (s) | ms per candidate | top precision |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| candidates | workers | wall (s) | CPU (s) | load | setup + projection | mean | mmd | "
+        "otdd | label_quality | scores without load (s) | ms per candidate | top precision |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n in args.candidates:
-        load_before = os.getloadavg()[0]
-        c = measure(n, args.rows, args.features)
-        loads.append(f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}")
-        scoring = c["total"] - c["load"]
-        row = (
-            f"| {n:,} | {c['wall']:.1f} | {c['cpu']:.1f} | {c['load']:.1f} | "
-            f"{c['setup']:.1f} | {c['mean']:.2f} | "
-            f"{c['mmd']:.1f} | {c['otdd']:.1f} | {c['label_quality']:.1f} | {scoring:.1f} | "
-            f"{1000 * scoring / n:.2f} | {c['top_precision']:.2f} |"
-        )
-        print(row, flush=True)
-        lines.append(row)
+        for jobs in args.jobs:
+            load_before = os.getloadavg()[0]
+            c = measure(n, args.rows, args.features, jobs)
+            loads.append(f"{n:,} x {jobs}: {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
+            row = _row(n, c)
+            print(row, flush=True)
+            lines.append(row)
     lines += [
         "",
-        "*CPU*: process CPU time (all threads), which, unlike wall time, does not grow when "
-        "other jobs share the cores. Columns `load` to `label_quality` are wall seconds summed "
-        "over candidates "
-        "(`frame.attrs['cost_seconds']`). *Top precision*: the share of the honest group-0 "
-        "candidates found among the same number of top-ranked candidates by `score_default`.",
+        "*workers*: worker processes (`score_pool(n_jobs=...)`, `dashsel score --jobs`; 1 = in "
+        "the calling process). *CPU*: CPU time of the calling process and of the workers while "
+        "scoring (`frame.attrs['cpu_seconds']`), all threads; unlike wall time it does not grow "
+        "when other jobs share the cores. Columns `load` to `label_quality` are wall seconds "
+        "summed over candidates, and over workers (`frame.attrs['cost_seconds']`); `load` is "
+        "the generation of the synthetic arrays. *Top precision*: the share of the honest "
+        "group-0 candidates found among the same number of top-ranked candidates by "
+        "`score_default`.",
         f"Load average (1 min) before -> after each row: {'; '.join(loads)}.",
         "",
     ]
@@ -136,6 +140,16 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text("\n".join(lines))
         print(f"wrote {args.out}")
     return 0
+
+
+def _row(n: int, c: dict[str, float]) -> str:
+    scoring = c["total"] - c["load"]
+    return (
+        f"| {n:,} | {c['workers']:.0f} | {c['wall']:.1f} | {c['cpu']:.1f} | {c['load']:.1f} | "
+        f"{c['setup']:.1f} | {c['mean']:.2f} | "
+        f"{c['mmd']:.1f} | {c['otdd']:.1f} | {c['label_quality']:.1f} | {scoring:.1f} | "
+        f"{1000 * scoring / n:.2f} | {c['top_precision']:.2f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -409,6 +409,24 @@ def test_cli_score_ranks_and_writes_json(manifests, tmp_path: Path) -> None:
     assert doc["datasets"][0]["dataset"] in res.output
 
 
+def test_cli_score_jobs(manifests, tmp_path: Path, monkeypatch) -> None:
+    from dashsel import scores
+
+    monkeypatch.setattr(scores, "_MIN_PER_WORKER", 1)
+    docs = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"scores{jobs}.json"
+        args = ["score", str(manifests["arrays"]), "--jobs", jobs, "--json", str(out)]
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, res.output
+        assert f"over {jobs} worker" in res.output
+        doc = json.loads(out.read_text())
+        docs.append([{k: v for k, v in d.items() if k != "cost_seconds"} for d in doc["datasets"]])
+    assert docs[0] == docs[1]
+    res = runner.invoke(app, ["score", str(manifests["arrays"]), "--jobs", "0"])
+    assert res.exit_code == 2 and "--jobs" in res.output
+
+
 def test_cli_score_replay_pool_is_a_one_line_error(manifests) -> None:
     res = runner.invoke(app, ["score", str(manifests["table"])])
     assert res.exit_code == 2

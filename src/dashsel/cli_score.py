@@ -30,6 +30,15 @@ def score(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random state of the scores.")] = 0,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            min=1,
+            help="Worker processes scoring candidates at once [default: the CPUs available; "
+            "fewer for a small pool]. The scores do not depend on it.",
+        ),
+    ] = None,
 ) -> None:
     """Rank the candidates of MANIFEST by training-free scores (no model is trained)."""
     from dashsel.cli import _user_errors, console
@@ -43,7 +52,7 @@ def score(
         m = load_manifest(manifest)
         names = [w.strip() for w in which.split(",") if w.strip()] if which else None
         try:
-            frame = score_pool(m.pool, which=names, random_state=seed)
+            frame = score_pool(m.pool, which=names, random_state=seed, n_jobs=jobs)
         except ScoreError as exc:
             raise ScoreError(f"{m.path}: {exc}") from None
         ranked = frame.sort_values("score_default", ascending=False, kind="stable")
@@ -70,9 +79,11 @@ def score(
             table.add_row("", f"... {len(ranked) - top} more", "", "", *[""] * len(score_cols))
         console.print(table)
         cost = frame.attrs["cost_seconds"]
+        workers = frame.attrs["n_jobs"]
         console.print(
-            f"{len(frame)} candidates scored in {cost['total']:.2f}s "
-            f"(default score: {DEFAULT_SCORE})"
+            f"{len(frame)} candidates scored in {frame.attrs['wall_seconds']:.2f}s "
+            f"({cost['total']:.2f}s summed over {workers} worker{'s' * (workers > 1)}; "
+            f"default score: {DEFAULT_SCORE})"
         )
         if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
