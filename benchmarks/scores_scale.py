@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dashsel import scores
 from dashsel.pool import ArraySplit, DatasetEntry, Pool
 from dashsel.scores import DEFAULT_SCORES, score_pool
 
@@ -91,6 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=1000)
     ap.add_argument("--features", type=int, default=256)
     ap.add_argument("--jobs", type=int, nargs="+", default=[2])
+    ap.add_argument(
+        "--blas-threads",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="BLAS threads per worker while scoring (the library uses 1; more to compare)",
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     loads: list[str] = []
@@ -110,22 +118,28 @@ def main(argv: list[str] | None = None) -> int:
         f"{', '.join(DEFAULT_SCORES)} (the defaults). Arrays are generated when read; "
         "`load` is that generation time, not part of the scores' cost.",
         "",
-        "| candidates | workers | wall (s) | CPU (s) | load | setup + projection | mean | mmd | "
-        "otdd | label_quality | scores without load (s) | ms per candidate | top precision |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| candidates | workers | BLAS threads | wall (s) | CPU (s) | load | setup + projection | "
+        "mean | mmd | otdd | label_quality | scores without load (s) | ms per candidate | "
+        "top precision |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n in args.candidates:
         for jobs in args.jobs:
-            load_before = os.getloadavg()[0]
-            c = measure(n, args.rows, args.features, jobs)
-            loads.append(f"{n:,} x {jobs}: {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
-            row = _row(n, c)
-            print(row, flush=True)
-            lines.append(row)
+            for threads in args.blas_threads:
+                scores._BLAS_THREADS = threads  # a private knob, to compare
+                load_before = os.getloadavg()[0]
+                c = measure(n, args.rows, args.features, jobs)
+                loads.append(
+                    f"{n:,} x {jobs} x {threads}: {load_before:.1f} -> {os.getloadavg()[0]:.1f}"
+                )
+                row = _row(n, c, threads)
+                print(row, flush=True)
+                lines.append(row)
     lines += [
         "",
         "*workers*: worker processes (`score_pool(n_jobs=...)`, `dashsel score --jobs`; 1 = in "
-        "the calling process). *CPU*: CPU time of the calling process and of the workers while "
+        "the calling process). *BLAS threads*: per worker while scoring (the library uses 1). "
+        "*CPU*: CPU time of the calling process and of the workers while "
         "scoring (`frame.attrs['cpu_seconds']`), all threads; unlike wall time it does not grow "
         "when other jobs share the cores. Columns `load` to `label_quality` are wall seconds "
         "summed over candidates, and over workers (`frame.attrs['cost_seconds']`); `load` is "
@@ -142,11 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _row(n: int, c: dict[str, float]) -> str:
+def _row(n: int, c: dict[str, float], threads: int) -> str:
     scoring = c["total"] - c["load"]
     return (
-        f"| {n:,} | {c['workers']:.0f} | {c['wall']:.1f} | {c['cpu']:.1f} | {c['load']:.1f} | "
-        f"{c['setup']:.1f} | {c['mean']:.2f} | "
+        f"| {n:,} | {c['workers']:.0f} | {threads} | {c['wall']:.1f} | {c['cpu']:.1f} | "
+        f"{c['load']:.1f} | {c['setup']:.1f} | {c['mean']:.2f} | "
         f"{c['mmd']:.1f} | {c['otdd']:.1f} | {c['label_quality']:.1f} | {scoring:.1f} | "
         f"{1000 * scoring / n:.2f} | {c['top_precision']:.2f} |"
     )

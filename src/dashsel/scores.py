@@ -474,6 +474,7 @@ def score_pool(
         ref_sq=(ref.Zr32**2).sum(axis=1),
         max_ot_rows=max_ot_rows,
         ot_seed=int(rng.integers(2**31)),
+        blas_threads=_BLAS_THREADS,
     )
     setup = time.perf_counter() - started
 
@@ -531,6 +532,8 @@ def score_pool(
     return frame
 
 
+#: BLAS threads while scoring candidates (per worker); see :func:`_score_chunk`.
+_BLAS_THREADS = 1
 #: Candidates per worker below which fewer workers are used (starting a worker process costs
 #: about a second; a candidate of 10^3 rows is scored in milliseconds).
 _MIN_PER_WORKER = 200
@@ -556,6 +559,7 @@ class _Job:
     ref_sq: np.ndarray  # squared norms of ref.Zr32's rows
     max_ot_rows: int
     ot_seed: int
+    blas_threads: int
 
 
 _Task = tuple[int, str, str, "str | None", Any, Any]  # pos, id, group, source, data, loader
@@ -567,9 +571,9 @@ def _score_chunk(
     """Rows of scores for some candidates, and the time spent per score (in a worker or not).
 
     BLAS runs single-threaded: one candidate's matrices are too small for threads to pay
-    (two OpenBLAS threads made scoring about 3x slower, CPU and wall, on 2 cores), and
-    parallel workers must not oversubscribe the cores. One thread also makes the results
-    identical whatever the number of workers.
+    (``benchmarks/scores_scale.py --blas-threads``: two OpenBLAS threads made scoring several
+    times slower, CPU and wall, on 2 cores), and parallel workers must not oversubscribe the
+    cores. One thread also makes the results identical whatever the number of workers.
     """
     from threadpoolctl import threadpool_limits
 
@@ -578,7 +582,7 @@ def _score_chunk(
     ref = job.ref
     cost = dict.fromkeys(("load", "setup", *job.names), 0.0)
     rows: list[dict[str, Any]] = []
-    with threadpool_limits(limits=1):
+    with threadpool_limits(limits=job.blas_threads):
         for pos, did, group, source, data, loader in tasks:
             t_start = time.perf_counter()
             # Read without caching in the entry: 10^4 candidates must not all stay in memory.
