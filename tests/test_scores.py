@@ -313,6 +313,30 @@ def test_parallel_errors_are_one_line_score_errors(monkeypatch) -> None:
         score_pool(pool, n_jobs=2)
 
 
+def test_loaders_that_cannot_travel_are_run_in_this_process(monkeypatch) -> None:
+    import threading
+
+    from dashsel import scores
+    from dashsel.pool import ArraySplit, DatasetEntry
+
+    monkeypatch.setattr(scores, "_MIN_PER_WORKER", 1)
+    rng = np.random.default_rng(0)
+    lock = threading.Lock()  # a closure over a lock cannot be pickled
+
+    def loader(seed: int):
+        def load() -> ArraySplit:
+            with lock:
+                return ArraySplit(*_draw(np.random.default_rng(seed), 30))
+
+        return load
+
+    entries = [DatasetEntry(f"d{i}", "g", loader=loader(i)) for i in range(4)]
+    pool = Pool(entries, validation=ArraySplit(*_draw(rng, 60)))
+    with pytest.warns(UserWarning, match="scoring in one process: .*cannot be sent"):
+        f = score_pool(pool, n_jobs=2)
+    assert f.attrs["n_jobs"] == 1 and np.isfinite(f["score_default"]).all()
+
+
 def test_jobs_default_and_checks(monkeypatch) -> None:
     from dashsel import scores
 

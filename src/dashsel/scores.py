@@ -56,6 +56,7 @@ import functools
 import itertools
 import numbers
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -484,6 +485,8 @@ def score_pool(
     # Only what scoring needs travels to a worker: ids, groups, the picklable lazy loader or
     # the in-memory arrays (never the entry's free-form metadata).
     tasks = [(pos, e.id, e.group, e.source, e.data, e.loader) for pos, e in enumerate(entries)]
+    if workers > 1 and not _loaders_travel(tasks):
+        workers = 1
     if workers == 1:
         parts = [_score_chunk(job, tasks)]
         worker_cpu = 0.0  # counted in this process's own CPU time
@@ -537,6 +540,27 @@ _BLAS_THREADS = 1
 #: Candidates per worker below which fewer workers are used (starting a worker process costs
 #: about a second; a candidate of 10^3 rows is scored in milliseconds).
 _MIN_PER_WORKER = 200
+
+
+def _loaders_travel(tasks: Sequence[_Task]) -> bool:
+    """Whether the candidates' loaders can be sent to worker processes (warns if not).
+
+    The manifest's loaders can; a user's closure over, say, an open file cannot, and is then
+    run in this process rather than failing with a pickling traceback.
+    """
+    # The pickler the workers are fed with (cloudpickle where installed, else pickle).
+    from joblib.externals.loky.backend.reduction import dumps
+
+    try:
+        dumps([task[5] for task in tasks])
+    except Exception as exc:  # pickling raises many types; any means "cannot travel"
+        warnings.warn(
+            f"scoring in one process: the candidates' loaders cannot be sent to worker "
+            f"processes ({type(exc).__name__}: {exc})",
+            stacklevel=3,
+        )
+        return False
+    return True
 
 
 def _check_jobs(n_jobs: int | None) -> int:
