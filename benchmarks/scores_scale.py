@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Training-free scores at scale",
         "",
-        f"Measured by `benchmarks/scores_scale.py` (command: `PYTHONPATH=src nice python "
+        f"Measured by `benchmarks/scores_scale.py` (command: `PYTHONPATH=src "
+        f"{'nice ' if os.nice(0) > 0 else ''}python "
         f"{' '.join(['benchmarks/scores_scale.py', *sys.argv[1:]])}`), on "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
         "shared with other jobs (other agents' builds and tests; see the load averages below); "
