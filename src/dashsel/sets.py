@@ -59,7 +59,7 @@ from dashsel.errors import DashselError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from dashsel.pool import ArraySplit, Pool
+    from dashsel.pool import Pool
 
 __all__ = [
     "NEAR_COPY_THRESHOLD",
@@ -190,11 +190,21 @@ class _Space:
         Z = (sample - self.mu) / self.sd
         n_comp = int(min(dim, Z.shape[0], Z.shape[1]))
         if n_comp < Z.shape[1]:
-            from sklearn.decomposition import PCA
+            Zc = Z - Z.mean(axis=0)
+            if Z.shape[1] <= 512:
+                # Narrow: the covariance's eigenvectors directly (cheap and exact).
+                _, vecs = np.linalg.eigh(Zc.T @ Zc)
+                self.axes: np.ndarray | None = vecs[:, ::-1][:, :n_comp]
+            else:
+                from sklearn.decomposition import PCA
 
-            pca = PCA(n_components=n_comp, svd_solver="randomized", random_state=seed)
-            pca.fit(Z)
-            self.axes: np.ndarray | None = pca.components_.T
+                pca = PCA(
+                    n_components=n_comp,
+                    svd_solver="randomized",
+                    iterated_power=3,
+                    random_state=seed,
+                )
+                self.axes = pca.fit(Zc).components_.T
             P = Z @ self.axes
         else:
             self.axes = None
@@ -340,8 +350,9 @@ def find_near_copies(
         digests.setdefault(_digest(np.asarray(part.X), np.asarray(part.y)), []).append(i)
         E = space.embed(np.asarray(part.X), np.asarray(part.y))
         means[i] = E[:, :-1].mean(axis=0)
-        queries.append(E[rng.choice(len(E), size=min(n_query, len(E)), replace=False)])
-        B = E[rng.choice(len(E), size=max_rows, replace=False)] if len(E) > max_rows else E
+        E32 = E.astype(np.float32)  # half the memory; distances need no more precision
+        queries.append(E32[rng.choice(len(E), size=min(n_query, len(E)), replace=False)])
+        B = E32[rng.choice(len(E), size=max_rows, replace=False)] if len(E) > max_rows else E32
         if kept_bytes + B.nbytes <= _KEEP_BYTES:
             kept[i] = B
             kept_bytes += B.nbytes
@@ -368,7 +379,7 @@ def find_near_copies(
         B = kept.get(b)
         if B is None:
             part = load(ids[b])
-            B = space.embed(np.asarray(part.X), np.asarray(part.y))
+            B = space.embed(np.asarray(part.X), np.asarray(part.y)).astype(np.float32)
             if len(B) > max_rows:
                 B = B[rng.choice(len(B), size=max_rows, replace=False)]
         ref = _reference(B)
@@ -414,9 +425,7 @@ class SetChoice:
 
     def reasons(self) -> dict[str, str]:
         """Each skipped candidate -> why, in words."""
-        return {
-            s.copy: f"near-copy of chosen {s.of} (ratio {s.ratio:.2f})" for s in self.skipped
-        }
+        return {s.copy: f"near-copy of chosen {s.of} (ratio {s.ratio:.2f})" for s in self.skipped}
 
 
 def dedupe_ranking(ranking: Sequence[str], size: int, redundancy: Redundancy) -> SetChoice:
