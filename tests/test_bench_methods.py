@@ -275,9 +275,7 @@ def copied_ctx(scored_ctx: RunContext) -> RunContext:
     copy = DatasetEntry(
         "x0copy", "x", data=ArraySplit(noisy, base.y), meta={"domain": "x", "relevant": False}
     )
-    pool = Pool(
-        [*pool.entries, copy], local=pool.local, validation=pool.validation, test=pool.test
-    )
+    pool = Pool([*pool.entries, copy], local=pool.local, validation=pool.validation, test=pool.test)
     scorer = LogisticEvaluator(pool, bootstrap=True)
     frame = pool_scores(pool, cache=False)
     return RunContext(

@@ -120,7 +120,7 @@ def test_refusals():
     assert find_near_copies({"a": _candidates()["d0s0"]}).pairs == ()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**31 - 1),
     width=st.integers(1, 60),
@@ -140,7 +140,7 @@ def test_independent_subsets_of_one_domain_are_never_flagged(seed, width, n_a, n
     assert ("a", "b") not in found and ("b", "a") not in found
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**31 - 1),
     width=st.integers(8, 60),
@@ -274,3 +274,22 @@ def test_refine_skips_near_copies_and_refuses_replays():
 
     with pytest.raises(SetError, match="cannot evaluate a set"):
         refine_set(Replay(), ["a"], ["a", "b"], 2)
+
+
+def test_cli_no_dedupe(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from dashsel.cli import app
+    from dashsel.manifest import save_pool
+
+    manifest = save_pool(_pool_with_copy(), tmp_path / "pool", evaluator={"kind": "logistic"})
+    skipped = {}
+    for flag, out in (([], "on.json"), (["--no-dedupe"], "off.json")):
+        args = ["run", str(manifest), "--budget", "5", "--top-k", "3", "--no-final", "-q"]
+        args += ["--policy", "roundrobin", "--no-scores", "--json", str(tmp_path / out), *flag]
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+        skipped[out] = json.loads((tmp_path / out).read_text())["set_skipped"]
+    assert len(skipped["on.json"]) == 1 and skipped["off.json"] == {}
