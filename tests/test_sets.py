@@ -231,6 +231,20 @@ def test_select_refuses_a_bad_dedupe():
         select(pool, "roundrobin", LogisticEvaluator(pool), budget=2, dedupe="yes")
 
 
+def test_select_on_replayed_rewards_leaves_the_choice_unless_asked():
+    import pandas as pd
+
+    from dashsel.evaluators.table import TableEvaluator
+
+    ids = ["a", "b", "c"]
+    pool = Pool.replay_only(Hierarchy(ids, ["g", "g", "h"]))
+    ev = TableEvaluator(pd.DataFrame({"dataset": ids, "reward": [0.3, 0.2, 0.1]}))
+    res = select(pool, "roundrobin", ev, budget=3, k=2)
+    assert res.selected == ("a", "b") and res.set_skipped == {}
+    with pytest.raises(SetError, match="dedupe=False"):
+        select(pool, "roundrobin", ev, budget=3, k=2, dedupe=True)
+
+
 # --- refine_set -------------------------------------------------------------------------------
 class _SetValue:
     """A training evaluator stand-in whose set value is known: +1 per good member, -1 per bad."""

@@ -729,9 +729,7 @@ class _Run:
             rec = self.policy.recommend(k=k, percentile=percentile)
             posterior = self.policy.posterior()
             # The best set, not the best members: near-copies of chosen datasets give way.
-            chosen, set_skipped = final_set(
-                self.pool, self.policy, rec.datasets, self.setup.dedupe, seed=self.seed
-            )
+            chosen, set_skipped = final_set(self.pool, self.policy, rec.datasets, self.setup.dedupe)
             if set_skipped:
                 groups = tuple(dict.fromkeys(self.hierarchy.group_of(d) for d in chosen))
                 rec = type(rec)(chosen, groups)
