@@ -122,21 +122,41 @@ def accuracy_table(rows: pd.DataFrame, budgets: tuple[int, ...]) -> list[str]:
     return out
 
 
-def composition_table(rows: pd.DataFrame, budgets: tuple[int, ...]) -> list[str]:
-    """What the chosen top-20 holds, on average per (target, run)."""
-    kinds = ("target", "other", "duplicate", "mislabelled", "fewclass")
+def composition_table(
+    rows: pd.DataFrame, budgets: tuple[int, ...], copy_of: dict[str, dict[str, str]]
+) -> list[str]:
+    """What the chosen 20 hold, on average per (target, run). A near-duplicate counts as
+    *redundant* when its original is chosen too, as a *stand-in* when it is chosen alone (it
+    then does its original's job)."""
+    kinds = ("target", "other", "redundant copy", "stand-in copy", "mislabelled", "fewclass")
     out = ["| Method | budget | " + " | ".join(kinds) + " |", "|:---|---:|" + "---:|" * len(kinds)]
     for m in METHODS:
         for b in budgets:
             sub = rows[(rows.method == m) & (rows.budget == b)]
-            counts = {k: 0.0 for k in kinds}
+            counts = dict.fromkeys(kinds, 0.0)
             for _, r in sub.iterrows():
-                for d in filter(None, str(r.selected).split(";")):
-                    counts[_kind(d, r.target)] += 1
+                chosen = set(filter(None, str(r.selected).split(";")))
+                for d in chosen:
+                    kind = _kind(d, r.target)
+                    if kind == "duplicate":
+                        original = copy_of.get(r.target, {}).get(d)
+                        kind = "redundant copy" if original in chosen else "stand-in copy"
+                    counts[kind] += 1
             n = max(1, len(sub))
             out.append(
                 f"| {label(m)} | {b} | " + " | ".join(f"{counts[k] / n:.1f}" for k in kinds) + " |"
             )
+    return out
+
+
+def per_target_table(rows: pd.DataFrame, budget: int) -> list[str]:
+    """Accuracy % per target (mean over runs)."""
+    targets = list(dict.fromkeys(rows.target))
+    out = ["| Method | " + " | ".join(targets) + " |", "|:---|" + "---:|" * len(targets)]
+    for m in (*METHODS, "global"):
+        sub = rows[(rows.method == m) & ((rows.budget == budget) | (rows.kind == "reference"))]
+        accs = sub.groupby("target").accuracy.mean() * 100
+        out.append(f"| {label(m)} | " + " | ".join(f"{accs[t]:.1f}" for t in targets) + " |")
     return out
 
 
@@ -178,7 +198,41 @@ def margins(targets: tuple[str, ...], traps: bool) -> list[dict[str, Any]]:
                 "target": t,
                 "largest_planted": max(mine, default=float("nan")),
                 "smallest_other": min(other, default=float("nan")),
+                "copy_of": {
+                    e.id: str(e.meta["copy_of"])
+                    for e in pool.entries
+                    if e.meta.get("trap") == "duplicate"
+                },
             }
+        )
+    return out
+
+
+def reading(results: dict[str, Any], budget: int) -> list[str]:
+    """The page's conclusions, worded from the measured differences (nothing typed in)."""
+
+    def verdict(m: float, se: float) -> str:
+        if not np.isfinite(se) or abs(m) <= 2 * se:
+            return "no difference beyond the noise"
+        return "better" if m > 0 else "worse"
+
+    out = ["## Reading", ""]
+    for key, title in (("traps", "with traps"), ("plain", "without traps")):
+        if key not in results:
+            continue
+        rows = results[key][0]
+        d1 = paired(rows, "hits", "hits-nodedupe", budget)
+        d2 = paired(rows, "hits-set", "hits", budget)
+        d3 = paired(rows, "scores-only-dedupe", "scores-only", budget)
+        d4 = paired(rows, "scores-only-dedupe", "hits", budget)
+        g1 = paired(rows, "hits", "global", budget)
+        out.append(
+            f"* {title.capitalize()}, at {budget} evaluations: the set-aware engine against the "
+            f"engine without it {d1[0]:+.1f} ± {d1[1]:.1f} points ({verdict(*d1[:2])}); set "
+            f"refinement against the engine {d2[0]:+.1f} ± {d2[1]:.1f} "
+            f"({verdict(*d2[:2])}; the engine's gap to Global is {g1[0]:+.1f} ± {g1[1]:.1f}); "
+            f"the scores' top-k deduplicated against the plain one {d3[0]:+.1f} ± {d3[1]:.1f}, "
+            f"and against the engine {d4[0]:+.1f} ± {d4[1]:.1f} ({verdict(*d4[:2])})."
         )
     return out
 
@@ -202,6 +256,7 @@ def render(
         "real training, which is why the study is small; its standard errors say how small.",
         "",
     ]
+    lines += [*reading(results, budgets[-1]), ""]
     for key, title in (("traps", "with traps"), ("plain", "without traps")):
         if key not in results:
             continue
@@ -222,12 +277,20 @@ def render(
                     f"* {label(a)} − {label(b)} at {budget}: {m:+.1f} ± {se:.1f} ({n} runs)"
                 )
         lines.append("")
+        lines += [
+            "Per target (mean over runs, at the largest budget):",
+            "",
+            *per_target_table(rows, budgets[-1]),
+            "",
+        ]
         if key == "traps":
+            copy_of = {d["target"]: d.get("copy_of", {}) for d in detection}
             lines += [
                 "What the chosen 20 hold, on average per (target, run): target-domain subsets, "
-                "other domains, and each kind of trap.",
+                "other domains, near-duplicates (redundant: their original is chosen too; "
+                "stand-in: chosen without it) and the other traps.",
                 "",
-                *composition_table(rows, budgets),
+                *composition_table(rows, budgets, copy_of),
                 "",
             ]
         lines += [
