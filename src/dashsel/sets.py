@@ -31,9 +31,11 @@ How near-copies are found
 
 A pair is a near-copy when the ratio is below ``threshold`` (default
 :data:`NEAR_COPY_THRESHOLD` = 0.3: A's rows sit at less than a third of the distance an
-independent sample would). Independent random subsets of the same data measure 0.8-1.2 (the
-median of ``n_query`` distances), copies with 5 % feature noise about 0.1 on the digits5 pools
-(``docs/benchmarks/sets.md``); nothing between is common, so the threshold has wide margins.
+independent sample would). Independent random subsets of the same data measure about 1 (the
+smallest over every pair compared on the digits5-100 pools: 0.76); copies with 5 % feature
+noise 0.01 there and at most 0.11 on synthetic pools of 10^4 candidates
+(``docs/benchmarks/sets.md``, ``docs/benchmarks/near_copies_scale.md``), so the threshold has
+wide margins on both sides.
 
 Limits: a candidate larger than ``max_rows`` rows is compared on a random subsample of that
 many rows, so a near-copy of part of it can be missed; a candidate with fewer than two
