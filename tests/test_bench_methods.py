@@ -260,3 +260,63 @@ def test_pool_scores_cache_round_trip(tmp_path, monkeypatch) -> None:
     cols = [c for c in first.columns if c.startswith("score_")]
     assert np.allclose(first[cols].to_numpy(float), second[cols].to_numpy(float))
     assert second.attrs["seconds"] == pytest.approx(first.attrs["seconds"])
+
+
+# --- the set-level choice ---------------------------------------------------------------------
+@pytest.fixture
+def copied_ctx(scored_ctx: RunContext) -> RunContext:
+    """The pool plus a near-copy of the first target subset (its rows, 5 % noise)."""
+    from dashsel_bench.bank import pool_scores
+
+    pool = scored_ctx.pool
+    base = pool.dataset("x0")
+    rng = np.random.default_rng(3)
+    noisy = base.X + rng.normal(size=base.X.shape) * 0.05 * base.X.std(axis=0)
+    copy = DatasetEntry(
+        "x0copy", "x", data=ArraySplit(noisy, base.y), meta={"domain": "x", "relevant": False}
+    )
+    pool = Pool([*pool.entries, copy], local=pool.local, validation=pool.validation, test=pool.test)
+    scorer = LogisticEvaluator(pool, bootstrap=True)
+    frame = pool_scores(pool, cache=False)
+    return RunContext(
+        pool=pool,
+        rewards=BankReplay(build_bank(scorer, pool.dataset_ids, 2)),
+        scorer=scorer,
+        budget=8,
+        run=1,
+        k=3,
+        scores=lambda: frame,
+    )
+
+
+def test_set_method_names() -> None:
+    from dashsel_bench.methods import EngineMethod, ScoresOnlyMethod, set_evaluations
+
+    assert make_method("hits").dedupe and make_method("hits-noscores").dedupe
+    nod = make_method("hits-nodedupe")
+    assert isinstance(nod, EngineMethod) and not nod.dedupe and nod.covariates == "scores"
+    refine = make_method("hits-set")
+    assert isinstance(refine, EngineMethod) and refine.set_share == 0.1
+    only = make_method("scores-only-dedupe")
+    assert isinstance(only, ScoresOnlyMethod) and only.dedupe and only.name == "scores-only-dedupe"
+    assert label("scores-only-dedupe") == "Scores only, deduplicated"
+    assert not make_method("dash").dedupe  # the paper's methods keep their own choice
+    assert [set_evaluations(b, 0.1) for b in (1, 5, 15, 30, 60)] == [0, 1, 2, 3, 6]
+    assert set_evaluations(30, 0.0) == 0 and set_evaluations(2, 0.9) == 1
+
+
+def test_scores_only_dedupe_skips_the_near_copy(copied_ctx: RunContext) -> None:
+    plain = make_method("scores-only").run(copied_ctx)
+    deduped = make_method("scores-only-dedupe").run(copied_ctx)
+    assert len(deduped.selected) == 3 and deduped.n_evaluations == 0
+    assert not {"x0", "x0copy"} <= set(deduped.selected)
+    if {"x0", "x0copy"} <= set(plain.selected):  # the scores alone cannot tell them apart
+        assert deduped.selected != plain.selected
+
+
+def test_engine_is_set_aware_and_refines(copied_ctx: RunContext) -> None:
+    out = make_method("hits").run(copied_ctx)
+    assert not {"x0", "x0copy"} <= set(out.selected) and len(out.selected) == 3
+    refined = make_method("hits-set").run(copied_ctx)
+    # 8 evaluations: 7 for the engine, 1 for the chosen set.
+    assert refined.n_evaluations == copied_ctx.budget and len(refined.selected) == 3

@@ -68,3 +68,17 @@ def test_manifest_overrides_deterministic(pool, tmp_path) -> None:
     )
     with pytest.raises(ManifestError, match="deterministic"):
         make_evaluator({"kind": "logistic", "deterministic": "yes"}, pool, tmp_path)
+
+
+def test_evaluate_set_trains_on_the_whole_set(pool, tmp_path) -> None:
+    from dashsel.evaluators.cache import CachedEvaluator
+    from dashsel.sets import SetError
+
+    ev = LogisticEvaluator(pool)
+    ids = list(pool.dataset_ids[:3])
+    assert ev.evaluate_set(ids, 3) == ev.score(ids, 3, "validation")
+    cached = CachedEvaluator(ev, tmp_path / "c.sqlite")
+    assert cached.evaluate_set(ids, 3) == ev.evaluate_set(ids, 3)
+    table = TableEvaluator(pd.DataFrame({"dataset": ["a"], "reward": [0.5]}))
+    with pytest.raises(SetError, match="cannot evaluate a set"):
+        table.evaluate_set(["a"], 0)

@@ -221,6 +221,15 @@ def run(
             "when the pool has arrays or score_* columns).",
         ),
     ] = False,
+    no_dedupe: Annotated[
+        bool,
+        typer.Option(
+            "--no-dedupe",
+            help="Keep near-copies of chosen datasets in the final choice (default: a "
+            "candidate that nearly copies one already chosen gives way to the next one, when "
+            "every candidate has arrays).",
+        ),
+    ] = False,
     stop_delta: Annotated[
         float | None,
         typer.Option(
@@ -284,6 +293,7 @@ def _run(
     deterministic: bool | None,
     no_scores: bool,
     stop_delta: float | None,
+    no_dedupe: bool = False,
     **_: Any,
 ) -> None:
     """The body of `dashsel run`, once logging is set up."""
@@ -353,6 +363,7 @@ def _run(
                 deterministic=deterministic,
                 scores=False if no_scores else None,
                 stop_delta=stop_delta,
+                dedupe=False if no_dedupe else None,
             )
         if bar is not None:
             # Trials replayed from the journal count toward the bar too.

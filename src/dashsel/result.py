@@ -69,6 +69,9 @@ class SelectionResult:
         ``"computed"``, ``"pool"`` (the pool's table of datasets) or ``"user"``.
     scores_seconds : float
         Time spent computing the scores.
+    set_skipped : dict of str to str
+        Datasets the set-aware final choice passed over (near-copies of chosen ones), each
+        with why (see ``select(..., dedupe=...)`` and :mod:`dashsel.sets`).
     """
 
     selected: tuple[str, ...]
@@ -96,6 +99,7 @@ class SelectionResult:
     scores: pd.DataFrame | None = None
     scores_source: str | None = None
     scores_seconds: float = 0.0
+    set_skipped: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of everything in the result."""
@@ -129,6 +133,7 @@ class SelectionResult:
             else _json(self.scores.rename_axis("dataset").reset_index().to_dict(orient="records")),
             "scores_source": self.scores_source,
             "scores_seconds": self.scores_seconds,
+            "set_skipped": dict(self.set_skipped),
         }
 
     def to_json(self, path: str | Path) -> Path:
@@ -167,6 +172,11 @@ class SelectionResult:
             lines.append(
                 f"  prior: {self.scores.shape[1]} training-free score(s) ({self.scores_source}, "
                 f"{self.scores_seconds:.2f} s)"
+            )
+        if self.set_skipped:
+            lines.append(
+                f"  set-aware choice skipped {len(self.set_skipped)} near-copy(ies): "
+                + "; ".join(f"{d} ({why})" for d, why in self.set_skipped.items())
             )
         if self.n_repeated_deterministic:
             lines.append(

@@ -55,6 +55,7 @@ from dashsel.policies.base import Policy, validate_selection_rule
 from dashsel.pool import Pool
 from dashsel.random_state import derive_seed
 from dashsel.result import SelectionResult
+from dashsel.sets import check_dedupe, final_set
 from dashsel.trial import (
     RESULT_TRIAL_COLUMNS,
     TrialOutcome,
@@ -150,6 +151,7 @@ def select(
     deterministic: bool | None = None,
     scores: Any = None,
     stop_delta: float | None = None,
+    dedupe: Any = None,
 ) -> SelectionResult:
     """Select datasets from ``pool`` with ``policy``, spending at most ``budget`` evaluations.
 
@@ -226,6 +228,12 @@ def select(
         engine) is at least 1 - stop_delta, or, for a policy with only ``should_stop()``, when
         that says so. Checked after every batch; not a policy parameter (a resumed run may
         change it). Ignored, with a warning, by a policy with neither.
+    dedupe : None, bool or Redundancy, optional
+        Make the final choice set-aware (:mod:`dashsel.sets`): a candidate that nearly copies
+        one already chosen is skipped and the next of the policy's ranking takes its place
+        (``SelectionResult.set_skipped`` says which and why). None (default): on when every
+        candidate has arrays; True: on (an error without arrays); False: off; a
+        :class:`~dashsel.sets.Redundancy` computed beforehand: use it.
 
     Returns
     -------
@@ -261,6 +269,7 @@ def select(
     if isinstance(journal, str | Path):
         check_journal_path(journal)
     validate_selection_rule(k, percentile)
+    check_dedupe(dedupe)
     if deterministic is not None and not isinstance(deterministic, bool | np.bool_):
         raise DashselError(f"deterministic must be True, False or None, got {deterministic!r}")
     if stop_delta is not None and not (
@@ -297,6 +306,7 @@ def select(
         policy_deterministic=bool(getattr(policy, "deterministic", False)),
         prior=prior,
         stop_delta=None if stop_delta is None else float(stop_delta),
+        dedupe=dedupe,
     )
     if setup.stop_delta is not None and not any(
         callable(getattr(policy, m, None)) for m in ("prob_correct", "should_stop")
@@ -585,6 +595,7 @@ class _Setup:
     policy_deterministic: bool
     prior: PriorScores | None
     stop_delta: float | None
+    dedupe: Any = None  # see select(); dashsel.sets.final_set applies it
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -717,6 +728,11 @@ class _Run:
         with self._policy_time():
             rec = self.policy.recommend(k=k, percentile=percentile)
             posterior = self.policy.posterior()
+            # The best set, not the best members: near-copies of chosen datasets give way.
+            chosen, set_skipped = final_set(self.pool, self.policy, rec.datasets, self.setup.dedupe)
+            if set_skipped:
+                groups = tuple(dict.fromkeys(self.hierarchy.group_of(d) for d in chosen))
+                rec = type(rec)(chosen, groups)
 
         test_acc = local_acc = global_acc = None
         if score_final and getattr(self.evaluator, "can_train", False):
@@ -765,6 +781,7 @@ class _Run:
             scores=None if prior is None else prior.frame,
             scores_source=None if prior is None else prior.source,
             scores_seconds=0.0 if prior is None else prior.seconds,
+            set_skipped=set_skipped,
         )
 
     def _stop_early(self, n_started: int) -> str | None:

@@ -59,6 +59,7 @@ ENGINE_STUDY_METHODS: tuple[str, ...] = (
     "random",
     "heuristic",
     "scores-only",
+    "scores-only-dedupe",
 )
 #: What ``make demo`` compares.
 DEMO_METHODS: tuple[str, ...] = (

@@ -18,7 +18,11 @@ what kind each is:
   ``hits-noscores`` without them; ``hits-shuffled`` / ``hits-reversed`` with the scores
   shuffled across datasets or negated, the robustness checks), the ``heuristic`` baseline
   (random order without repeats, rank by reward / group mean) and ``scores-only`` (top-k by
-  the default label-aware score, no evaluation at all);
+  the default label-aware score, no evaluation at all). The engine's final choice is
+  set-aware (:mod:`dashsel.sets`: a near-copy of a chosen dataset gives way to the next one);
+  ``hits-nodedupe`` is the engine without it, ``hits-set`` the engine that also spends 10 % of
+  the budget evaluating the chosen set and swaps, and ``scores-only-dedupe`` the scores'
+  top-k made set-aware the same way (still no evaluation);
 * instance-level baselines (``coresets``, ``activeft``, ``bilaf``, ``freesel``,
   ``random-samples``) that pick samples from the union of all candidates. Their sample budget
   is the number of samples in the datasets the reference method (DaSH) chose in the same run,
@@ -63,6 +67,13 @@ ENGINE_METHODS: dict[str, str | None] = {
 }
 #: Top-k by the default training-free score, no evaluation (a flat curve).
 SCORES_ONLY = "scores-only"
+#: The same, skipping near-copies of chosen candidates (:func:`dashsel.sets.dedupe_ranking`).
+SCORES_ONLY_DEDUPE = "scores-only-dedupe"
+#: Engine variants of the set-level choice -> (covariates, options of :class:`EngineMethod`).
+ENGINE_SET_METHODS: dict[str, tuple[str | None, dict[str, Any]]] = {
+    "hits-nodedupe": ("scores", {"dedupe": False}),
+    "hits-set": ("scores", {"set_share": 0.1}),
+}
 #: Benchmark names of library policies that are not (yet) in the policy registry.
 POLICY_ALIASES: dict[str, str] = {"heuristic": "group-mean"}
 #: Score columns the engine gets as covariates (the library's default covariates).
@@ -78,6 +89,9 @@ LABELS: dict[str, str] = {
     "hits-reversed": "Engine, reversed scores",
     "heuristic": "Heuristic (group mean)",
     "scores-only": "Scores only",
+    "scores-only-dedupe": "Scores only, deduplicated",
+    "hits-nodedupe": "Engine, no dedupe",
+    "hits-set": "Engine + set refinement (10%)",
     "dash": "DaSH",
     "dash-mixed": "DaSH (mixed)",
     "dash-cross": "DaSH (cross)",
@@ -180,6 +194,7 @@ class RunContext:
     reference: Callable[[], MethodOutcome] | None = None
     trainer: Evaluator | None = None
     scores: Callable[[], pd.DataFrame] | None = None
+    redundancy: Callable[[], Any] | None = None
     _regrouped: dict[str, Pool] = field(default_factory=dict, repr=False)
 
     def pool_for(self, grouping: str) -> Pool:
@@ -195,6 +210,15 @@ class RunContext:
         if self.scores is None:
             raise DashselError("this study gives its methods no training-free scores")
         return self.scores()
+
+    def near_copies(self) -> Any:
+        """The pool's near-copy structure (:func:`dashsel.sets.find_near_copies`), computed
+        once per pool by the harness (or here when it gives none)."""
+        if self.redundancy is not None:
+            return self.redundancy()
+        from dashsel.sets import find_near_copies
+
+        return find_near_copies(self.pool)
 
     def outcome(self, selected: tuple[str, ...], accuracy: float, **timing: Any) -> MethodOutcome:
         """An outcome for a dataset-level choice, with sample and relevance counts filled in."""
@@ -346,18 +370,24 @@ class PolicyMethod(Method):
     def run(self, ctx: RunContext) -> MethodOutcome:
         return self._select(ctx, self._make())
 
-    def _select(self, ctx: RunContext, policy: Any) -> MethodOutcome:
+    #: Whether the final choice skips near-copies (the engine's methods turn it on).
+    dedupe: bool = False
+
+    def _select(self, ctx: RunContext, policy: Any, budget: int | None = None) -> MethodOutcome:
         from dashsel.run import select
 
+        # The pool's near-copy structure is computed once per pool, not once per run.
+        dedupe = ctx.near_copies() if self.dedupe else False
         result = select(
             ctx.pool_for(self.grouping),
             policy,
             ctx.rewards,
-            ctx.budget,
+            ctx.budget if budget is None else budget,
             seed=ctx.run,
             k=ctx.k,
             percentile=ctx.percentile,
             score_final=False,
+            dedupe=dedupe,
         )
         selected = tuple(result.selected)
         return ctx.outcome(
@@ -394,11 +424,27 @@ class EngineMethod(PolicyMethod):
         (adversarial); None: no covariates.
     grouping : str
         The groups the engine sees.
+    dedupe : bool
+        Make the final choice set-aware (skip near-copies of chosen datasets).
+    set_share : float
+        Share of the budget spent evaluating the chosen set and swaps
+        (:func:`dashsel.sets.refine_set`, on the real evaluator's validation split); the
+        engine gets the rest. 0: none.
     """
 
-    def __init__(self, name: str, covariates: str | None, grouping: str = "perfect") -> None:
+    def __init__(
+        self,
+        name: str,
+        covariates: str | None,
+        grouping: str = "perfect",
+        *,
+        dedupe: bool = True,
+        set_share: float = 0.0,
+    ) -> None:
         super().__init__(name, policy="hits", grouping=grouping)
         self.covariates = covariates
+        self.dedupe = bool(dedupe)
+        self.set_share = float(set_share)
 
     def unavailable(self) -> str | None:
         return None
@@ -421,17 +467,58 @@ class EngineMethod(PolicyMethod):
         pool = ctx.pool_for(self.grouping)
         policy = _BenchHiTS(k=ctx.k, percentile=ctx.percentile)
         policy.bench_covariates = self.covariate_matrix(ctx, pool)
-        return self._select(ctx, policy)
+        n_set = set_evaluations(ctx.budget, self.set_share)
+        if n_set == 0:
+            return self._select(ctx, policy)
+        out = self._select(ctx, policy, budget=ctx.budget - n_set)
+        return self._refine(ctx, policy, out, n_set)
+
+    def _refine(
+        self, ctx: RunContext, policy: Any, out: MethodOutcome, n_set: int
+    ) -> MethodOutcome:
+        """Spend ``n_set`` set evaluations on the chosen set and swaps (dashsel.sets)."""
+        from dashsel.sets import refine_set
+
+        t0 = time.perf_counter()
+        n = policy.hierarchy_.n_datasets
+        ranking = list(policy.recommend(k=min(n, len(out.selected) + 2 * n_set + 10)).datasets)
+        ranking = [*out.selected, *(d for d in ranking if d not in set(out.selected))]
+        red = ctx.near_copies() if self.dedupe else None
+        ref = refine_set(ctx.scorer, out.selected, ranking, n_set, seed=ctx.run, redundancy=red)
+        seconds = time.perf_counter() - t0
+        selected = tuple(ref.selected)
+        return ctx.outcome(
+            selected,
+            ctx.scorer.score(list(selected), ctx.run, "test"),
+            n_evaluations=out.n_evaluations + ref.n_evaluations,
+            evaluation_seconds=out.evaluation_seconds + seconds,
+            overhead_seconds=out.overhead_seconds,
+        )
+
+
+def set_evaluations(budget: int, share: float) -> int:
+    """Set evaluations out of ``budget`` for a share: ``round(share * budget)``, at least 1
+    when the share is positive, and at most ``budget - 1`` (the engine keeps one)."""
+    if share <= 0.0 or budget < 2:
+        return 0
+    return int(min(budget - 1, max(1, round(share * budget))))
 
 
 class ScoresOnlyMethod(Method):
     """Top-k by the default (label-aware) training-free score: no evaluation at all.
 
     Its outcome does not depend on the budget, so its curve is flat. The seconds spent on the
-    scores are reported as overhead.
+    scores are reported as overhead. With ``dedupe`` (``scores-only-dedupe``) a candidate
+    that nearly copies one already chosen is skipped (:func:`dashsel.sets.dedupe_ranking`),
+    the near-copy search's seconds added to the overhead.
     """
 
     name, kind, uses_budget = SCORES_ONLY, "policy", False
+
+    def __init__(self, dedupe: bool = False) -> None:
+        self.dedupe = bool(dedupe)
+        if self.dedupe:
+            self.name = SCORES_ONLY_DEDUPE
 
     def run(self, ctx: RunContext) -> MethodOutcome:
         frame = ctx.score_frame()
@@ -444,11 +531,17 @@ class ScoresOnlyMethod(Method):
             k = max(1, min(n, int(np.ceil(n * (1.0 - float(ctx.percentile or 0.0) / 100.0)))))
         # NaN (a candidate without rows) ranks last; ties keep pool order.
         order = np.lexsort((np.arange(n), -np.nan_to_num(key, nan=-np.inf)))
-        selected = tuple(ids[i] for i in order[:k])
+        seconds = float(frame.attrs.get("seconds", 0.0))
+        if self.dedupe:
+            from dashsel.sets import dedupe_ranking
+
+            red = ctx.near_copies()
+            selected = dedupe_ranking([ids[i] for i in order], k, red).selected
+            seconds += red.seconds
+        else:
+            selected = tuple(ids[i] for i in order[:k])
         return ctx.outcome(
-            selected,
-            ctx.scorer.score(list(selected), ctx.run, "test"),
-            overhead_seconds=float(frame.attrs.get("seconds", 0.0)),
+            selected, ctx.scorer.score(list(selected), ctx.run, "test"), overhead_seconds=seconds
         )
 
 
@@ -615,8 +708,13 @@ def make_method(name: str) -> Method:
         return InstanceMethod(name)
     if name == SCORES_ONLY:
         return ScoresOnlyMethod()
+    if name == SCORES_ONLY_DEDUPE:
+        return ScoresOnlyMethod(dedupe=True)
     if name in ENGINE_METHODS:
         return EngineMethod(name, ENGINE_METHODS[name])
+    if name in ENGINE_SET_METHODS:
+        covariates, options = ENGINE_SET_METHODS[name]
+        return EngineMethod(name, covariates, **options)
     base, _, grouping = name.rpartition("-")
     if base in ENGINE_METHODS and grouping in GROUPINGS:
         return EngineMethod(name, ENGINE_METHODS[base], grouping=grouping)

@@ -92,6 +92,8 @@ class StudyRunner:
         self._banks: dict[tuple[str, float], Evaluator] = {}
         self._scores: dict[tuple[str, float], pd.DataFrame] = {}
         self.scores_seconds = 0.0
+        self._near_copies: dict[tuple[str, float], Any] = {}
+        self.near_copies_seconds = 0.0
         self._memo: dict[tuple[str, float, str, int, int], MethodOutcome] = {}
         self._methods: dict[str, Method | None] = {}
         targets = config.targets or tuple(self.suite.targets)
@@ -210,6 +212,18 @@ class StudyRunner:
             self.scores_seconds += time.perf_counter() - t0
         return self._scores[key]
 
+    def near_copies(self, target: str, fraction: float) -> Any:
+        """The pool's near-copy structure (:func:`dashsel.sets.find_near_copies`), once."""
+        key = (target, fraction)
+        if key not in self._near_copies:
+            from dashsel.sets import find_near_copies
+
+            self._say(f"near-copies {target} (local {fraction:g})")
+            red = find_near_copies(self.pool(target, fraction))
+            self.near_copies_seconds += red.seconds
+            self._near_copies[key] = red
+        return self._near_copies[key]
+
     def k(self, pool: Pool) -> int | None:
         if self.config.percentile is not None:
             return None
@@ -237,6 +251,7 @@ class StudyRunner:
                 percentile=self.config.percentile,
                 reference=lambda: self.reference(target, fraction, budget, run),
                 scores=lambda: self.scores(target, fraction),
+                redundancy=lambda: self.near_copies(target, fraction),
             )
             self._memo[key] = method.run(ctx)
         return self._memo[key]
@@ -319,6 +334,7 @@ class StudyRunner:
         timings = {f"study:{s}": round(v, 3) for s, v in seconds.items()}
         timings["reward_banks"] = round(self.bank_seconds, 3)
         timings["scores"] = round(self.scores_seconds, 3)
+        timings["near_copies"] = round(self.near_copies_seconds, 3)
         timings["total"] = round(time.perf_counter() - start, 3)
         return StudyResult(
             # The targets actually run, so reports never depend on the suite object.

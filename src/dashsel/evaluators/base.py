@@ -69,6 +69,22 @@ class Evaluator(ABC):
         """Accuracy on ``split`` of a model trained on local data plus ``dataset_ids``."""
         raise NotImplementedError(f"{type(self).__name__} cannot train a model")
 
+    def evaluate_set(self, dataset_ids: Sequence[str], seed: int) -> float:
+        """Reward of a *set*: validation accuracy of one model trained on local data plus
+        every dataset of ``dataset_ids`` together (:func:`dashsel.sets.refine_set`).
+
+        Evaluators that train (``can_train``) get it from :meth:`score`; one that only
+        replays single-dataset rewards (a table) cannot, and says so in one line.
+        """
+        if not self.can_train:
+            from dashsel.sets import SetError
+
+            raise SetError(
+                f"{type(self).__name__} cannot evaluate a set of datasets: it replays "
+                "single-dataset rewards and trains no model"
+            )
+        return float(self.score(list(dataset_ids), seed, "validation"))
+
 
 def pool_identity(pool: Pool) -> dict[str, Any]:
     """The part of an evaluator's :meth:`~Evaluator.describe` that names its data.
