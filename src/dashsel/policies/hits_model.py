@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -188,6 +189,96 @@ def _gls(
     return coef, cov, quad, logdet, tau2
 
 
+class _Result:
+    def __init__(self, x: np.ndarray, fun: float, nit: int, nfev: int) -> None:
+        self.x, self.fun, self.nit, self.nfev = x, fun, nit, nfev
+
+
+def minimize(
+    fun: Callable[..., float],
+    x0: np.ndarray,
+    args: tuple[Any, ...] = (),
+    method: str | None = None,
+    bounds: Any = None,
+    options: dict[str, Any] | None = None,
+) -> Any:
+    """``scipy.optimize.minimize`` for bounded Nelder-Mead, step for step the same (non
+    adaptive) algorithm, without importing ``scipy.optimize`` (about half a second of a
+    run's start-up). Any other method is handed to scipy."""
+    opts = dict(options or {})
+    known = {"xatol", "fatol", "maxiter", "initial_simplex"}
+    if (method or "").lower() != "nelder-mead" or bounds is None or not set(opts) <= known:
+        from scipy.optimize import minimize as scipy_minimize
+
+        return scipy_minimize(fun, x0, args=args, method=method, bounds=bounds, options=options)
+    x0 = np.atleast_1d(np.asarray(x0, dtype=float))
+    lb = np.array([-np.inf if b[0] is None else b[0] for b in bounds], dtype=float)
+    ub = np.array([np.inf if b[1] is None else b[1] for b in bounds], dtype=float)
+    xatol, fatol = float(opts.get("xatol", 1e-4)), float(opts.get("fatol", 1e-4))
+    n = x0.size
+    maxiter = opts.get("maxiter") or n * 200
+    x0 = np.clip(x0, lb, ub)
+    if opts.get("initial_simplex") is None:
+        sim = np.empty((n + 1, n))
+        sim[0] = x0
+        for k in range(n):
+            y = x0.copy()
+            y[k] = 1.05 * y[k] if y[k] != 0 else 0.00025
+            sim[k + 1] = y
+    else:
+        sim = np.atleast_2d(np.asarray(opts["initial_simplex"], dtype=float)).copy()
+    sim = np.clip(np.where(sim > ub, 2 * ub - sim, sim), lb, ub)
+    nfev = [0]
+
+    def f(x: np.ndarray) -> float:
+        nfev[0] += 1
+        v = fun(np.copy(x), *args)
+        return float(v) if np.isscalar(v) else float(np.asarray(v).item())
+
+    fsim = np.array([f(sim[k]) for k in range(n + 1)], dtype=float)
+    ind = np.argsort(fsim)
+    sim, fsim = np.take(sim, ind, 0), np.take(fsim, ind, 0)
+    it = 1
+    while it < maxiter:
+        if (
+            np.max(np.ravel(np.abs(sim[1:] - sim[0]))) <= xatol
+            and np.max(np.abs(fsim[0] - fsim[1:])) <= fatol
+        ):
+            break
+        xbar = np.add.reduce(sim[:-1], 0) / n
+        xr = np.clip(2 * xbar - sim[-1], lb, ub)
+        fxr = f(xr)
+        shrink = False
+        if fxr < fsim[0]:
+            xe = np.clip(3 * xbar - 2 * sim[-1], lb, ub)
+            fxe = f(xe)
+            sim[-1], fsim[-1] = (xe, fxe) if fxe < fxr else (xr, fxr)
+        elif fxr < fsim[-2]:
+            sim[-1], fsim[-1] = xr, fxr
+        elif fxr < fsim[-1]:
+            xc = np.clip(1.5 * xbar - 0.5 * sim[-1], lb, ub)
+            fxc = f(xc)
+            if fxc <= fxr:
+                sim[-1], fsim[-1] = xc, fxc
+            else:
+                shrink = True
+        else:
+            xcc = np.clip(0.5 * xbar + 0.5 * sim[-1], lb, ub)
+            fxcc = f(xcc)
+            if fxcc < fsim[-1]:
+                sim[-1], fsim[-1] = xcc, fxcc
+            else:
+                shrink = True
+        if shrink:
+            for j in range(1, n + 1):
+                sim[j] = np.clip(sim[0] + 0.5 * (sim[j] - sim[0]), lb, ub)
+                fsim[j] = f(sim[j])
+        it += 1
+        ind = np.argsort(fsim)
+        sim, fsim = np.take(sim, ind, 0), np.take(fsim, ind, 0)
+    return _Result(sim[0], float(np.min(fsim)), it, nfev[0])
+
+
 _RHO_MIN = 1e-4  # smallest group share s0^2 / (s0^2 + sh^2) the fit considers
 
 
@@ -289,10 +380,6 @@ def fit_hyper(
             beta=np.zeros(p),
             beta_cov=np.eye(p) * (prior.sigma0**2 + prior.sigmahat0**2),
         )
-    # Imported here: scipy.optimize costs about half a second to import, which a run that
-    # never fits (dash, flat) should not pay.
-    from scipy.optimize import minimize
-
     data = _compact(stats, group_of, covariates)
     base = start if start is not None else Hyper(0.0, prior.sigma0, prior.sigmahat0, prior.sigma_r)
     x0 = np.array(_pack(base.sigma0, base.sigmahat0, base.sigma_r)[: 2 if sr_fixed else 3])
