@@ -567,17 +567,21 @@ def _mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return s * (ndtr(s * b) - ndtr(s * a))
 
 
-def _truncated_normal(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Standard normals truncated to (a, b], elementwise (inverse CDF, tail-aware)."""
+def _truncated_normal(
+    a: np.ndarray, b: np.ndarray, count: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """``count[j]`` standard normals truncated to (a[j], b[j]] for each j, in order
+    (inverse CDF, tail-aware; the CDFs are computed once per bound, not per value)."""
     from scipy.special import ndtr, ndtri
 
-    u = rng.random(a.size)
     up = a > 0  # upper tail: invert the survival function (no cancellation near 1)
-    sa, sb = ndtr(-a), ndtr(-b)
-    fa, fb = ndtr(a), ndtr(b)
+    s = np.where(up, -1.0, 1.0)
+    fa, fb = ndtr(s * a), ndtr(s * b)  # reflected where up: then fa > fb
+    u = rng.random(int(count.sum()))
+    lo_f, width = np.repeat(fa, count), np.repeat(fb - fa, count)
     with np.errstate(divide="ignore", invalid="ignore"):
-        x = np.where(up, -ndtri(sb + (sa - sb) * u), ndtri(fa + (fb - fa) * u))
-    return np.clip(x, a, b)
+        x = np.repeat(s, count) * ndtri(lo_f + width * u)
+    return np.clip(x, np.repeat(a, count), np.repeat(b, count))
 
 
 def _cut(
@@ -664,8 +668,9 @@ def topk_draw(gm: GroupMoments, k: int, rng: np.random.Generator, *, leaf: int =
             break
         if n_in <= leaf or stalled:
             grp = np.repeat(active, inside)
-            mu = theta[grp]
-            vals = mu + sd * _truncated_normal((lo - mu) / sd, (hi - mu) / sd, rng)
+            mu = theta[active]
+            z = _truncated_normal((lo - mu) / sd, (hi - mu) / sd, inside, rng)
+            vals = np.repeat(mu, inside) + sd * z
             allv = np.concatenate([vals, ev_val[ev_idx]])
             top = np.argpartition(-allv, r - 1)[:r]
             counts += np.bincount(grp[top[top < n_in]], minlength=n_groups)
@@ -673,8 +678,11 @@ def topk_draw(gm: GroupMoments, k: int, rng: np.random.Generator, *, leaf: int =
             break
         mu = theta[active]
         b = (hi - mu) / sd
-        mass = _mass((lo - mu) / sd, b)
-        mass = np.where(mass > 0, mass, 1e-300)  # numerical guard (far tails)
+        if math.isinf(lo) and math.isinf(hi):
+            mass = np.ones(mu.size)
+        else:
+            mass = _mass((lo - mu) / sd, b)
+            mass = np.where(mass > 0, mass, 1e-300)  # numerical guard (far tails)
         ev_v = ev_val[ev_idx]
         t, slope = _cut(mu, inside, sd, mass, lo, hi, ev_v, r)
         # Two cuts around t, about 4 sd of the count above t away on either side.
