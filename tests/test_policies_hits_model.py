@@ -200,3 +200,25 @@ def test_fit_hyper_does_not_import_scipy_optimize() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_engine_on_a_large_pool_asks_by_groups_and_keeps_its_rules() -> None:
+    # 40,000 datasets: above engine.GROUPED_MIN_DATASETS, so asks go through topk_draw.
+    n_groups, size = 200, 200
+    h = Hierarchy(
+        [f"d{i}" for i in range(n_groups * size)],
+        [f"g{i // size}" for i in range(n_groups * size)],
+    )
+    assert h.n_datasets >= engine.GROUPED_MIN_DATASETS
+    utility = np.random.default_rng(0).uniform(0, 1, n_groups)
+    pol = HiTS(k=20, deterministic=True).reset(h, random_state=3)
+    told: set[str] = set()
+    pending = ("d5", "d17")
+    for _ in range(8):
+        batch = pol.ask(4, exclude=pending)
+        assert len(set(batch)) == 4 and not set(batch) & set(pending)
+        assert not set(batch) & told  # deterministic: nothing evaluated twice
+        for d in batch:
+            pol.tell(d, float(utility[h.index(d) // size]))
+            told.add(d)
+    assert pol.recommend(k=5).datasets
