@@ -46,12 +46,11 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-try:
-    import dashsel
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(ROOT / "src"))
-    import dashsel
-
+# This checkout's code, first: an installed dashsel (e.g. an editable install of another
+# checkout) would otherwise be what the in-process measurements time, while the end-to-end
+# children run this checkout's (their PYTHONPATH is set below).
+sys.path.insert(0, str(ROOT / "src"))
+import dashsel  # noqa: E402
 from dashsel.evaluators.base import Evaluator  # noqa: E402 - after the path set-up
 from dashsel.hierarchy import Hierarchy  # noqa: E402
 from dashsel.policies import DaSH, FlatTS, HiTS  # noqa: E402
