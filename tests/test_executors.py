@@ -290,13 +290,20 @@ def test_worker_trials_run_with_their_threads(tmp_path, threads) -> None:
     assert {n for _, n in got} == {threads}
 
 
-def test_default_threads_share_the_cores() -> None:
-    from dashsel.executors import available_cpus, default_threads
+def test_default_threads_is_one_or_the_environments(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashsel.executors import THREAD_ENV_VARS, default_threads
 
-    cores = available_cpus()
-    assert default_threads(1) == cores
-    assert default_threads(cores * 4) == 1
-    assert ProcessExecutor(2).threads_per_trial == max(1, cores // 2)
+    for var in THREAD_ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    assert default_threads(1) == 1 and default_threads(8) == 1
+    assert InProcessExecutor().threads_per_trial == 1
+    assert ProcessExecutor(2).threads_per_trial == 1
+    # The user's limit is the default (the smallest one set); a junk value is ignored.
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    monkeypatch.setenv("MKL_NUM_THREADS", "lots")
+    assert default_threads(1) == 2
+    assert InProcessExecutor().threads_per_trial == 2
     with pytest.raises(DashselError, match="threads_per_trial"):
         ProcessExecutor(2, threads_per_trial=0)
 

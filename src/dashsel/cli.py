@@ -157,7 +157,7 @@ def run(
     ] = None,
     threads_per_trial: Annotated[
         int | None,
-        typer.Option(min=1, help="BLAS/OpenMP threads per trial [default: cores // workers]."),
+        typer.Option(min=1, help="BLAS/OpenMP threads per trial [default: 1, or *_NUM_THREADS]."),
     ] = None,
     trial_timeout: Annotated[
         float | None,

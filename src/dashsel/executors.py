@@ -12,8 +12,9 @@ dataset and trial>"``. The run loop decides what a failure means. Because every 
 its own seed, the outcomes do not depend on which worker ran a trial or in which order trials
 completed.
 
-Threads: every trial runs with ``threads_per_trial`` BLAS/OpenMP threads (default: the CPUs
-available divided by the trials that run at once, at least 1). A limit only holds for the
+Threads: every trial runs with ``threads_per_trial`` BLAS/OpenMP threads (default: 1, or the
+smallest of ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS`` where the
+environment sets them; see :func:`default_threads` for why). A limit only holds for the
 libraries loaded when it is entered, so it is applied around each evaluation (after the
 evaluator's imports), and worker processes also get the ``*_NUM_THREADS`` environment
 variables before they import anything.
@@ -74,9 +75,37 @@ def available_cpus() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def default_threads(n_workers: int) -> int:
-    """BLAS/OpenMP threads per trial when ``n_workers`` trials run at once: cores // workers."""
-    return max(1, available_cpus() // max(1, int(n_workers)))
+#: The environment variables that set BLAS/OpenMP thread counts.
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def env_threads() -> int | None:
+    """The smallest positive integer among the ``*_NUM_THREADS`` variables set, or None."""
+    values = []
+    for var in THREAD_ENV_VARS:
+        try:
+            v = int(os.environ.get(var, ""))
+        except ValueError:
+            continue
+        if v >= 1:
+            values.append(v)
+    return min(values) if values else None
+
+
+def default_threads(n_workers: int = 1) -> int:
+    """BLAS/OpenMP threads per trial unless ``threads_per_trial`` is given: the environment's
+    ``*_NUM_THREADS`` when set (the smallest; a trial never gets more than the user allowed),
+    else 1, whatever ``n_workers``.
+
+    Why 1 rather than cores // workers: the trials dashsel runs are mostly small models, for
+    which BLAS threads cost more than they give, and the cores pay more across trials
+    (``--workers``). Measured (``docs/benchmarks/threads.md``, ``parallel.md``; logistic
+    trials of about 0.3 s, 2 CPUs): two threads made a serial run 1.24x slower than one on a
+    quiet machine, and about 9x slower (about 6 s against 0.27 s per trial) on a machine
+    shared with other jobs, where spinning BLAS threads fight for the cores. Give
+    ``--threads-per-trial`` for trials with large matrix work.
+    """
+    return env_threads() or 1
 
 
 def _check_threads(threads: int | None) -> int | None:

@@ -86,6 +86,7 @@ def run_meta(
     k: int | None = None,
     percentile: float | None = None,
     scores: dict[str, Any] | None = None,
+    pool_structure: bool = True,
 ) -> dict[str, Any]:
     """The metadata a journal stores for a run (identity fields plus context).
 
@@ -93,9 +94,23 @@ def run_meta(
     (:class:`dashsel.Study`); a run continuing it adopts its own. ``k`` / ``percentile`` are
     the selection rule, kept so ``dashsel report`` makes the run's selection. ``scores``
     describes the prior scores the policy was given (source, columns and a digest of the
-    matrix, never the matrix itself), or None.
+    matrix, never the matrix itself), or None. ``pool_structure=False`` leaves out the pool's
+    fingerprint, ids and groups (O(N) work at 10^6 datasets), for a journal no one else
+    reads: the in-memory journal of a call that was given none.
     """
     from dashsel import __version__
+
+    h = pool.hierarchy
+    structure = (
+        {
+            "fingerprint": h.fingerprint(),
+            # the structure itself, so `dashsel report` can rebuild the posterior
+            "dataset_ids": list(h.dataset_ids),
+            "groups": list(h.groups),
+        }
+        if pool_structure
+        else {}
+    )
 
     return to_jsonable(
         {
@@ -103,12 +118,9 @@ def run_meta(
             "dashsel_version": __version__,
             "pool": {
                 "name": pool.name,
-                "fingerprint": pool.hierarchy.fingerprint(),
-                "n_datasets": pool.hierarchy.n_datasets,
-                "n_groups": pool.hierarchy.n_groups,
-                # the structure itself, so `dashsel report` can rebuild the posterior
-                "dataset_ids": list(pool.hierarchy.dataset_ids),
-                "groups": list(pool.hierarchy.groups),
+                "n_datasets": h.n_datasets,
+                "n_groups": h.n_groups,
+                **structure,
             },
             "policy": {
                 "name": policy.name,
@@ -329,6 +341,7 @@ def select(
             if batch_size is None:
                 batch_size = max(1, int(ex.n_workers))
             run = _Run(pool, policy, evaluator, budget, jr, ex, seed, batch_size, callback, setup)
+            run.private_journal = own_journal and isinstance(jr, InMemoryJournal)
             run.retries = int(retries)
             run.on_failure = on_failure
             return run.execute(k=k, percentile=percentile, score_final=score_final)
@@ -640,6 +653,7 @@ class _Run:
         self.overhead = 0.0
         self.n_resumed = 0
         self.retries = 0
+        self.private_journal = False  # a journal only this run sees: no pool structure in it
         self.on_failure = "skip"
         # Datasets whose trial failed for good, with the error: never asked again.
         self.failed: dict[str, str] = {}
@@ -668,6 +682,7 @@ class _Run:
             k=k,
             percentile=percentile,
             scores=None if self.setup.prior is None else self.setup.prior.describe(),
+            pool_structure=not self.private_journal,
         )
         self.journal.open_run(meta)
         log_event(

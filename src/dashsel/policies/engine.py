@@ -52,7 +52,9 @@ from dashsel.policies.hits_model import (
     HyperPrior,
     Moments,
     RewardStats,
+    choose_disputed,
     fit_hyper,
+    group_moments,
     posterior_moments,
     sample_joint,
 )
@@ -64,6 +66,9 @@ __all__ = ["HiTS", "rank_top", "standardize_covariates"]
 # number of rewards has grown by REFIT_GROWTH since the last fit (O(log T) fits in all).
 REFIT_EVERY_UNTIL = 30
 REFIT_GROWTH = 1.15
+# Pools at least this large and without covariates draw by groups (hits_model.topk_draw:
+# O(groups + evaluated) per draw, same distribution) instead of one normal per dataset.
+GROUPED_MIN_DATASETS = 20_000
 
 
 def standardize_covariates(covariates: Any, n_datasets: int) -> np.ndarray | None:
@@ -175,6 +180,9 @@ class HiTS(Policy):
     Notes
     -----
     ``ask`` is O(N) numpy per decision (two or a few joint posterior draws and a partition);
+    on pools of at least ``GROUPED_MIN_DATASETS`` without covariates the draws are made by
+    groups (:func:`~dashsel.policies.hits_model.topk_draw`, O(groups + evaluated datasets),
+    same distribution), leaving O(N) boolean masks only;
     ``tell`` is O(1) plus a fit on the schedule above (O(evaluated datasets) per objective
     evaluation); :meth:`recommend` is O(N) numpy. :meth:`posterior` builds one Python object
     per dataset (the :class:`Posterior` API); :meth:`estimates` gives the same numbers as
@@ -261,9 +269,10 @@ class HiTS(Policy):
         n = hierarchy.n_datasets
         self.covariates_ = standardize_covariates(getattr(self, "_covariates_in", None), n)
         self._covariates_in = None
-        pos = {g: i for i, g in enumerate(hierarchy.group_ids)}
-        self._group_of = np.fromiter((pos[g] for g in hierarchy.groups), np.intp, count=n)
-        self._n_groups = len(pos)
+        # The hierarchy's group codes (order of first appearance, as group_ids): no pass over
+        # the group labels in Python.
+        self._group_of = np.asarray(hierarchy.group_index, dtype=np.intp)
+        self._n_groups = hierarchy.n_groups
         self.stats_ = RewardStats(n)
         self._prior = HyperPrior(
             sigma0=float(self.sigma0),
@@ -342,14 +351,14 @@ class HiTS(Policy):
         # The base class's checks: ids must be strings of the pool, a lone str is one id.
         mask = self._exclusion_mask(exclude)
         blocked = np.zeros(h.n_datasets, dtype=bool) if mask is None else mask
-        if n is None:
-            return h.dataset_ids[self._next_index(blocked)]
+        if n is None:  # id_at: the run's look-up of the id needs no index of the pool
+            return h.id_at(self._next_index(blocked))
         n = check_count("ask(n): n", n)
         out: list[str] = []
         for _ in range(n):
             i = self._next_index(blocked)
             blocked[i] = True
-            out.append(h.dataset_ids[i])
+            out.append(h.id_at(i))
         return out
 
     def _next_index(self, blocked: np.ndarray) -> int:
@@ -374,9 +383,14 @@ class HiTS(Policy):
 
     def _choose(self, rng: np.random.Generator, blocked: np.ndarray) -> int:
         allowed = self._allowed(blocked)
+        n, k = self.hierarchy_.n_datasets, self.target_k()
+        grouped = k < n and self.covariates_ is None and n >= GROUPED_MIN_DATASETS
+        if grouped:
+            i = self._choose_grouped(rng, allowed, k)
+            if i is not None:
+                return i
         m = self.moments()
-        n, k = m.mean.size, self.target_k()
-        if k < n:
+        if k < n and not grouped:
             draw1 = sample_joint(m, self._group_of, rng)
             s1 = _topk_mask(draw1, k)
             for _ in range(20):  # a few redraws until the challenger's top-k differs
@@ -409,6 +423,41 @@ class HiTS(Policy):
         score = np.where(allowed, score, -np.inf)
         best = np.flatnonzero(score == score.max())
         return int(best[0]) if best.size == 1 else int(rng.choice(best))
+
+    def _choose_grouped(self, rng: np.random.Generator, allowed: np.ndarray, k: int) -> int | None:
+        """The top-two choice above, by groups (no per-dataset draw; same distribution)."""
+        cached = self.__dict__.get("_group_sizes")  # (group_of it was counted from, sizes)
+        if cached is None or cached[0] is not self._group_of:
+            cached = (self._group_of, np.bincount(self._group_of, minlength=self._n_groups))
+            self._group_sizes = cached
+        sizes = cached[1]
+        gm = group_moments(self.hyper_, self.stats_, self._group_of, sizes)
+        counts = self.stats_.counts
+        off = np.flatnonzero(~allowed)
+        off = off[counts[off] == 0]  # untried datasets not allowed
+        untried_blocked = np.bincount(self._group_of[off], minlength=self._n_groups)
+
+        def pick_untried(g: int) -> int:
+            # Uniform over the allowed untried datasets of group g, by rejection from the
+            # whole pool (about N / members tries); a scan of the group after a few rounds.
+            for _ in range(4):
+                size = min(4 * counts.size // max(int(sizes[g]), 1) + 16, 1 << 16)
+                i = rng.integers(counts.size, size=size)
+                ok = i[(self._group_of[i] == g) & (counts[i] == 0) & allowed[i]]
+                if ok.size:
+                    return int(ok[0])
+            members = np.flatnonzero((self._group_of == g) & (counts == 0) & allowed)
+            return int(members[rng.integers(members.size)])
+
+        return choose_disputed(
+            gm,
+            k,
+            rng,
+            top_two=float(self.top_two),
+            untried_blocked=untried_blocked,
+            evaluated_allowed=allowed[gm.evaluated],
+            pick_untried=pick_untried,
+        )
 
     # --- beliefs ---------------------------------------------------------------------------
     def estimates(self) -> tuple[np.ndarray, np.ndarray]:

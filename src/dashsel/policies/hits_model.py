@@ -21,20 +21,26 @@ is diagonal plus rank one), so one evaluation of the objective is O(evaluated da
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
 
 __all__ = [
+    "GroupMoments",
     "Hyper",
     "HyperPrior",
     "Moments",
     "RewardStats",
+    "TopKDraw",
+    "choose_disputed",
     "fit_hyper",
+    "group_moments",
     "log_marginal",
     "posterior_moments",
     "sample_joint",
+    "topk_draw",
 ]
 
 
@@ -90,11 +96,20 @@ class RewardStats:
         self.sums = np.zeros(n_datasets)
         self.m2 = np.zeros(n_datasets)
         self.total = 0
+        # Datasets in order of their first reward: lets the grouped sampler find the
+        # evaluated datasets in O(evaluated) rather than scanning every count.
+        self._first: list[int] = []
+
+    def evaluated(self) -> np.ndarray:
+        """Indices of the datasets with at least one reward, ascending; O(E log E)."""
+        return np.sort(np.asarray(self._first, dtype=np.intp))
 
     def add(self, index: int, reward: float) -> None:
         n0 = int(self.counts[index])
         mean0 = float(self.sums[index]) / n0 if n0 else 0.0
         delta = reward - mean0
+        if n0 == 0:
+            self._first.append(int(index))
         self.m2[index] += delta * (reward - (mean0 + delta / (n0 + 1)))
         self.counts[index] = n0 + 1
         self.sums[index] += reward
@@ -115,7 +130,7 @@ class _Data:
 
 
 def _compact(stats: RewardStats, group_of: np.ndarray, covariates: np.ndarray | None) -> _Data:
-    ev = np.flatnonzero(stats.counts > 0)
+    ev = stats.evaluated()  # O(evaluated), not a scan of every count
     n = stats.counts[ev].astype(float)
     _, group = np.unique(group_of[ev], return_inverse=True)
     p = 0 if covariates is None else covariates.shape[1]
@@ -172,6 +187,96 @@ def _gls(
     quad = float((w * resid**2).sum() - (c * gr**2).sum())
     logdet = float(-np.log(w).sum() + np.log1p(s0**2 * W).sum())
     return coef, cov, quad, logdet, tau2
+
+
+class _Result:
+    def __init__(self, x: np.ndarray, fun: float, nit: int, nfev: int) -> None:
+        self.x, self.fun, self.nit, self.nfev = x, fun, nit, nfev
+
+
+def minimize(
+    fun: Callable[..., float],
+    x0: np.ndarray,
+    args: tuple[Any, ...] = (),
+    method: str | None = None,
+    bounds: Any = None,
+    options: dict[str, Any] | None = None,
+) -> Any:
+    """``scipy.optimize.minimize`` for bounded Nelder-Mead, step for step the same (non
+    adaptive) algorithm, without importing ``scipy.optimize`` (about half a second of a
+    run's start-up). Any other method is handed to scipy."""
+    opts = dict(options or {})
+    known = {"xatol", "fatol", "maxiter", "initial_simplex"}
+    if (method or "").lower() != "nelder-mead" or bounds is None or not set(opts) <= known:
+        from scipy.optimize import minimize as scipy_minimize
+
+        return scipy_minimize(fun, x0, args=args, method=method, bounds=bounds, options=options)
+    x0 = np.atleast_1d(np.asarray(x0, dtype=float))
+    lb = np.array([-np.inf if b[0] is None else b[0] for b in bounds], dtype=float)
+    ub = np.array([np.inf if b[1] is None else b[1] for b in bounds], dtype=float)
+    xatol, fatol = float(opts.get("xatol", 1e-4)), float(opts.get("fatol", 1e-4))
+    n = x0.size
+    maxiter = opts.get("maxiter") or n * 200
+    x0 = np.clip(x0, lb, ub)
+    if opts.get("initial_simplex") is None:
+        sim = np.empty((n + 1, n))
+        sim[0] = x0
+        for k in range(n):
+            y = x0.copy()
+            y[k] = 1.05 * y[k] if y[k] != 0 else 0.00025
+            sim[k + 1] = y
+    else:
+        sim = np.atleast_2d(np.asarray(opts["initial_simplex"], dtype=float)).copy()
+    sim = np.clip(np.where(sim > ub, 2 * ub - sim, sim), lb, ub)
+    nfev = [0]
+
+    def f(x: np.ndarray) -> float:
+        nfev[0] += 1
+        v = fun(np.copy(x), *args)
+        return float(v) if np.isscalar(v) else float(np.asarray(v).item())
+
+    fsim = np.array([f(sim[k]) for k in range(n + 1)], dtype=float)
+    ind = np.argsort(fsim)
+    sim, fsim = np.take(sim, ind, 0), np.take(fsim, ind, 0)
+    it = 1
+    while it < maxiter:
+        if (
+            np.max(np.ravel(np.abs(sim[1:] - sim[0]))) <= xatol
+            and np.max(np.abs(fsim[0] - fsim[1:])) <= fatol
+        ):
+            break
+        xbar = np.add.reduce(sim[:-1], 0) / n
+        xr = np.clip(2 * xbar - sim[-1], lb, ub)
+        fxr = f(xr)
+        shrink = False
+        if fxr < fsim[0]:
+            xe = np.clip(3 * xbar - 2 * sim[-1], lb, ub)
+            fxe = f(xe)
+            sim[-1], fsim[-1] = (xe, fxe) if fxe < fxr else (xr, fxr)
+        elif fxr < fsim[-2]:
+            sim[-1], fsim[-1] = xr, fxr
+        elif fxr < fsim[-1]:
+            xc = np.clip(1.5 * xbar - 0.5 * sim[-1], lb, ub)
+            fxc = f(xc)
+            if fxc <= fxr:
+                sim[-1], fsim[-1] = xc, fxc
+            else:
+                shrink = True
+        else:
+            xcc = np.clip(0.5 * xbar + 0.5 * sim[-1], lb, ub)
+            fxcc = f(xcc)
+            if fxcc < fsim[-1]:
+                sim[-1], fsim[-1] = xcc, fxcc
+            else:
+                shrink = True
+        if shrink:
+            for j in range(1, n + 1):
+                sim[j] = np.clip(sim[0] + 0.5 * (sim[j] - sim[0]), lb, ub)
+                fsim[j] = f(sim[j])
+        it += 1
+        ind = np.argsort(fsim)
+        sim, fsim = np.take(sim, ind, 0), np.take(fsim, ind, 0)
+    return _Result(sim[0], float(np.min(fsim)), it, nfev[0])
 
 
 _RHO_MIN = 1e-4  # smallest group share s0^2 / (s0^2 + sh^2) the fit considers
@@ -344,21 +449,31 @@ def posterior_moments(
     mean and its variance adds (lam/sigmahat0^2)^2 times the group's variance.
     """
     s0, sh, sr = hyper.sigma0, hyper.sigmahat0, hyper.sigma_r
-    n = stats.counts.astype(float)
-    bx = covariates @ hyper.beta if covariates is not None and hyper.beta.size else 0.0
-    ev = n > 0
-    n_safe = np.where(ev, n, 1.0)
-    w = np.where(ev, 1.0 / (sh**2 + sr**2 / n_safe), 0.0)
-    z = np.where(ev, stats.sums / n_safe - bx, 0.0)
-    W = np.bincount(group_of, weights=w, minlength=n_groups)
-    Z = np.bincount(group_of, weights=w * z, minlength=n_groups)
+    bx = covariates @ hyper.beta if covariates is not None and hyper.beta.size else None
+    # Sums over the evaluated datasets only; the N-sized arrays are built in place, so the
+    # peak is a few arrays of N, not a dozen temporaries (10^6 datasets: ~8 MB each).
+    ev = stats.evaluated()
+    n_e = stats.counts[ev].astype(float)
+    s_e = stats.sums[ev]
+    w_e = 1.0 / (sh**2 + sr**2 / n_e)
+    z_e = s_e / n_e - (bx[ev] if bx is not None else 0.0)
+    W = np.bincount(group_of[ev], weights=w_e, minlength=n_groups)
+    Z = np.bincount(group_of[ev], weights=w_e * z_e, minlength=n_groups)
     g_var = 1.0 / (1.0 / s0**2 + W)
     g_mean = g_var * (hyper.mu0 / s0**2 + Z)
-    lam = 1.0 / (1.0 / sh**2 + n / sr**2)
+    lam = np.full(stats.counts.size, 1.0 / (1.0 / sh**2))
+    lam_e = 1.0 / (1.0 / sh**2 + n_e / sr**2)
+    lam[ev] = lam_e
     gain = lam / sh**2
-    offset = gain * bx + lam * stats.sums / sr**2
-    mean = gain * g_mean[group_of] + offset
-    var = lam + gain**2 * g_var[group_of]
+    offset = gain * bx if bx is not None else np.zeros(stats.counts.size)
+    offset[ev] += lam_e * s_e / sr**2
+    mean = g_mean[group_of]
+    mean *= gain
+    mean += offset
+    var = g_var[group_of]
+    var *= gain
+    var *= gain
+    var += lam
     return Moments(g_mean, g_var, W > 0, mean, var, lam, offset, gain)
 
 
@@ -376,3 +491,290 @@ def sample_joint(
         + m.offset
         + np.sqrt(m.lam) * rng.standard_normal((size, m.lam.size))
     )
+
+
+# --- grouped sampling: O(groups + evaluated datasets) per draw, exact ---------------------------
+#
+# Without covariates a group's untried datasets are exchangeable: given theta_g each is
+# N(theta_g, sigmahat0^2), independently of the others. The top-k set of a joint draw is then
+# fully described, in distribution, by which evaluated datasets it holds and HOW MANY untried
+# datasets of each group it holds (which ones is a uniform subset, drawn only when needed).
+# ``topk_draw`` samples that description exactly without drawing one normal per dataset:
+# given the group utilities, the number of a group's untried datasets above a fixed cut t is
+# Binomial(m_g, P(X > t)), and given those counts the values between two cuts are iid
+# truncated normals. Cuts are placed (from expected counts) so that the k-th largest value
+# falls between two of them with high probability; only the few values between those two cuts
+# are drawn. The cuts never depend on the untried values, so their placement affects the cost,
+# not the distribution.
+
+
+@dataclass(frozen=True)
+class GroupMoments:
+    """The posterior without covariates, in O(groups + evaluated datasets).
+
+    ``group_mean``/``group_var``: posterior of each theta_g. Evaluated dataset e (index
+    ``evaluated[e]``, group ``ev_group[e]``): theta_e | theta_g ~ N(ev_gain theta_g +
+    ev_offset, ev_lam). Each of the ``untried[g]`` untried datasets of group g:
+    theta_d | theta_g ~ N(theta_g, untried_std^2), independently.
+    """
+
+    group_mean: np.ndarray
+    group_var: np.ndarray
+    evaluated: np.ndarray
+    ev_group: np.ndarray
+    ev_gain: np.ndarray
+    ev_offset: np.ndarray
+    ev_lam: np.ndarray
+    untried: np.ndarray
+    untried_std: float
+
+
+def group_moments(
+    hyper: Hyper, stats: RewardStats, group_of: np.ndarray, group_sizes: np.ndarray
+) -> GroupMoments:
+    """:func:`posterior_moments` (no covariates) restricted to what a grouped draw needs;
+    O(evaluated datasets + groups). ``group_sizes[g]``: datasets in group g."""
+    s0, sh, sr = hyper.sigma0, hyper.sigmahat0, hyper.sigma_r
+    ev = stats.evaluated()
+    n = stats.counts[ev].astype(float)
+    sums = stats.sums[ev]
+    g = group_of[ev]
+    n_groups = group_sizes.size
+    w = 1.0 / (sh**2 + sr**2 / n)
+    W = np.bincount(g, weights=w, minlength=n_groups)
+    Z = np.bincount(g, weights=w * (sums / n), minlength=n_groups)
+    g_var = 1.0 / (1.0 / s0**2 + W)
+    g_mean = g_var * (hyper.mu0 / s0**2 + Z)
+    lam = 1.0 / (1.0 / sh**2 + n / sr**2)
+    return GroupMoments(
+        group_mean=g_mean,
+        group_var=g_var,
+        evaluated=ev,
+        ev_group=g,
+        ev_gain=lam / sh**2,
+        ev_offset=lam * sums / sr**2,
+        ev_lam=lam,
+        untried=np.asarray(group_sizes, dtype=np.int64) - np.bincount(g, minlength=n_groups),
+        untried_std=float(sh),
+    )
+
+
+@dataclass(frozen=True)
+class TopKDraw:
+    """The top-k set of one joint posterior draw, by groups: ``untried[g]`` of group g's
+    untried datasets (a uniform subset of them) and the evaluated datasets where
+    ``evaluated`` is True."""
+
+    untried: np.ndarray
+    evaluated: np.ndarray
+
+
+def _mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """P(a < Z <= b) for a standard normal, accurate in either tail (reflected when a > 0)."""
+    from scipy.special import ndtr
+
+    s = np.where(a > 0, -1.0, 1.0)
+    return s * (ndtr(s * b) - ndtr(s * a))
+
+
+def _truncated_normal(
+    a: np.ndarray, b: np.ndarray, count: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """``count[j]`` standard normals truncated to (a[j], b[j]] for each j, in order
+    (inverse CDF, tail-aware; the CDFs are computed once per bound, not per value)."""
+    from scipy.special import ndtr, ndtri
+
+    up = a > 0  # upper tail: invert the survival function (no cancellation near 1)
+    s = np.where(up, -1.0, 1.0)
+    fa, fb = ndtr(s * a), ndtr(s * b)  # reflected where up: then fa > fb
+    u = rng.random(int(count.sum()))
+    lo_f, width = np.repeat(fa, count), np.repeat(fb - fa, count)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.repeat(s, count) * ndtri(lo_f + width * u)
+    return np.clip(x, np.repeat(a, count), np.repeat(b, count))
+
+
+def _cut(
+    mu: np.ndarray,
+    inside: np.ndarray,
+    sd: float,
+    mass: np.ndarray,
+    lo: float,
+    hi: float,
+    ev_vals: np.ndarray,
+    target: float,
+) -> tuple[float, float]:
+    """A value t in (lo, hi) where the expected count above t (the untried values inside,
+    normals truncated to (lo, hi], plus the evaluated values) is about ``target``, and the
+    count's slope there (values per unit). Safeguarded Newton steps: the cut only needs to
+    be near; where it lands changes the cost of :func:`topk_draw`, not its distribution."""
+    from scipy.special import ndtri
+
+    n_in = float(inside.sum())
+    total = n_in + ev_vals.size
+    # Start from a normal approximation of the pooled values.
+    m = float((inside * mu).sum() / n_in)
+    spread = math.sqrt(sd**2 + float((inside * (mu - m) ** 2).sum() / n_in))
+    q = min(max(target / total, 1e-12), 1.0 - 1e-12)
+    t = m - spread * float(ndtri(q))
+    b = (hi - mu) / sd
+    left, right = lo, hi
+    slope = n_in / spread
+    for _ in range(12):
+        if not left < t < right:
+            if math.isfinite(left) and math.isfinite(right):
+                t = 0.5 * (left + right)
+            else:
+                t = right - spread if math.isfinite(right) else left + spread
+        a = (t - mu) / sd
+        above = float((inside * _mass(a, b) / mass).sum()) + float((ev_vals > t).sum())
+        dens = float((inside * np.exp(-0.5 * a * a) / mass).sum()) / (math.sqrt(2 * math.pi) * sd)
+        slope = max(dens, 1e-300)
+        f = above - target
+        if abs(f) <= max(1.0, 0.5 * math.sqrt(max(target, 1.0))):
+            break
+        if f > 0:  # too many above: the cut moves up
+            left = t
+        else:
+            right = t
+        t = t + f / slope
+    return t, slope
+
+
+def topk_draw(gm: GroupMoments, k: int, rng: np.random.Generator, *, leaf: int = 4096) -> TopKDraw:
+    """Which datasets form the top ``k`` of one joint posterior draw, by groups (exact).
+
+    Draws the group utilities and the evaluated datasets, then locates the k-th largest
+    value among all datasets by cutting the value axis (binomial counts per group between
+    cuts) until at most ``leaf`` untried values lie in the interval that holds it, and draws
+    only those. O(groups + evaluated + leaf) per level, about two levels; the distribution is
+    that of ``_topk_mask(sample_joint(...), k)`` in O(N) (checked in the tests).
+    """
+    n_groups = gm.group_mean.size
+    theta = gm.group_mean + np.sqrt(gm.group_var) * rng.standard_normal(n_groups)
+    n_ev = gm.evaluated.size
+    ev_val = (
+        gm.ev_gain * theta[gm.ev_group]
+        + gm.ev_offset
+        + np.sqrt(gm.ev_lam) * rng.standard_normal(n_ev)
+    )
+    sd = gm.untried_std
+    counts = np.zeros(n_groups, dtype=np.int64)
+    ev_in = np.zeros(n_ev, dtype=bool)
+    lo, hi = -math.inf, math.inf
+    active = np.flatnonzero(gm.untried)  # groups with untried values inside (lo, hi]
+    inside = gm.untried[active].astype(np.int64)
+    ev_idx = np.arange(n_ev)  # evaluated values inside (lo, hi]
+    r = int(k)  # how many of the values inside (lo, hi] belong to the top k
+    stalled = False
+    while True:
+        n_in = int(inside.sum())
+        total = n_in + ev_idx.size
+        if r >= total:
+            counts[active] += inside
+            ev_in[ev_idx] = True
+            break
+        if r <= 0:
+            break
+        if n_in <= leaf or stalled:
+            grp = np.repeat(active, inside)
+            mu = theta[active]
+            z = _truncated_normal((lo - mu) / sd, (hi - mu) / sd, inside, rng)
+            vals = np.repeat(mu, inside) + sd * z
+            allv = np.concatenate([vals, ev_val[ev_idx]])
+            top = np.argpartition(-allv, r - 1)[:r]
+            counts += np.bincount(grp[top[top < n_in]], minlength=n_groups)
+            ev_in[ev_idx[top[top >= n_in] - n_in]] = True
+            break
+        mu = theta[active]
+        b = (hi - mu) / sd
+        if math.isinf(lo) and math.isinf(hi):
+            mass = np.ones(mu.size)
+        else:
+            mass = _mass((lo - mu) / sd, b)
+            mass = np.where(mass > 0, mass, 1e-300)  # numerical guard (far tails)
+        ev_v = ev_val[ev_idx]
+        t, slope = _cut(mu, inside, sd, mass, lo, hi, ev_v, r)
+        # Two cuts around t, about 4 sd of the count above t away on either side.
+        half = (4.0 * math.sqrt(r) + 4.0) / slope
+        t_hi = min(t + half, hi)
+        t_lo = max(t - half, lo)
+        p1 = np.clip(_mass((t_hi - mu) / sd, b) / mass, 0.0, 1.0) if t_hi < hi else 0.0
+        p12 = np.clip(_mass((t_lo - mu) / sd, b) / mass, 0.0, 1.0) if t_lo > lo else 1.0
+        x1 = rng.binomial(inside, p1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p2 = np.where(p1 < 1.0, (p12 - p1) / (1.0 - p1), 0.0)
+        x2 = rng.binomial(inside - x1, np.clip(np.nan_to_num(p2), 0.0, 1.0))
+        e1 = ev_v > t_hi
+        e2 = (ev_v > t_lo) & ~e1
+        n1 = int(x1.sum()) + int(e1.sum())
+        n2 = int(x2.sum()) + int(e2.sum())
+        if n1 >= r:
+            lo, new, ev_idx = t_hi, x1, ev_idx[e1]
+        elif n1 + n2 >= r:
+            counts[active] += x1
+            ev_in[ev_idx[e1]] = True
+            r -= n1
+            lo, hi, new, ev_idx = t_lo, t_hi, x2, ev_idx[e2]
+        else:
+            counts[active] += x1 + x2
+            ev_in[ev_idx[e1 | e2]] = True
+            r -= n1 + n2
+            hi, new, ev_idx = t_lo, inside - x1 - x2, ev_idx[~(e1 | e2)]
+        stalled = int(new.sum()) >= n_in  # no progress: draw the values inside
+        keep = new > 0
+        active, inside = active[keep], new[keep]
+    return TopKDraw(untried=counts, evaluated=ev_in)
+
+
+def choose_disputed(
+    gm: GroupMoments,
+    k: int,
+    rng: np.random.Generator,
+    *,
+    top_two: float,
+    untried_blocked: np.ndarray,
+    evaluated_allowed: np.ndarray,
+    pick_untried: Callable[[int], int],
+    redraws: int = 20,
+) -> int | None:
+    """HiTS's top-two choice from two grouped top-k draws (the logic of ``HiTS._choose``
+    on masks, by counts): draw a leader's and a challenger's top-k until they differ, take
+    the challenger's side with probability ``top_two`` (the other side when that one holds
+    no allowed dataset), and return a dataset of it uniformly, untried ones first.
+
+    Which untried datasets each draw holds is a uniform subset of the group's untried
+    datasets, independently per draw; only the sizes of the overlaps matter, and those are
+    hypergeometric: |A & K| (K: a group's untried datasets not allowed), |B & A| and the
+    split of B by K. ``pick_untried(g)`` returns a uniform allowed untried dataset of group g.
+
+    Returns None when the draws never differ or the disputed datasets are none allowed (the
+    caller then takes its settled path).
+    """
+    m = gm.untried
+    kap = np.minimum(untried_blocked, m)
+    s1 = topk_draw(gm, k, rng)
+    a = s1.untried
+    x = rng.hypergeometric(kap, m - kap, a)  # leader's untried datasets not allowed
+    for _ in range(redraws):
+        s2 = topk_draw(gm, k, rng)
+        b = s2.untried
+        y_a = rng.hypergeometric(a, m - a, b)  # challenger's untried also in the leader's
+        y_ak = rng.hypergeometric(x, a - x, y_a)  # ... of which not allowed
+        y_nk = rng.hypergeometric(kap - x, m - a - kap + x, b - y_a)  # only B's, not allowed
+        e1, e2 = s1.evaluated, s2.evaluated
+        if not ((e1 != e2).any() or (a != b).any() or (y_a < a).any()):
+            continue
+        leader = ((a - x) - (y_a - y_ak), e1 & ~e2 & evaluated_allowed)
+        challenger = ((b - y_a) - y_nk, e2 & ~e1 & evaluated_allowed)
+        first, second = (challenger, leader) if rng.random() < top_two else (leader, challenger)
+        cand = first if (first[0].any() or first[1].any()) else second
+        if cand[0].any():  # untried first: uniformly over them (group by its count)
+            cum = np.cumsum(cand[0])
+            g = int(np.searchsorted(cum, rng.integers(int(cum[-1])), side="right"))
+            return pick_untried(g)
+        if cand[1].any():
+            idx = np.flatnonzero(cand[1])
+            return int(gm.evaluated[idx[rng.integers(idx.size)]])
+        return None
+    return None
