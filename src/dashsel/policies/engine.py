@@ -240,7 +240,7 @@ class HiTS(Policy):
         if isinstance(self.trust_z, bool) or not isinstance(self.trust_z, int | float):
             raise DashselError(f"HiTS: trust_z must be a number, got {self.trust_z!r}")
         v = self.score_weight
-        if isinstance(v, bool) or not isinstance(v, int | float) or not (math.isfinite(v) and v >= 0):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
             raise DashselError(f"HiTS: score_weight must be a finite number >= 0, got {v!r}")
 
     # --- lifecycle -------------------------------------------------------------------------

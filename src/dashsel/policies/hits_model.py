@@ -23,8 +23,9 @@ The hyperparameters (sigma0, sigmahat0, sigma_r) maximise the marginal likelihoo
 rewards (type-II maximum likelihood) with mu0 (flat prior) and beta (the prior above)
 *integrated out*, i.e. restricted maximum likelihood: profiling them out instead lets a few
 rewards be fitted exactly by the coefficients and drives every spread to 0. A weak log-normal
-hyperprior on each std keeps one to three rewards sane. Everything is a closed form per group (the covariance of one group's dataset means
-is diagonal plus rank one), so one evaluation of the objective is O(evaluated datasets * p^2).
+hyperprior on each std keeps one to three rewards sane. Everything is a closed form per group
+(the covariance of one group's dataset means is diagonal plus rank one), so one evaluation of
+the objective is O(evaluated datasets * p^2).
 """
 
 from __future__ import annotations
