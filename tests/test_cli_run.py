@@ -60,7 +60,7 @@ def test_json_written_atomically(example, tmp_path) -> None:
     assert [p.name for p in out.parent.iterdir()] == ["result.json"]  # no temporary left
 
 
-HANG = """
+HANG = '''
 import time
 from pathlib import Path
 
@@ -91,14 +91,13 @@ def build(kwargs, pool, base, ctx):
 
 
 register_evaluator(EvaluatorKind("hang", parse, build, trains=False))
-"""
+'''
 
 
 def test_sigint_with_a_hung_trial_exits_130_within_seconds(tmp_path) -> None:
     (tmp_path / "hangmod.py").write_text(textwrap.dedent(HANG))
     marker = tmp_path / "started"
-    (tmp_path / "manifest.toml").write_text(
-        textwrap.dedent(f"""
+    (tmp_path / "manifest.toml").write_text(textwrap.dedent(f"""
         [pool]
         name = "hung"
 
@@ -113,8 +112,7 @@ def test_sigint_with_a_hung_trial_exits_130_within_seconds(tmp_path) -> None:
         [[datasets]]
         id = "d1"
         group = "g"
-    """)
-    )
+    """))
     script = "import hangmod\nfrom dashsel.cli import app\napp()\n"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, str(tmp_path)])}
     journal = tmp_path / "run.db"

@@ -133,7 +133,9 @@ def _as_matrix(X: np.ndarray, width: int | None, what: str) -> np.ndarray:
         raise ScoreError(f"{what}: features are not numeric (dtype {X.dtype})")
     X = X.astype(np.float64, copy=False)
     if width is not None and X.shape[1] != width:
-        raise ScoreError(f"{what}: has {X.shape[1]} features but the validation data has {width}")
+        raise ScoreError(
+            f"{what}: has {X.shape[1]} features but the validation data has {width}"
+        )
     if not np.isfinite(X).all():
         raise ScoreError(f"{what}: features hold NaN or infinite values")
     return X
@@ -275,11 +277,9 @@ def _small_ot(a: np.ndarray, b: np.ndarray, C: np.ndarray) -> float:
         return float(C[0] @ b)
     if b.size == 1:
         return float(a @ C[:, 0])
-    if (
-        a.size == b.size
-        and np.allclose(a, b, rtol=1e-12, atol=1e-15)
-        and (np.diag(C)[:, None] <= C).all()
-    ):
+    if a.size == b.size and np.allclose(a, b, rtol=1e-12, atol=1e-15) and (
+        np.diag(C)[:, None] <= C
+    ).all():
         # Equal marginals and every row's diagonal is its minimum: moving any mass off the
         # diagonal can only cost more, so the diagonal plan is optimal (no LP needed; the
         # common case, since off-diagonal costs carry the label penalty).
@@ -295,7 +295,8 @@ def _small_ot(a: np.ndarray, b: np.ndarray, C: np.ndarray) -> float:
         A[i, i * n : (i + 1) * n] = 1.0
     for j in range(n):
         A[m + j, j::n] = 1.0
-    res = linprog(C.ravel(), A_eq=A, b_eq=np.concatenate([a, b]), bounds=(0, None), method="highs")
+    res = linprog(C.ravel(), A_eq=A, b_eq=np.concatenate([a, b]), bounds=(0, None),
+                  method="highs")
     if not res.success:  # pragma: no cover - balanced problems are always feasible
         raise ScoreError(f"label transport failed: {res.message}")
     return float(res.fun)
@@ -413,7 +414,8 @@ def score_pool(
         )
     if min(n_components, n_features_rff, k_neighbors, max_ot_rows) < 1 or n_residual < 0:
         raise ScoreError(
-            "n_components, n_features_rff, k_neighbors, max_ot_rows must be >= 1, n_residual >= 0"
+            "n_components, n_features_rff, k_neighbors, max_ot_rows must be >= 1, "
+            "n_residual >= 0"
         )
     ot = None
     if "otdd_exact" in names:
@@ -523,11 +525,7 @@ def _knn_agreement(
 
 
 def _otdd_exact(
-    ot: Any,
-    ref: _Reference,
-    Z: np.ndarray,
-    y: list[Any],
-    max_rows: int,
+    ot: Any, ref: _Reference, Z: np.ndarray, y: list[Any], max_rows: int,
     rng: np.random.Generator,
 ) -> float:
     codes, _, C = _label_costs(ref, Z, y)
@@ -547,7 +545,9 @@ def _otdd_exact(
     return float(np.sqrt(max(float(ot.emd2(a, b, M, numItermax=10**7)), 0.0)))
 
 
-def covariates_from_scores(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> np.ndarray:
+def covariates_from_scores(
+    frame: pd.DataFrame, columns: Sequence[str] | None = None
+) -> np.ndarray:
     """Standardised covariates (n_datasets, p) from ``score_*`` columns, in the frame's order.
 
     Each column is centred and divided by its standard deviation (a constant column gives
