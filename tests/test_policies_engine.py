@@ -61,7 +61,50 @@ def test_fit_recovers_beta() -> None:
     stats, group_of, x, _ = _simulate(200, 5, 0.04, 0.03, 0.02, pulls=1, seed=2, beta=0.025)
     hyper = fit_hyper(stats, group_of, standardize_covariates(x, x.shape[0]), HyperPrior())
     assert hyper.beta[0] == pytest.approx(0.025, abs=0.004)
-    assert hyper.sigmahat0 == pytest.approx(np.hypot(0.03, 0.02), rel=0.2)  # sr folds in
+    # One reward per dataset: only sigmahat0^2 + sigma_r^2 is identified.
+    total = np.hypot(hyper.sigmahat0, hyper.sigma_r)
+    assert total == pytest.approx(np.hypot(0.03, 0.02), rel=0.2)
+
+
+def test_few_rewards_with_covariates_do_not_collapse_the_spreads() -> None:
+    # Profiling mu0 and beta out lets 4 coefficients fit 1-5 rewards exactly and drives every
+    # spread to its floor (then the prior on beta shrinks it to 0 and the scores are lost);
+    # integrating them out (restricted likelihood) keeps the spreads near the hyperprior.
+    rng = np.random.default_rng(0)
+    group_of = np.repeat(np.arange(5), 20)
+    x = standardize_covariates(rng.standard_normal((100, 3)), 100)
+    stats = RewardStats(100)
+    hyper = None
+    for i, r in zip([3, 25, 47, 60, 81], [0.24, 0.42, 0.47, 0.43, 0.51], strict=True):
+        stats.add(i, r)
+        hyper = fit_hyper(stats, group_of, x, HyperPrior(), start=hyper)
+        assert np.hypot(hyper.sigma0, hyper.sigmahat0) > 0.02
+
+
+def test_prior_ranks_by_scores_before_any_reward() -> None:
+    h = toy_hierarchy([4, 4, 4])
+    x = np.arange(12.0)[::-1]  # dataset 0 scores best
+    policy = HiTS(k=3).reset(h, 0, covariates=x)
+    assert policy.recommend(k=3).datasets == h.dataset_ids[:3]
+    # Ranked by the prior, but not yet *trusted*: only rewards earn that.
+    assert not policy.covariates_trusted()
+    flat = HiTS(k=3, score_weight=0.0).reset(h, 0, covariates=x)
+    assert not np.any(flat.hyper_.beta)
+
+
+def test_reversed_scores_lose_trust_and_are_overruled() -> None:
+    rng = np.random.default_rng(4)
+    h = toy_hierarchy([10] * 6)
+    x = rng.standard_normal(60)
+    theta = 0.6 + 0.05 * x
+    policy = HiTS(k=5).reset(h, 0, covariates=-x)  # the scores claim the opposite
+    for _ in range(30):
+        d = policy.ask()
+        i = h.dataset_ids.index(d)
+        policy.tell(d, float(theta[i] + 0.01 * rng.standard_normal()))
+    assert policy.hyper_.beta[0] < 0 and not policy.covariates_trusted()
+    chosen = [h.dataset_ids.index(d) for d in policy.recommend(k=5).datasets]
+    assert np.mean(x[chosen]) > 1.0  # the truly best, not the ones the scores favour
 
 
 def test_uninformative_groups_give_small_sigma0() -> None:
@@ -230,7 +273,9 @@ def test_covariates_informative_shuffled_reversed() -> None:
     assert abs(b_shuf) < 0.01 and not shuffled.covariates_trusted()
     assert b_rev < -0.02 and not reversed_.covariates_trusted()
     # A reversed score is not followed: the unevaluated datasets' ranking still tracks truth.
-    assert b_rev == pytest.approx(-b_good, rel=1e-6)
+    # (The prior leans towards the scores' own orientation, so 80 rewards leave the
+    # reversed weight a little smaller than the informative one, not exactly opposite.)
+    assert b_rev == pytest.approx(-b_good, rel=0.1)
 
 
 def test_covariates_validation() -> None:

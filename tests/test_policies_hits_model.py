@@ -161,47 +161,6 @@ def test_grouped_choice_test_rejects_a_wrong_rule() -> None:
     assert _two_sample_p(_choices(False, False, BLOCKED), wrong) < 1e-4
 
 
-# --- the bounded Nelder-Mead used by fit_hyper ---------------------------------------------------
-def _rosen(x: np.ndarray, a: float) -> float:
-    return float(((a - x[:-1]) ** 2).sum() + 100.0 * ((x[1:] - x[:-1] ** 2) ** 2).sum())
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_minimize_is_scipys_nelder_mead_step_for_step(seed: int) -> None:
-    from scipy.optimize import minimize as scipy_minimize
-
-    from dashsel.policies.hits_model import minimize
-
-    rng = np.random.default_rng(seed)
-    dim = 2 + seed % 2
-    bounds = [(-1.5, 1.2)] * dim if seed % 3 else [(None, 0.9)] + [(-2.0, None)] * (dim - 1)
-    x0 = rng.uniform(-1.0, 0.8, size=dim)
-    opts: dict[str, object] = {"xatol": 0.01, "fatol": 1e-4, "maxiter": 400}
-    if seed % 2:
-        opts["initial_simplex"] = np.vstack([x0, x0 + np.diag(np.full(dim, 0.3))])
-    a = float(rng.uniform(0.5, 1.0))
-    ours = minimize(_rosen, x0, args=(a,), method="Nelder-Mead", bounds=bounds, options=opts)
-    ref = scipy_minimize(_rosen, x0, args=(a,), method="Nelder-Mead", bounds=bounds, options=opts)
-    np.testing.assert_array_equal(ours.x, ref.x)
-    assert ours.nfev == ref.nfev
-
-
-def test_fit_hyper_does_not_import_scipy_optimize() -> None:
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, numpy as np\n"
-        "from dashsel.policies.hits_model import RewardStats, HyperPrior, fit_hyper\n"
-        "s = RewardStats(6)\n"
-        "[s.add(i, 0.1 * i) for i in range(6)]\n"
-        "fit_hyper(s, np.array([0, 0, 0, 1, 1, 1]), None, HyperPrior())\n"
-        "print('scipy.optimize' in sys.modules)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
-
-
 def test_engine_on_a_large_pool_asks_by_groups_and_keeps_its_rules() -> None:
     # 40,000 datasets: above engine.GROUPED_MIN_DATASETS, so asks go through topk_draw.
     n_groups, size = 200, 200

@@ -384,6 +384,7 @@ def test_a_study_and_a_report_rebuild_the_runs_prior(tmp_path: Path) -> None:
             [(trial, dataset)] = study.ask(1)
             seed = int(study.trials().set_index("number").loc[trial, "seed"])
             study.tell(trial, ev.evaluate(TrialSpec(trial, dataset, seed, 0)))
+
     # Equal up to rounding: the engine refits its hyperparameters warm-started, so a policy
     # rebuilt by replay can differ from the live one in the last bit.
     def close(a, b) -> None:

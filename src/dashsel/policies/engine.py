@@ -56,6 +56,7 @@ from dashsel.policies.hits_model import (
     fit_hyper,
     group_moments,
     posterior_moments,
+    prior_direction,
     sample_joint,
 )
 from dashsel.random_state import RandomState, step_generator
@@ -162,7 +163,13 @@ class HiTS(Policy):
         :meth:`should_stop` answers True once P(recommended top-k is correct) >= 1 - delta.
     trust_z : float, default 2.58
         Covariates are trusted (so that groups without an evaluation may be recommended on
-        their scores) once some weight is positive by at least this many standard errors.
+        their scores) once the rewards show their combined weight positive by at least this
+        many posterior standard errors (under a prior centred on no effect: one-sided 99.5%).
+    score_weight : float, default 1.0
+        Prior mean of the covariate weights, in units of the utility spread along the
+        equal-weight direction (covariates are oriented higher = better): before any reward
+        the engine ranks by the scores. 0 centres the prior on "no effect" (the scores must
+        earn their weight from rewards alone).
 
     Attributes
     ----------
@@ -204,6 +211,7 @@ class HiTS(Policy):
         top_two: float = 0.5,
         delta: float = 0.05,
         trust_z: float = 2.58,
+        score_weight: float = 1.0,
     ) -> None:
         self.k = k
         self.percentile = percentile
@@ -216,6 +224,7 @@ class HiTS(Policy):
         self.top_two = top_two
         self.delta = delta
         self.trust_z = trust_z
+        self.score_weight = score_weight
         self._validate()
 
     def _validate(self) -> None:
@@ -238,6 +247,9 @@ class HiTS(Policy):
             )
         if isinstance(self.trust_z, bool) or not isinstance(self.trust_z, int | float):
             raise DashselError(f"HiTS: trust_z must be a number, got {self.trust_z!r}")
+        v = self.score_weight
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+            raise DashselError(f"HiTS: score_weight must be a finite number >= 0, got {v!r}")
 
     # --- lifecycle -------------------------------------------------------------------------
     def reset(
@@ -280,13 +292,16 @@ class HiTS(Policy):
             sigma_r=float(self.sigma_r),
             width=float(self.hyperprior_width),
             min_std=float(self.min_std),
+            score_weight=float(self.score_weight),
         )
+        self._direction = prior_direction(self.covariates_, float(self.score_weight))
         self.hyper_ = fit_hyper(
             self.stats_,
             self._group_of,
             self.covariates_,
             self._prior,
             deterministic=self.deterministic,
+            direction=self._direction,
         )
         self.n_fits_ = 0
         self._next_fit = 1
@@ -310,6 +325,7 @@ class HiTS(Policy):
             self._prior,
             deterministic=self.deterministic,
             start=self.hyper_ if self.n_fits_ else None,
+            direction=self._direction,
         )
         self.n_fits_ += 1
         self._next_fit = max(self.stats_.total + 1, math.ceil(self.stats_.total * REFIT_GROWTH))
@@ -483,12 +499,22 @@ class HiTS(Policy):
         )
 
     def covariates_trusted(self) -> bool:
-        """True when some covariate weight is positive by at least ``trust_z`` standard errors."""
+        """True once the rewards have shown the scores trustworthy: the scores' combined
+        weight (along the prior's equal-weight direction), estimated under a prior centred on
+        *no effect*, is positive by at least ``trust_z`` posterior standard errors. The
+        engine's own prior leans towards the scores; this check does not, so a prior alone
+        never vouches for an untried group."""
         self._check_reset()
-        b = self.hyper_.beta
-        if self.covariates_ is None or b.size == 0 or self.stats_.total == 0:
+        h = self.hyper_
+        if self.covariates_ is None or h.beta.size == 0 or self.stats_.total == 0:
             return False
-        se = np.sqrt(np.maximum(np.diag(self.hyper_.beta_cov), 1e-300))
+        b, cov = h.beta_evidence, h.beta_cov
+        d = self._direction
+        if d.size and np.any(d != 0):
+            u = d / np.linalg.norm(d)
+            sd = math.sqrt(max(float(u @ cov @ u), 1e-300))
+            return bool(float(u @ b) / sd >= float(self.trust_z))
+        se = np.sqrt(np.maximum(np.diag(cov), 1e-300))
         return bool(np.any(b / se >= float(self.trust_z)))
 
     def eligible(self) -> np.ndarray:

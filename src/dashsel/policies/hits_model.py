@@ -5,25 +5,35 @@ Model, for dataset d in group g(d) with standardised covariates x_d (p of them, 
     theta_g             ~ N(mu0, sigma0^2)                        group utility
     theta_d | theta_g   ~ N(theta_g + beta . x_d, sigmahat0^2)    dataset utility
     r | theta_d         ~ N(theta_d, sigma_r^2)                   one evaluation's reward
-    beta                ~ N(0, tau^2 I),  tau^2 = sigma0^2 + sigmahat0^2   (shrinkage prior)
+    beta                ~ N(c tau u, tau^2 I),  tau^2 = sigma0^2 + sigmahat0^2
+
+The covariates are training-free scores oriented **higher = expected better**, so the prior on
+their weights is centred on that claim: u is the equal-weight direction scaled so that u . x has
+unit std over the pool (correlated scores share one unit of weight), and c (``score_weight``,
+default 1) says how much of the utility spread the scores are believed to explain before any
+reward (c = 1: as much as groups and datasets together). Before the first reward the engine
+therefore ranks by the scores; rewards then move beta anywhere (a useless score ends near 0, a
+reversed one negative). c = 0 gives a prior centred on "no effect".
 
 Unlike DaSH's closed forms (paper Eqs. 4-8, which treat a group's pooled rewards as one
 dataset's), the posteriors here are the exact ones of this model: a group's evaluated datasets
 are separate noisy views of the group utility.
 
 The hyperparameters (sigma0, sigmahat0, sigma_r) maximise the marginal likelihood of the
-rewards (type-II maximum likelihood), with mu0 and beta profiled out by (penalised) generalised
-least squares, and a weak log-normal hyperprior on each std so that one to three rewards give
-sane values. Everything is a closed form per group (the covariance of one group's dataset means
-is diagonal plus rank one), so one evaluation of the objective is O(evaluated datasets * p^2).
+rewards (type-II maximum likelihood) with mu0 (flat prior) and beta (the prior above)
+*integrated out*, i.e. restricted maximum likelihood: profiling them out instead lets a few
+rewards be fitted exactly by the coefficients and drives every spread to 0. A weak log-normal
+hyperprior on each std keeps one to three rewards sane. Everything is a closed form per group
+(the covariance of one group's dataset means is diagonal plus rank one), so one evaluation of
+the objective is O(evaluated datasets * p^2).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -39,6 +49,7 @@ __all__ = [
     "group_moments",
     "log_marginal",
     "posterior_moments",
+    "prior_direction",
     "sample_joint",
     "topk_draw",
 ]
@@ -58,6 +69,9 @@ class HyperPrior:
         against the weight of about one observation.
     min_std : float
         Floor of every std, and the noise std assumed for deterministic rewards.
+    score_weight : float
+        c: prior mean of the covariate weights, in units of the utility spread along the
+        equal-weight direction (see the module docstring); 0 centres them on no effect.
     """
 
     sigma0: float = 0.05
@@ -65,6 +79,7 @@ class HyperPrior:
     sigma_r: float = 0.02
     width: float = 1.0
     min_std: float = 1e-3
+    score_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,9 @@ class Hyper:
     sigma_r: float
     beta: np.ndarray = field(default_factory=lambda: np.zeros(0))
     beta_cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    # beta's posterior mean under a prior centred on 0 (same spreads): what the rewards alone
+    # say about the scores, which the engine's guard asks before trusting them.
+    beta_evidence: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -127,9 +145,31 @@ class _Data:
     design: np.ndarray  # (n_eval, 1 + p): intercept then covariates
     ss_within: float  # sum over datasets of squared deviations from their own mean
     dof_within: int  # sum over datasets of (n_d - 1)
+    direction: np.ndarray  # (p,) prior mean of beta per unit of spread (c u)
 
 
-def _compact(stats: RewardStats, group_of: np.ndarray, covariates: np.ndarray | None) -> _Data:
+def prior_direction(covariates: np.ndarray | None, score_weight: float = 1.0) -> np.ndarray:
+    """c u: the prior mean of the covariate weights per unit of utility spread.
+
+    u is the equal-weight direction scaled so that u . x has unit std over the pool (so that
+    three correlated scores do not count three times); a direction with no variance is 0.
+    """
+    if covariates is None or covariates.shape[1] == 0:
+        return np.zeros(0)
+    p = covariates.shape[1]
+    ones = np.ones(p)
+    var = float(np.var(covariates @ ones))
+    if not var > 0:
+        return np.zeros(p)
+    return float(score_weight) * ones / math.sqrt(var)
+
+
+def _compact(
+    stats: RewardStats,
+    group_of: np.ndarray,
+    covariates: np.ndarray | None,
+    direction: np.ndarray | None = None,
+) -> _Data:
     ev = stats.evaluated()  # O(evaluated), not a scan of every count
     n = stats.counts[ev].astype(float)
     _, group = np.unique(group_of[ev], return_inverse=True)
@@ -145,17 +185,19 @@ def _compact(stats: RewardStats, group_of: np.ndarray, covariates: np.ndarray | 
         design=design,
         ss_within=float(stats.m2[ev].sum()),
         dof_within=int((stats.counts[ev] - 1).sum()),
+        direction=np.zeros(p) if direction is None else np.asarray(direction, dtype=float),
     )
 
 
 def _gls(
     data: _Data, s0: float, sh: float, sr: float, need_cov: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None, float, float, float]:
-    """Penalised GLS of (mu0, beta) given the stds.
+    """Posterior mode of (mu0, beta) given the stds (GLS with beta's prior as pseudo-data).
 
-    Returns the coefficients, the inverse of the penalised information matrix (if
-    ``need_cov``), the quadratic form of the residuals, log det of the marginal covariance,
-    and tau^2.
+    Returns the coefficients, the inverse of the posterior information matrix (if
+    ``need_cov``), the quadratic form (residuals plus beta's prior term), the log
+    determinant of the marginal covariance plus that of the information matrix and of beta's
+    prior covariance (what integrating mu0 and beta out adds), and tau^2.
     """
     w = 1.0 / (sh**2 + sr**2 / data.n)
     g, ng = data.group, data.n_groups
@@ -171,112 +213,30 @@ def _gls(
         coef = np.array([float(wy.sum() - (c * W * uz).sum()) / info])
         cov = np.array([[1.0 / info]]) if need_cov else None
         resid = data.ybar - coef[0]
+        logdet_info = math.log(info)
+        prior_quad = 0.0
     else:
+        b0 = math.sqrt(tau2) * data.direction
         Aw = A * w[:, None]
         U = np.column_stack([np.bincount(g, weights=Aw[:, j], minlength=ng) for j in range(p + 1)])
         Uc = U * c[:, None]
         info = Aw.T @ A - Uc.T @ U
         rhs = Aw.T @ data.ybar - Uc.T @ uz
         info[1:, 1:] += np.eye(p) / tau2
+        rhs[1:] += b0 / tau2
         # A tiny ridge keeps the solve defined with a single observation.
         info[0, 0] += 1e-12
         coef = np.linalg.solve(info, rhs)
         cov = np.linalg.inv(info) if need_cov else None
         resid = data.ybar - A @ coef
+        sign, logdet_info = np.linalg.slogdet(info)
+        logdet_info = float(logdet_info) if sign > 0 else math.inf
+        d = coef[1:] - b0
+        prior_quad = float(d @ d) / tau2 + p * math.log(tau2)
     gr = np.bincount(g, weights=w * resid, minlength=ng)
-    quad = float((w * resid**2).sum() - (c * gr**2).sum())
-    logdet = float(-np.log(w).sum() + np.log1p(s0**2 * W).sum())
+    quad = float((w * resid**2).sum() - (c * gr**2).sum()) + prior_quad
+    logdet = float(-np.log(w).sum() + np.log1p(s0**2 * W).sum()) + logdet_info
     return coef, cov, quad, logdet, tau2
-
-
-class _Result:
-    def __init__(self, x: np.ndarray, fun: float, nit: int, nfev: int) -> None:
-        self.x, self.fun, self.nit, self.nfev = x, fun, nit, nfev
-
-
-def minimize(
-    fun: Callable[..., float],
-    x0: np.ndarray,
-    args: tuple[Any, ...] = (),
-    method: str | None = None,
-    bounds: Any = None,
-    options: dict[str, Any] | None = None,
-) -> Any:
-    """``scipy.optimize.minimize`` for bounded Nelder-Mead, step for step the same (non
-    adaptive) algorithm, without importing ``scipy.optimize`` (about half a second of a
-    run's start-up). Any other method is handed to scipy."""
-    opts = dict(options or {})
-    known = {"xatol", "fatol", "maxiter", "initial_simplex"}
-    if (method or "").lower() != "nelder-mead" or bounds is None or not set(opts) <= known:
-        from scipy.optimize import minimize as scipy_minimize
-
-        return scipy_minimize(fun, x0, args=args, method=method, bounds=bounds, options=options)
-    x0 = np.atleast_1d(np.asarray(x0, dtype=float))
-    lb = np.array([-np.inf if b[0] is None else b[0] for b in bounds], dtype=float)
-    ub = np.array([np.inf if b[1] is None else b[1] for b in bounds], dtype=float)
-    xatol, fatol = float(opts.get("xatol", 1e-4)), float(opts.get("fatol", 1e-4))
-    n = x0.size
-    maxiter = opts.get("maxiter") or n * 200
-    x0 = np.clip(x0, lb, ub)
-    if opts.get("initial_simplex") is None:
-        sim = np.empty((n + 1, n))
-        sim[0] = x0
-        for k in range(n):
-            y = x0.copy()
-            y[k] = 1.05 * y[k] if y[k] != 0 else 0.00025
-            sim[k + 1] = y
-    else:
-        sim = np.atleast_2d(np.asarray(opts["initial_simplex"], dtype=float)).copy()
-    sim = np.clip(np.where(sim > ub, 2 * ub - sim, sim), lb, ub)
-    nfev = [0]
-
-    def f(x: np.ndarray) -> float:
-        nfev[0] += 1
-        v = fun(np.copy(x), *args)
-        return float(v) if np.isscalar(v) else float(np.asarray(v).item())
-
-    fsim = np.array([f(sim[k]) for k in range(n + 1)], dtype=float)
-    ind = np.argsort(fsim)
-    sim, fsim = np.take(sim, ind, 0), np.take(fsim, ind, 0)
-    it = 1
-    while it < maxiter:
-        if (
-            np.max(np.ravel(np.abs(sim[1:] - sim[0]))) <= xatol
-            and np.max(np.abs(fsim[0] - fsim[1:])) <= fatol
-        ):
-            break
-        xbar = np.add.reduce(sim[:-1], 0) / n
-        xr = np.clip(2 * xbar - sim[-1], lb, ub)
-        fxr = f(xr)
-        shrink = False
-        if fxr < fsim[0]:
-            xe = np.clip(3 * xbar - 2 * sim[-1], lb, ub)
-            fxe = f(xe)
-            sim[-1], fsim[-1] = (xe, fxe) if fxe < fxr else (xr, fxr)
-        elif fxr < fsim[-2]:
-            sim[-1], fsim[-1] = xr, fxr
-        elif fxr < fsim[-1]:
-            xc = np.clip(1.5 * xbar - 0.5 * sim[-1], lb, ub)
-            fxc = f(xc)
-            if fxc <= fxr:
-                sim[-1], fsim[-1] = xc, fxc
-            else:
-                shrink = True
-        else:
-            xcc = np.clip(0.5 * xbar + 0.5 * sim[-1], lb, ub)
-            fxcc = f(xcc)
-            if fxcc < fsim[-1]:
-                sim[-1], fsim[-1] = xcc, fxcc
-            else:
-                shrink = True
-        if shrink:
-            for j in range(1, n + 1):
-                sim[j] = np.clip(sim[0] + 0.5 * (sim[j] - sim[0]), lb, ub)
-                fsim[j] = f(sim[j])
-        it += 1
-        ind = np.argsort(fsim)
-        sim, fsim = np.take(sim, ind, 0), np.take(fsim, ind, 0)
-    return _Result(sim[0], float(np.min(fsim)), it, nfev[0])
 
 
 _RHO_MIN = 1e-4  # smallest group share s0^2 / (s0^2 + sh^2) the fit considers
@@ -301,13 +261,11 @@ def _pack(s0: float, sh: float, sr: float) -> list[float]:
 
 def _objective(x: np.ndarray, data: _Data, prior: HyperPrior, sr_fixed: float | None) -> float:
     s0, sh, sr = _unpack(x, prior, sr_fixed)
-    coef, _, quad, logdet, tau2 = _gls(data, s0, sh, sr)
+    _, _, quad, logdet, _ = _gls(data, s0, sh, sr)
+    # -log of the rewards' density with mu0 and beta integrated out (restricted likelihood).
     nll = 0.5 * (logdet + quad)
     if sr_fixed is None and data.dof_within:
         nll += 0.5 * (data.dof_within * math.log(sr**2) + data.ss_within / sr**2)
-    beta = coef[1:]
-    if beta.size:
-        nll += 0.5 * (float(beta @ beta) / tau2 + beta.size * math.log(tau2))
     # Weak hyperprior: log-normal on the total spread and on sigma_r; on the group share
     # rho = s0^2 / (s0^2 + sh^2) only a Beta(1 + 0.2 rho0, 1 + 0.2 (1 - rho0)) nudge off 0
     # and 1 (mode rho0, the medians' share), so that the data alone decide whether groups
@@ -331,9 +289,9 @@ def log_marginal(
     sigmahat0: float,
     sigma_r: float,
 ) -> float:
-    """Log marginal likelihood of the dataset means (mu0, beta at their penalised GLS values),
+    """Log restricted marginal likelihood of the dataset means (mu0 and beta integrated out),
     up to a constant, without the within-dataset and hyperprior terms. For tests."""
-    data = _compact(stats, group_of, covariates)
+    data = _compact(stats, group_of, covariates, prior_direction(covariates))
     _, _, quad, logdet, _ = _gls(data, sigma0, sigmahat0, sigma_r)
     return -0.5 * (logdet + quad)
 
@@ -346,6 +304,7 @@ def fit_hyper(
     *,
     deterministic: bool = False,
     start: Hyper | None = None,
+    direction: np.ndarray | None = None,
 ) -> Hyper:
     """Type-II maximum-likelihood hyperparameters from the rewards told so far.
 
@@ -362,45 +321,72 @@ def fit_hyper(
     deterministic : bool
         Rewards are noise-free: sigma_r is fixed at ``prior.min_std``.
     start : Hyper, optional
-        Warm start (the previous fit).
+        Warm start (the previous fit). The hyperprior medians are always tried too, and the
+        better optimum kept, so that an early fit cannot trap later ones.
+    direction : ndarray (p,), optional
+        :func:`prior_direction` of the covariates (computed when not given; pass it to avoid
+        an O(N p) pass per fit).
 
     Returns
     -------
     Hyper
-        With no reward yet: the hyperprior medians, mu0 = 0 (no information) and beta = 0.
+        With no reward yet: the hyperprior medians, mu0 = 0 (no information) and beta at its
+        prior mean (ranking by the covariates).
     """
     p = 0 if covariates is None else covariates.shape[1]
     sr_fixed = prior.min_std if deterministic else None
+    if direction is None:
+        direction = prior_direction(covariates, prior.score_weight)
     if stats.total == 0:
+        tau2 = prior.sigma0**2 + prior.sigmahat0**2
         return Hyper(
             mu0=0.0,
             sigma0=prior.sigma0,
             sigmahat0=prior.sigmahat0,
             sigma_r=sr_fixed if sr_fixed is not None else prior.sigma_r,
-            beta=np.zeros(p),
-            beta_cov=np.eye(p) * (prior.sigma0**2 + prior.sigmahat0**2),
+            beta=math.sqrt(tau2) * np.asarray(direction, dtype=float).copy(),
+            beta_cov=np.eye(p) * tau2,
+            beta_evidence=np.zeros(p),
         )
-    data = _compact(stats, group_of, covariates)
-    base = start if start is not None else Hyper(0.0, prior.sigma0, prior.sigmahat0, prior.sigma_r)
-    x0 = np.array(_pack(base.sigma0, base.sigmahat0, base.sigma_r)[: 2 if sr_fixed else 3])
+    # Imported here: the optimiser is needed only once rewards arrive, and scipy.optimize
+    # costs a sizeable share of a large run's start-up.
+    from scipy.optimize import minimize
+
+    data = _compact(stats, group_of, covariates, direction)
+    cold = Hyper(0.0, prior.sigma0, prior.sigmahat0, prior.sigma_r)
     # Keep the optimiser in a sane box: spreads between min_std and 1e3, share logit +-12.
     lo_s, hi_s = math.log(prior.min_std), math.log(1e3)
     bounds = [(lo_s, hi_s), (-12.0, 12.0)] + ([] if sr_fixed else [(lo_s, hi_s)])
-    x0 = np.clip(x0, [b[0] for b in bounds], [b[1] for b in bounds])
-    res = minimize(
-        _objective,
-        x0,
-        args=(data, prior, sr_fixed),
-        # Nelder-Mead: 2-3 parameters, no gradient needed, cheap per step; a 1% precision on
-        # each std is plenty.
-        method="Nelder-Mead",
-        bounds=bounds,
-        options={"xatol": 0.01, "fatol": 1e-4, "maxiter": 400, "initial_simplex": _simplex(x0)},
-    )
-    xs = res.x if np.all(np.isfinite(res.x)) else x0
-    s0, sh, sr = _unpack(xs, prior, sr_fixed)
+    best_x, best_f = None, math.inf
+    for base in (cold,) if start is None else (start, cold):
+        x0 = np.array(_pack(base.sigma0, base.sigmahat0, base.sigma_r)[: 2 if sr_fixed else 3])
+        x0 = np.clip(x0, [b[0] for b in bounds], [b[1] for b in bounds])
+        res = minimize(
+            _objective,
+            x0,
+            args=(data, prior, sr_fixed),
+            # Nelder-Mead: 2-3 parameters, no gradient needed, cheap per step; a 1% precision
+            # on each std is plenty.
+            method="Nelder-Mead",
+            bounds=bounds,
+            options={
+                "xatol": 0.01,
+                "fatol": 1e-4,
+                "maxiter": 400,
+                "initial_simplex": _simplex(x0),
+            },
+        )
+        x = res.x if np.all(np.isfinite(res.x)) else x0
+        f = float(_objective(x, data, prior, sr_fixed))
+        if f < best_f or best_x is None:
+            best_x, best_f = x, f
+    s0, sh, sr = _unpack(best_x, prior, sr_fixed)
     coef, cov, _, _, _ = _gls(data, s0, sh, sr, need_cov=True)
     assert cov is not None
+    if p:
+        evidence = _gls(dataclasses.replace(data, direction=np.zeros(p)), s0, sh, sr)[0][1:]
+    else:
+        evidence = np.zeros(0)
     return Hyper(
         mu0=float(coef[0]),
         sigma0=s0,
@@ -408,6 +394,7 @@ def fit_hyper(
         sigma_r=sr,
         beta=coef[1:].copy(),
         beta_cov=cov[1:, 1:].copy(),
+        beta_evidence=evidence,
     )
 
 
