@@ -43,9 +43,10 @@ FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
 METHODS = ("hits", "dash", "flat", "ucb", "roundrobin", "group-mean", "hits+scores")
 BASELINES = ("dash", "flat", "ucb", "roundrobin", "group-mean")
 ENGINE = "hits"
+SIDE = ("hits+scores",)  # reported, not part of the targets: run on the full-budget pools only
 # Pools per budget (1/16, 1/8, 1/4, 1/2, 1): small budgets are cheap and their cells noisy.
-RUNS = "1/16:1200,1/8:900,1/4:400,1/2:150,1:60"
-RUNS_LARGE = "1/16:300,1/8:200,1/4:120,1/2:40,1:25"
+RUNS = "1/16:1000,1/8:700,1/4:300,1/2:120,1:50"
+RUNS_LARGE = "1/16:200,1/8:120,1/4:60,1/2:30,1:20"
 
 
 def _policy(name: str, deterministic: bool):
@@ -121,11 +122,15 @@ def summarise(raw: list[dict[str, Any]], methods: tuple[str, ...]) -> dict[str, 
         cells = []
         for b in range(full):
             reached = [r for r in rows if len(r["budgets"]) > b]
-            u = {m: np.array([r["methods"][m]["utility"][b] for r in reached]) for m in methods}
+            u = {
+                m: np.array([r["methods"][m]["utility"][b] for r in reached if m in r["methods"]])
+                for m in methods
+            }
             cell: dict[str, Any] = {
                 "fraction": FRACTIONS[b],
                 "budget": budgets[b],
                 "pools": len(reached),
+                "pools_scores": int(u["hits+scores"].size) if "hits+scores" in u else 0,
             }
             for m in methods:
                 x = u[m]
@@ -279,7 +284,8 @@ def readme(res: dict[str, Any], methods: tuple[str, ...], meta: dict[str, Any]) 
         "(held out: the engine's settings were chosen on seeds 0-99). k = "
         f"{K}; every method with its default settings; the engine gets `k={K}` and "
         "`deterministic=True` on the deterministic kind. `hits+scores` is the engine with the "
-        "pool's noisy score as covariate (not part of the targets). Small budgets are cheap, so "
+        "pool's noisy score as covariate (not part of the targets; run on the full-budget pools "
+        "only, so its cells have fewer pools). Small budgets are cheap, so "
         "more pools run them: a pool runs up to the largest budget whose pool count covers it "
         f"(counts: `{meta['runs']}`, large: `{meta['runs_large']}`), and every cell uses every "
         "pool that reached its budget.",
@@ -431,7 +437,13 @@ def make_tasks(
         counts = runs_large if kind == "large" else runs
         for r in range(counts[0]):
             last = max(b for b, c in enumerate(counts) if c > r)
-            tasks.append((kind, seed_start, r, methods, last))
+            # The engine with scores is not part of the targets: full-budget pools only.
+            ms = (
+                methods
+                if last == len(FRACTIONS) - 1
+                else tuple(m for m in methods if m not in SIDE)
+            )
+            tasks.append((kind, seed_start, r, ms, last))
     # Longest tasks first so the workers finish together.
     tasks.sort(key=lambda t: (t[0] != "large", -t[4]))
     return tasks
