@@ -7,10 +7,10 @@ import numpy as np
 from dashsel.policies.hits_model import HyperPrior, RewardStats, fit_hyper
 
 
-def _fitted_shares(sigma0: float, n_pools: int = 40) -> np.ndarray:
+def _fitted_shares(sigma0: float, n_pools: int = 40, pairs: int = 12) -> np.ndarray:
     """Group share rho = sigma0^2 / (sigma0^2 + sigmahat0^2) fitted on simulated pools of 24
-    groups of 8, one evaluation of one member per group plus a second member in 12 groups
-    (what a run has after about 36 evaluations)."""
+    groups of 8, one evaluation of one member per group plus a second member in ``pairs``
+    groups (12: what a run has after about 36 evaluations)."""
     out = []
     for seed in range(n_pools):
         rng = np.random.default_rng(seed)
@@ -18,7 +18,7 @@ def _fitted_shares(sigma0: float, n_pools: int = 40) -> np.ndarray:
         theta_g = 0.7 + sigma0 * rng.standard_normal(24)
         theta = theta_g[group_of] + 0.04 * rng.standard_normal(group_of.size)
         stats = RewardStats(group_of.size)
-        for i in [g * 8 for g in range(24)] + [g * 8 + 1 for g in range(12)]:
+        for i in [g * 8 for g in range(24)] + [g * 8 + 1 for g in range(pairs)]:
             stats.add(i, float(theta[i] + 0.02 * rng.standard_normal()))
         h = fit_hyper(stats, group_of, None, HyperPrior())
         out.append(h.sigma0**2 / (h.sigma0**2 + h.sigmahat0**2))
@@ -36,3 +36,11 @@ def test_group_share_is_decided_by_the_rewards_when_groups_are_uninformative() -
 def test_group_share_stays_high_when_groups_are_informative() -> None:
     rho = _fitted_shares(0.05)  # true share 0.05^2 / (0.05^2 + 0.04^2) = 0.61
     assert 0.45 < np.median(rho) < 0.8
+
+
+def test_group_share_stays_at_the_hyperprior_while_it_is_not_identified() -> None:
+    # One evaluated dataset per group cannot tell the share: it stays at the medians' share
+    # 0.5 instead of drifting to 0, so that a great first reward still makes its group's
+    # untried members promising at the smallest budgets.
+    rho = _fitted_shares(0.0, n_pools=20, pairs=0)
+    assert np.all((rho > 0.4) & (rho < 0.6))
