@@ -45,8 +45,8 @@ BASELINES = ("dash", "flat", "ucb", "roundrobin", "group-mean")
 ENGINE = "hits"
 SIDE = ("hits+scores",)  # reported, not part of the targets: run on the full-budget pools only
 # Pools per budget (1/16, 1/8, 1/4, 1/2, 1): small budgets are cheap and their cells noisy.
-RUNS = "1/16:400,1/8:250,1/4:100,1/2:40,1:24"
-RUNS_LARGE = "1/16:40,1/8:20,1/4:12,1/2:8,1:6"
+RUNS = "1/16:1400,1/8:900,1/4:300,1/2:100,1:50"
+RUNS_LARGE = "1/16:200,1/8:100,1/4:48,1/2:24,1:20"
 
 
 def _policy(name: str, deterministic: bool):
