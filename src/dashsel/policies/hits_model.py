@@ -145,7 +145,8 @@ class _Data:
     design: np.ndarray  # (n_eval, 1 + p): intercept then covariates
     ss_within: float  # sum over datasets of squared deviations from their own mean
     dof_within: int  # sum over datasets of (n_d - 1)
-    direction: np.ndarray  # (p,) prior mean of beta per unit of spread (c u)
+    direction: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (p,) c u
+    n_paired: int = 0  # groups holding at least two evaluated datasets
 
 
 def prior_direction(covariates: np.ndarray | None, score_weight: float = 1.0) -> np.ndarray:
@@ -186,6 +187,7 @@ def _compact(
         ss_within=float(stats.m2[ev].sum()),
         dof_within=int((stats.counts[ev] - 1).sum()),
         direction=np.zeros(p) if direction is None else np.asarray(direction, dtype=float),
+        n_paired=int((np.bincount(group) >= 2).sum()) if ev.size else 0,
     )
 
 
@@ -239,6 +241,8 @@ def _gls(
     return coef, cov, quad, logdet, tau2
 
 
+_SHARE_NUDGE = 0.2  # weight of the hyperprior nudge on the group share
+_PAIRED_GROUPS = 3  # groups with two evaluated datasets from which rho may go to 0
 _RHO_MIN = 1e-4  # smallest group share s0^2 / (s0^2 + sh^2) the fit considers
 
 
@@ -266,18 +270,23 @@ def _objective(x: np.ndarray, data: _Data, prior: HyperPrior, sr_fixed: float | 
     nll = 0.5 * (logdet + quad)
     if sr_fixed is None and data.dof_within:
         nll += 0.5 * (data.dof_within * math.log(sr**2) + data.ss_within / sr**2)
-    # Weak hyperprior: log-normal on the total spread and on sigma_r; on the group share
-    # rho = s0^2 / (s0^2 + sh^2) only a Beta(1 + 0.2 rho0, 1 + 0.2 (1 - rho0)) nudge off 0
-    # and 1 (mode rho0, the medians' share), so that the data alone decide whether groups
-    # are informative (rho -> 0 makes the model flat); rho0 only settles a share that the
-    # data cannot tell yet (no group with two evaluated datasets).
+    # Weak hyperprior: log-normal on the total spread and on sigma_r. On the group share
+    # rho = s0^2 / (s0^2 + sh^2) a Beta(1 + 0.2 rho0, 1 + 0.2 (1 - rho0)) nudge (mode rho0,
+    # the medians' share) only while fewer than _PAIRED_GROUPS groups hold two evaluated
+    # datasets: the share is not (or barely) identified yet and rho0 settles it. From then
+    # on only the nudge off 1 stays (a few lucky pairs must not make untried members copies
+    # of their group) and nothing keeps rho off 0, so the rewards alone decide whether
+    # groups are informative (rho -> 0 makes the model flat). The nudge off 0 held rho near
+    # 0.1-0.2 on uninformative groups at 1/8 of the budget and lost 0.03 of normalized
+    # utility to flat methods there (docs/engine.md, "How the settings were chosen").
     tot0 = 0.5 * math.log(prior.sigma0**2 + prior.sigmahat0**2)
     nll += 0.5 * ((x[0] - tot0) / prior.width) ** 2
     if sr_fixed is None:
         nll += 0.5 * ((x[2] - math.log(prior.sigma_r)) / prior.width) ** 2
     rho = s0**2 / (s0**2 + sh**2)
     rho0 = prior.sigma0**2 / (prior.sigma0**2 + prior.sigmahat0**2)
-    nll -= 0.2 * (rho0 * math.log(rho) + (1.0 - rho0) * math.log(1.0 - rho))
+    off0 = 0.0 if data.n_paired >= _PAIRED_GROUPS else rho0
+    nll -= _SHARE_NUDGE * (off0 * math.log(rho) + (1.0 - rho0) * math.log(1.0 - rho))
     return nll
 
 
