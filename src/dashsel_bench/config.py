@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -70,6 +71,7 @@ DEMO_METHODS: tuple[str, ...] = (
     "random",
     "heuristic",
     "scores-only",
+    "scores-only-dedupe",
 )
 #: The demo's targets (where 100 candidates are hardest for DaSH in docs/benchmarks/digits5-100).
 DEMO_TARGETS: tuple[str, ...] = ("svhn", "syn")
@@ -219,7 +221,8 @@ class StudyConfig:
     @classmethod
     def quick(cls, suite: str | BenchmarkSuite = "digits5", **overrides: Any) -> StudyConfig:
         """The short preset of ``make demo``: the regime the engine is for, more candidates
-        than evaluations (digits5 with 20 subsets per domain: 100 candidates, k = 20), 15 and
+        than evaluations (digits5 with 20 subsets per domain: 100 candidates, k = 20, plus 30
+        trap datasets in the target's own look, so that looking alike is not enough), 15 and
         30 evaluations, two targets, 5 runs, the main table and a small curve."""
         params: dict[str, Any] = dict(
             suite=suite,
@@ -234,6 +237,8 @@ class StudyConfig:
             n_subsets=20,
             studies=("main_table", "curve"),
             workers=2,
+            # Traps where the suite can make them (digits5, spam; not a user's own suite).
+            traps="traps" in inspect.signature(resolve_suite(suite).make_pool).parameters,
         )
         params.update(overrides)
         config = cls(**params)
