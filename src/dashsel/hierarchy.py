@@ -113,7 +113,10 @@ class Hierarchy:
         names = np.asarray([str(g) for g in group_names], dtype=object)
         if codes.ndim != 1 or (codes.size and (codes.min() < 0 or codes.max() >= names.size)):
             raise DashselError("hierarchy: group codes out of range of the group names")
-        ids = _str_tuple(dataset_ids)
+        if _is_text_column(id_column) and type(dataset_ids) is tuple:
+            ids = dataset_ids  # the values of a pandas text column: str, one C loop saved
+        else:
+            ids = _str_tuple(dataset_ids)
         if id_column is not None and len(id_column) != len(ids):
             raise DashselError(
                 f"hierarchy: id column of {len(id_column)} rows for {len(ids)} dataset ids"
@@ -238,6 +241,15 @@ def _str_tuple(values: Sequence[str]) -> tuple[str, ...]:
     if out and type(out[0]) is not str:  # e.g. numpy.str_ items (a str subclass)
         return tuple(str(v) for v in out)
     return out
+
+
+def _is_text_column(column: Any) -> bool:
+    """A pandas array of the string dtype (its non-missing values are str)."""
+    if column is None:
+        return False
+    import pandas as pd
+
+    return isinstance(getattr(column, "dtype", None), pd.StringDtype)
 
 
 def _first_bad_id(ids: tuple[str, ...]) -> None:

@@ -506,7 +506,10 @@ class HiTS(Policy):
         g_counts = np.bincount(self._group_of, weights=counts, minlength=self._n_groups)
         return Posterior.from_arrays(
             h,
-            mean=np.array(m.mean, dtype=float),
+            # The moments' own array (never written after it is built; the posterior
+            # holds a read-only view): no 8 MB copy at 10^6 datasets. The counts change
+            # with every tell, so they are copied.
+            mean=m.mean,
             std=np.sqrt(m.var),
             pulls=counts.astype(np.int64),
             group_mean=np.array(m.group_mean, dtype=float),
