@@ -185,8 +185,9 @@ class TestTableConformance(EvaluatorConformance):
 @pytest.mark.parametrize("kind", ["column", "string", "object"])
 def test_check_pool_matches_rows_in_pool_order_by_column(tmp_path, kind):
     """One row per dataset in pool order: matched column against column (the hierarchy's id
-    column), chunk by chunk in C (a string column) or as tuples (an object column); rows in
-    another order, or other ids, are matched by look-up and give the same rewards."""
+    column) or chunk by chunk against its tuple (no column kept; a string or an object
+    column of ids); rows in another order, or other ids, are matched by look-up and give
+    the same rewards."""
     ids = [f"d{i}" for i in range(300)]
     rewards = np.round(np.linspace(0.0, 1.0, 300), 6)
     dtype = object if kind == "object" else "string"
