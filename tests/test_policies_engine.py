@@ -385,19 +385,6 @@ def test_large_pool_is_vectorised() -> None:
     assert time.perf_counter() - t0 < 20.0
 
 
-def test_untried_mask_follows_the_rewards() -> None:
-    stats = RewardStats(5)
-    assert stats.untried.all() and stats.n_untried == 5
-    stats.add(3, 0.5)
-    stats.add(3, 0.7)
-    stats.add(0, 0.1)
-    assert stats.untried.tolist() == [False, True, True, False, True]
-    assert stats.n_untried == 3
-    assert np.array_equal(stats.untried, stats.counts == 0)
-    with pytest.raises(ValueError):
-        stats.untried[1] = False  # a read-only view
-
-
 class _PlainAllowed(HiTS):
     """HiTS with the allowed mask rebuilt by an O(N) pass on every ask (the code before the
     mask was kept by tell), and a copy, so the grouped path cannot use the remembered hint."""

@@ -181,3 +181,16 @@ def test_engine_on_a_large_pool_asks_by_groups_and_keeps_its_rules() -> None:
             pol.tell(d, float(utility[h.index(d) // size]))
             told.add(d)
     assert pol.recommend(k=5).datasets
+
+
+def test_untried_mask_follows_the_rewards() -> None:
+    stats = RewardStats(5)
+    assert stats.untried.all() and stats.n_untried == 5
+    stats.add(3, 0.5)
+    stats.add(3, 0.7)
+    stats.add(0, 0.1)
+    assert stats.untried.tolist() == [False, True, True, False, True]
+    assert stats.n_untried == 3
+    assert np.array_equal(stats.untried, stats.counts == 0)
+    with pytest.raises(ValueError):
+        stats.untried[1] = False  # a read-only view

@@ -189,7 +189,8 @@ class HiTS(Policy):
     ``ask`` is O(N) numpy per decision (two or a few joint posterior draws and a partition);
     on pools of at least ``GROUPED_MIN_DATASETS`` without covariates the draws are made by
     groups (:func:`~dashsel.policies.hits_model.topk_draw`, O(groups + evaluated datasets),
-    same distribution), leaving O(N) boolean masks only;
+    same distribution), leaving one O(N) test of the exclusion mask (the mask of untried
+    datasets is kept up to date by ``tell``);
     ``tell`` is O(1) plus a fit on the schedule above (O(evaluated datasets) per objective
     evaluation); :meth:`recommend` is O(N) numpy. :meth:`posterior` builds one Python object
     per dataset (the :class:`Posterior` API); :meth:`estimates` gives the same numbers as
