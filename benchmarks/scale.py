@@ -23,9 +23,13 @@ and peak RSS of each child (``os.wait4``).
 Usage (repository root)::
 
     python benchmarks/scale.py [OUT.md] [--sizes 1000,10000] [--repeats 3]
+    python benchmarks/scale.py [OUT.md] --e2e-only [--repeats 5]
 
-Writes OUT.md (default docs/benchmarks/scale.md) and a plot next to it (scale.png). The load
-average at the start and end is recorded: a shared machine makes timings noisy.
+Writes OUT.md (default docs/benchmarks/scale.md) and a plot next to it (scale.png); with
+``--e2e-only``, runs only the end-to-end comparison and rewrites that section of an existing
+OUT.md. The load average at the start and end is recorded: a shared machine makes timings
+noisy. The end-to-end children run with a bytecode cache in their temporary directory (an
+installed package has one), after one untimed run of each process.
 """
 
 from __future__ import annotations
