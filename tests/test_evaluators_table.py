@@ -180,3 +180,35 @@ class TestTableConformance(EvaluatorConformance):
     @pytest.fixture
     def evaluator(self, table):
         return TableEvaluator(table)
+
+
+@pytest.mark.parametrize("kind", ["column", "string", "object"])
+def test_check_pool_matches_rows_in_pool_order_by_column(tmp_path, kind):
+    """One row per dataset in pool order: matched column against column (the hierarchy's id
+    column) or chunk by chunk against its tuple (no column kept; a string or an object
+    column of ids); rows in another order, or other ids, are matched by look-up and give
+    the same rewards."""
+    ids = [f"d{i}" for i in range(300)]
+    rewards = np.round(np.linspace(0.0, 1.0, 300), 6)
+    dtype = object if kind == "object" else "string"
+    frame = pd.DataFrame({"dataset": pd.array(ids, dtype=dtype), "reward": rewards})
+    col = pd.array(ids, dtype="string") if kind == "column" else None
+    h = Hierarchy.from_codes(tuple(ids), np.arange(300) % 7, [f"g{j}" for j in range(7)],
+                             id_column=col)  # fmt: skip
+    assert (h.id_column() is not None) == (kind == "column")
+    ev = TableEvaluator(frame)
+    ev.check_pool(Pool.replay_only(h))
+    assert ev._row_ids is None  # matched in order: the table's id column is not kept
+    assert ev.evaluate(spec("d17", 0)) == rewards[17]
+    assert ev.evaluate(spec("d17", 3)) == rewards[17]
+
+    shuffled = frame.iloc[::-1].reset_index(drop=True)
+    ev2 = TableEvaluator(shuffled)
+    ev2.check_pool(Pool.replay_only(h))
+    assert ev2._row_ids is not None  # matched by look-up
+    assert all(ev2.evaluate(spec(d, 0)) == rewards[i] for i, d in enumerate(ids))
+
+    other = frame.copy()
+    other["dataset"] = pd.array([*ids[:-1], "zz"], dtype=dtype)
+    with pytest.raises(DataError, match="no rewards for dataset 'd299'"):
+        TableEvaluator(other).check_pool(Pool.replay_only(h))

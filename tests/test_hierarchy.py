@@ -6,6 +6,7 @@ import hashlib
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -107,3 +108,25 @@ def test_from_codes_shares_group_strings_and_orders_groups() -> None:
 def test_positions_of_many_ids() -> None:
     h = Hierarchy(["a", "b", "c"], ["g", "g", "h"])
     assert h.positions(["c", "zz", "a"]).tolist() == [2, -1, 0]
+
+
+def test_from_codes_keeps_the_id_column_and_checks_groups_on_names() -> None:
+    col = pd.array(["a", "b", "c"], dtype="string")
+    h = Hierarchy.from_codes(("a", "b", "c"), np.array([1, 0, 1]), ["x", "y"], id_column=col)
+    assert h.id_column() is col
+    assert h == Hierarchy(["a", "b", "c"], ["y", "x", "y"])
+    assert Hierarchy(["a"], ["g"]).id_column() is None
+    # pickled as its tuples: the column is a cache and does not travel
+    assert pickle.loads(pickle.dumps(h)).id_column() is None
+    with pytest.raises(DashselError, match="id column of 2 rows for 3"):
+        Hierarchy.from_codes(("a", "b", "c"), np.array([0, 0, 0]), ["x"], id_column=col[:2])
+    with pytest.raises(DashselError, match="dataset 'b' has an empty group"):
+        Hierarchy.from_codes(["a", "b"], np.array([0, 1]), ["x", ""])
+    # an unused empty name is no group of any dataset
+    assert Hierarchy.from_codes(["a"], np.array([0]), ["x", ""]).group_ids == ("x",)
+    with pytest.raises(DashselError, match="'b' appears twice"):
+        Hierarchy.from_codes(["a", "b", "b"], np.array([0, 0, 0]), ["x"])
+    with pytest.raises(DashselError, match="empty id"):
+        Hierarchy.from_codes(["a", ""], np.array([0, 0]), ["x"])
+    # numbers as group names become text, as in the constructor
+    assert Hierarchy.from_codes(["a"], np.array([0]), [7]).groups == ("7",)

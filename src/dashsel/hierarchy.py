@@ -7,6 +7,7 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from itertools import repeat
+from typing import Any
 
 import numpy as np
 
@@ -39,8 +40,11 @@ class Hierarchy:
     groups: tuple[str, ...]
 
     def __init__(self, dataset_ids: Sequence[str], groups: Sequence[str]) -> None:
-        ids = _str_tuple(dataset_ids)
-        grp = _str_tuple(groups)
+        self._setup(_str_tuple(dataset_ids), _str_tuple(groups), check_groups=True)
+
+    def _setup(self, ids: tuple[str, ...], grp: tuple[str, ...], *, check_groups: bool) -> None:
+        """Check and store the two tuples (of str); ``check_groups=False`` when the caller
+        has checked the group labels already (``from_codes``: on the distinct names)."""
         if len(ids) != len(grp):
             raise DashselError(f"hierarchy: {len(ids)} dataset ids but {len(grp)} group labels")
         if not ids:
@@ -51,7 +55,7 @@ class Hierarchy:
         if len(distinct) != len(ids) or "" in distinct:
             _first_bad_id(ids)
         del distinct
-        if "" in set(grp):
+        if check_groups and "" in set(grp):
             k = grp.index("")
             raise DashselError(f"hierarchy: dataset {ids[k]!r} has an empty group")
         object.__setattr__(self, "dataset_ids", ids)
@@ -89,24 +93,54 @@ class Hierarchy:
 
     @classmethod
     def from_codes(
-        cls, dataset_ids: Sequence[str], group_codes: np.ndarray, group_names: Sequence[str]
+        cls,
+        dataset_ids: Sequence[str],
+        group_codes: np.ndarray,
+        group_names: Sequence[str],
+        *,
+        id_column: Any = None,
     ) -> Hierarchy:
         """Build from ids plus integer group codes into ``group_names`` (as
         ``pandas.factorize`` gives them): the groups tuple shares one str per group, and the
-        group structure needs no second pass over the labels."""
+        group structure needs no second pass over the labels (nor do the group checks: they
+        run on the distinct names).
+
+        ``id_column``: the same ids as a column (a pandas array, e.g. the one they were read
+        from), kept so that a table of 10^6 rows can be matched to the pool by comparing
+        columns (:meth:`id_column`) instead of making 10^6 Python strings.
+        """
         codes = np.asarray(group_codes, dtype=np.intp)
-        names = np.asarray(list(group_names), dtype=object)
+        names = np.asarray([str(g) for g in group_names], dtype=object)
         if codes.ndim != 1 or (codes.size and (codes.min() < 0 or codes.max() >= names.size)):
             raise DashselError("hierarchy: group codes out of range of the group names")
-        h = cls(dataset_ids, tuple(names[codes].tolist()))
+        if _is_text_column(id_column) and type(dataset_ids) is tuple:
+            ids = dataset_ids  # the values of a pandas text column: str, one C loop saved
+        else:
+            ids = _str_tuple(dataset_ids)
+        if id_column is not None and len(id_column) != len(ids):
+            raise DashselError(
+                f"hierarchy: id column of {len(id_column)} rows for {len(ids)} dataset ids"
+            )
         # Renumber in order of first appearance (the order policies index groups by).
         used, first = np.unique(codes, return_index=True)
+        if "" in names[used].tolist():
+            k = int(first[names[used].tolist().index("")])
+            raise DashselError(f"hierarchy: dataset {ids[k]!r} has an empty group")
+        h = cls.__new__(cls)
+        h._setup(ids, tuple(names[codes].tolist()), check_groups=False)
         rank = np.empty(names.size, dtype=np.intp)
         rank[used[np.argsort(first)]] = np.arange(used.size)
         ordered = rank[codes]
         ordered.flags.writeable = False
         h.__dict__["_factorized"] = (ordered, tuple(names[used[np.argsort(first)]].tolist()))
+        if id_column is not None:
+            h.__dict__["_id_column"] = id_column
         return h
+
+    def id_column(self) -> Any:
+        """The ids as the column the hierarchy was built from (``from_codes(...,
+        id_column=)``), or None: for matching tables to the pool column against column."""
+        return self.__dict__.get("_id_column")
 
     @cached_property
     def _factorized(self) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -207,6 +241,15 @@ def _str_tuple(values: Sequence[str]) -> tuple[str, ...]:
     if out and type(out[0]) is not str:  # e.g. numpy.str_ items (a str subclass)
         return tuple(str(v) for v in out)
     return out
+
+
+def _is_text_column(column: Any) -> bool:
+    """A pandas array of the string dtype (its non-missing values are str)."""
+    if column is None:
+        return False
+    import pandas as pd
+
+    return isinstance(getattr(column, "dtype", None), pd.StringDtype)
 
 
 def _first_bad_id(ids: tuple[str, ...]) -> None:

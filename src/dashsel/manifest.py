@@ -341,7 +341,9 @@ def _read_dataset_table(
         raise ManifestError(f"{where}: {row(i)}: id {id_tuple[i]!r} contains whitespace")
     try:
         # Hierarchy checks uniqueness with its own index (one hash pass, not two).
-        hierarchy = Hierarchy.from_codes(id_tuple, group_codes, list(group_names))
+        hierarchy = Hierarchy.from_codes(
+            id_tuple, group_codes, list(group_names), id_column=ids.array
+        )
     except DashselError:
         dup = np.flatnonzero(ids.duplicated().to_numpy())
         i = int(dup[0])

@@ -195,21 +195,19 @@ class TableEvaluator(Evaluator):
             assert self._bound is not None
             self._row_ids = pd.Series(self._bound[0].dataset_ids, dtype=str)
         h = pool.hierarchy
-        # In chunks: a million rows never exist as Python strings all at once.
-        step = 1 << 16
-        chunks = range(0, len(self._row_ids), step)
-        if len(self._row_ids) == h.n_datasets and all(
-            tuple(self._row_ids.iloc[i : i + step].tolist()) == h.dataset_ids[i : i + step]
-            for i in chunks
-        ):
+        if len(self._row_ids) == h.n_datasets and _same_ids(self._row_ids, h):
             # One row per dataset in pool order (a common layout): matched by comparing the
             # ids, without an index of the pool's ids; the rows are used as they are, and the
             # table's id column (the pool's ids) is not kept twice.
             grouped = _Grouped(None, h.n_datasets, self._row_values)
             self._row_ids = None
         else:
+            step = 1 << 16  # in chunks: 10^6 rows never exist as Python strings all at once
             codes = np.concatenate(
-                [h.positions(self._row_ids.iloc[i : i + step].tolist()) for i in chunks]
+                [
+                    h.positions(self._row_ids.iloc[i : i + step].tolist())
+                    for i in range(0, len(self._row_ids), step)
+                ]
             )
             grouped = _Grouped(codes, h.n_datasets, self._row_values)
         missing = np.flatnonzero(grouped.counts == 0) if grouped.counts is not None else ()
@@ -256,6 +254,29 @@ class TableEvaluator(Evaluator):
 
     def __repr__(self) -> str:
         return f"TableEvaluator({self._name!r}, datasets={len(self._own_index()[0])})"
+
+
+def _same_ids(rows: pd.Series, h: Hierarchy) -> bool:
+    """Whether the rows' ids are the pool's ids in pool order (as many of each).
+
+    Column against column when the hierarchy keeps the column its ids were read from (a
+    vectorised comparison, no Python string per row: 5 ms instead of about 0.1 s at 10^6
+    rows); otherwise chunk by chunk against the hierarchy's tuple (a million rows never exist
+    as Python strings all at once), stopping at the first chunk that differs.
+    """
+    col = h.id_column()
+    if col is not None:
+        try:
+            eq = np.asarray(rows.array == col, dtype=bool)
+        except (TypeError, ValueError):  # e.g. a column type pandas cannot compare to it
+            eq = None
+        if eq is not None and eq.shape == (len(rows),):
+            return bool(eq.all())
+    step = 1 << 16
+    return all(
+        tuple(rows.iloc[i : i + step].tolist()) == h.dataset_ids[i : i + step]
+        for i in range(0, len(rows), step)
+    )
 
 
 class _Grouped:

@@ -189,7 +189,8 @@ class HiTS(Policy):
     ``ask`` is O(N) numpy per decision (two or a few joint posterior draws and a partition);
     on pools of at least ``GROUPED_MIN_DATASETS`` without covariates the draws are made by
     groups (:func:`~dashsel.policies.hits_model.topk_draw`, O(groups + evaluated datasets),
-    same distribution), leaving O(N) boolean masks only;
+    same distribution), leaving one O(N) test of the exclusion mask (the mask of untried
+    datasets is kept up to date by ``tell``);
     ``tell`` is O(1) plus a fit on the schedule above (O(evaluated datasets) per objective
     evaluation); :meth:`recommend` is O(N) numpy. :meth:`posterior` builds one Python object
     per dataset (the :class:`Posterior` API); :meth:`estimates` gives the same numbers as
@@ -286,6 +287,9 @@ class HiTS(Policy):
         self._group_of = np.asarray(hierarchy.group_index, dtype=np.intp)
         self._n_groups = hierarchy.n_groups
         self.stats_ = RewardStats(n)
+        self._all = np.ones(n, dtype=bool)  # "every dataset allowed", shared read-only
+        self._all.flags.writeable = False
+        self._untried_off: tuple[np.ndarray, np.ndarray] | None = None
         self._prior = HyperPrior(
             sigma0=float(self.sigma0),
             sigmahat0=float(self.sigmahat0),
@@ -388,11 +392,20 @@ class HiTS(Policy):
         return self.hierarchy_.dataset_ids[self._choose(rng, blocked)]
 
     def _allowed(self, blocked: np.ndarray) -> np.ndarray:
+        """Datasets an ask may return (read-only). Without anything blocked this is a mask
+        kept up to date by ``tell`` (no O(N) pass; the untried datasets when deterministic),
+        and the untried datasets it leaves out are remembered for the grouped path."""
+        untried = self.stats_.untried  # counts == 0, maintained in O(1) per tell
+        if not blocked.any():
+            # Nothing blocked: no untried dataset is left out (all allowed, or the untried).
+            allowed = untried if self.deterministic and self.stats_.n_untried else self._all
+            self._untried_off = (allowed, np.zeros(0, dtype=np.intp))
+            return allowed
         allowed = ~blocked
         if not allowed.any():
             allowed = np.ones_like(blocked)
         if self.deterministic:
-            fresh = allowed & (self.stats_.counts == 0)
+            fresh = allowed & untried
             if fresh.any():
                 allowed = fresh
         return allowed
@@ -449,8 +462,12 @@ class HiTS(Policy):
         sizes = cached[1]
         gm = group_moments(self.hyper_, self.stats_, self._group_of, sizes)
         counts = self.stats_.counts
-        off = np.flatnonzero(~allowed)
-        off = off[counts[off] == 0]  # untried datasets not allowed
+        hint = self.__dict__.get("_untried_off")  # (allowed, its untried left out) of _allowed
+        if hint is not None and hint[0] is allowed:
+            off = hint[1]
+        else:
+            off = np.flatnonzero(~allowed)
+            off = off[counts[off] == 0]  # untried datasets not allowed
         untried_blocked = np.bincount(self._group_of[off], minlength=self._n_groups)
 
         def pick_untried(g: int) -> int:
@@ -490,7 +507,10 @@ class HiTS(Policy):
         g_counts = np.bincount(self._group_of, weights=counts, minlength=self._n_groups)
         return Posterior.from_arrays(
             h,
-            mean=np.array(m.mean, dtype=float),
+            # The moments' own array (never written after it is built; the posterior
+            # holds a read-only view): no 8 MB copy at 10^6 datasets. The counts change
+            # with every tell, so they are copied.
+            mean=m.mean,
             std=np.sqrt(m.var),
             pulls=counts.astype(np.int64),
             group_mean=np.array(m.group_mean, dtype=float),

@@ -117,6 +117,21 @@ class RewardStats:
         # Datasets in order of their first reward: lets the grouped sampler find the
         # evaluated datasets in O(evaluated) rather than scanning every count.
         self._first: list[int] = []
+        # counts == 0, kept up to date by ``add`` (O(1)) so that an ask need not compare
+        # every count; read-only outside (a view).
+        self._untried = np.ones(n_datasets, dtype=bool)
+
+    @property
+    def untried(self) -> np.ndarray:
+        """Read-only mask of the datasets without a reward (``counts == 0``); O(1)."""
+        view = self._untried.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def n_untried(self) -> int:
+        """Datasets without a reward."""
+        return self.counts.size - len(self._first)
 
     def evaluated(self) -> np.ndarray:
         """Indices of the datasets with at least one reward, ascending; O(E log E)."""
@@ -128,6 +143,7 @@ class RewardStats:
         delta = reward - mean0
         if n0 == 0:
             self._first.append(int(index))
+            self._untried[index] = False
         self.m2[index] += delta * (reward - (mean0 + delta / (n0 + 1)))
         self.counts[index] = n0 + 1
         self.sums[index] += reward
