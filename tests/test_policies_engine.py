@@ -424,3 +424,27 @@ def test_kept_allowed_mask_gives_the_same_decisions(deterministic: bool) -> None
             r = float(utility[h.index(d)] + 0.01 * rng.standard_normal())
             a.tell(d, r)
             b.tell(d, r)
+
+
+def _outlier_group_world(seed: int) -> tuple[Hierarchy, np.ndarray, np.ndarray]:
+    """12 groups of 3; group 0 far ahead on its scores and in truth; among the others the
+    scores slope the wrong way (what the spam pool showed)."""
+    rng = np.random.default_rng(seed)
+    h = toy_hierarchy([3] * 12)
+    x = np.concatenate([np.full(3, 3.0), rng.normal(-0.3, 0.4, 33)])
+    theta = np.concatenate([np.full(3, 0.82), 0.6 - 0.05 * (x[3:] + 0.3)])
+    return h, x, theta
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_group_ranked_top_on_its_scores_is_verified(seed: int) -> None:
+    h, x, theta = _outlier_group_world(seed)
+    rng = np.random.default_rng(100 + seed)
+    policy = HiTS(k=3).reset(h, seed, covariates=x)
+    first = policy.ask()
+    assert h.dataset_ids.index(first) < 3  # the favourite is checked before the boundary
+    policy.tell(first, float(theta[h.dataset_ids.index(first)] + 0.06 * rng.standard_normal()))
+    for _ in range(29):
+        d = policy.ask()
+        policy.tell(d, float(theta[h.dataset_ids.index(d)] + 0.06 * rng.standard_normal()))
+    assert set(policy.recommend(k=3).datasets) == set(h.dataset_ids[:3])

@@ -419,6 +419,17 @@ class HiTS(Policy):
             if i is not None:
                 return i
         m = self.moments()
+        if self.covariates_ is not None and k < n:
+            # Verify before searching the boundary: when the scores alone rank datasets of a
+            # group nobody has evaluated into the top k, evaluate the best of them first. Left
+            # to the draws, a group far ahead on its scores looks settled, the boundary below
+            # it gets every evaluation, and a score slope fitted among the others can sink it
+            # without one look (measured on spam: 45 evaluations, the target's own group never
+            # tried).
+            top = rank_top(m.mean, k)
+            unverified = top[~m.group_evaluated[self._group_of[top]] & allowed[top]]
+            if unverified.size:
+                return int(unverified[0])
         if k < n and not grouped:
             draw1 = sample_joint(m, self._group_of, rng)
             s1 = _topk_mask(draw1, k)
