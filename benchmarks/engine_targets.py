@@ -37,6 +37,7 @@ METHODS = (
     "random",
     "heuristic",
     "scores-only",
+    "scores-only-dedupe",
     "hits-shuffled",
     "hits-reversed",
 )
@@ -144,6 +145,26 @@ def checks(results: dict[str, StudyResult]) -> list[list[str]]:
                         "met" if p[0] > 0 else "not met",
                     ]
                 )
+        # Not an issue target: the cheap answer the engine must also be judged against.
+        for b in (5, 15, 30):
+            p = paired(avg, "hits", "scores-only-dedupe", b)
+            if p is None:
+                continue
+            verdict = (
+                "engine ahead"
+                if p[0] > 2 * p[1]
+                else "cheap answer ahead"
+                if p[0] < -2 * p[1]
+                else "tie (within 2 standard errors)"
+            )
+            rows.append(
+                [
+                    f"digits5-100 with traps: engine against {label('scores-only-dedupe')} at "
+                    f"{b} (a cheap answer, not an issue target)",
+                    f"engine − {label('scores-only-dedupe')} = {p[0]:+.1f} ± {p[1]:.1f} points",
+                    verdict,
+                ]
+            )
     return rows
 
 
