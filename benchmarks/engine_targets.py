@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dashsel_bench.config import ENGINE_STUDY_METHODS, SCORE_CHECK_METHODS
 from dashsel_bench.methods import label
 from dashsel_bench.report import markdown_table, reach
 from dashsel_bench.results import StudyResult
@@ -27,20 +28,7 @@ PAIRS: tuple[tuple[str, str, str], ...] = (
     ("digits5-engine", "digits5-engine-traps", "digits5 (15 candidates, k = 3)"),
     ("spam-engine", "spam-engine-traps", "spam (36 candidates, k = 3)"),
 )
-METHODS = (
-    "hits",
-    "hits-noscores",
-    "dash",
-    "flat",
-    "ucb",
-    "roundrobin",
-    "random",
-    "heuristic",
-    "scores-only",
-    "scores-only-dedupe",
-    "hits-shuffled",
-    "hits-reversed",
-)
+METHODS = (*ENGINE_STUDY_METHODS, *SCORE_CHECK_METHODS)
 TOL = 1.0  # accuracy points
 
 
