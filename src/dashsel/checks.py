@@ -162,12 +162,7 @@ def check_output_file(path: str | os.PathLike[str], what: str = "output file") -
     """
     import tempfile
 
-    text = os.fspath(path)
-    if "\x00" in text:
-        raise DashselError(f"{what} {text!r}: path contains a NUL byte")
-    target = Path(text)
-    if target.is_dir():
-        raise DashselError(f"{what} {target}: is a directory, not a file")
+    target = _file_path(path, what, "is a directory, not a file")
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -207,13 +202,19 @@ def check_output_dir(path: str | os.PathLike[str], what: str = "output folder") 
     return target
 
 
-def _file_target(path: str | os.PathLike[str], what: str) -> Path:
+def _file_path(path: str | os.PathLike[str], what: str, if_folder: str) -> Path:
+    """``path`` as a Path, refusing a NUL byte and an existing folder (``if_folder`` says why)."""
     text = os.fspath(path)
     if "\x00" in text:
         raise DashselError(f"{what} {text!r}: path contains a NUL byte")
     target = Path(text)
     if target.is_dir():
-        raise DashselError(f"{what} {target}: is a folder; give a file name such as run.db")
+        raise DashselError(f"{what} {target}: {if_folder}")
+    return target
+
+
+def _file_target(path: str | os.PathLike[str], what: str) -> Path:
+    target = _file_path(path, what, "is a folder; give a file name such as run.db")
     _parents_are_folders(target, what)
     return target
 
