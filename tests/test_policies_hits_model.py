@@ -237,3 +237,42 @@ def test_group_share_stays_at_the_hyperprior_while_it_is_not_identified() -> Non
     # untried members promising at the smallest budgets.
     rho = _fitted_shares(0.0, n_pools=20, pairs=0)
     assert np.all((rho > 0.4) & (rho < 0.6))
+
+
+@pytest.mark.parametrize("with_covariates", [False, True])
+def test_moments_built_on_demand_match_the_dense_formulas(with_covariates: bool) -> None:
+    # posterior_moments keeps only mean and var at N; lam, gain and offset are built when a
+    # joint draw asks for them. Both must be the model's per-dataset formulas, exactly.
+    stats = _stats()
+    x = np.random.default_rng(4).standard_normal((N, 2)) if with_covariates else None
+    hyper = Hyper(0.5, 0.08, 0.05, 0.03, beta=np.array([0.02, -0.01])) if x is not None else HYPER
+    m = posterior_moments(hyper, stats, GROUP_OF, G, x)
+    sh2, sr2 = hyper.sigmahat0**2, hyper.sigma_r**2
+    lam = 1.0 / (1.0 / sh2 + stats.counts / sr2)
+    gain = lam / sh2
+    bx = x @ hyper.beta if x is not None else 0.0
+    offset = gain * bx + lam * stats.sums / sr2
+    np.testing.assert_allclose(m.lam, lam, rtol=1e-12)
+    np.testing.assert_allclose(m.gain, gain, rtol=1e-12)
+    np.testing.assert_allclose(m.offset, offset, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(m.mean, gain * m.group_mean[GROUP_OF] + offset, rtol=1e-12)
+    np.testing.assert_allclose(m.var, gain**2 * m.group_var[GROUP_OF] + lam, rtol=1e-12)
+
+
+def test_hypergeometric_draws_only_where_the_count_is_random() -> None:
+    from dashsel.policies.hits_model import _hypergeometric
+
+    good = np.array([0, 5, 5, 3, 0])
+    bad = np.array([10, 5, 0, 7, 3])
+    sample = np.array([4, 0, 3, 6, 2])
+    rng = np.random.default_rng(0)
+    draws = np.array([_hypergeometric(rng, good, bad, sample) for _ in range(4000)])
+    assert (draws[:, [0, 1, 4]] == 0).all()  # no good items, or nothing drawn
+    assert (draws[:, 2] == 3).all()  # only good items to draw from
+    # Group 3: 6 of 10 with 3 good: mean 1.8, variance 6 * 0.3 * 0.7 * 4 / 9 = 0.56.
+    assert abs(draws[:, 3].mean() - 1.8) < 0.05
+    assert abs(draws[:, 3].var() - 0.56) < 0.06
+    empty = np.zeros(3, dtype=np.int64)
+    state = rng.bit_generator.state
+    assert (_hypergeometric(rng, empty, empty + 5, empty + 2) == 0).all()
+    assert rng.bit_generator.state == state  # nothing random: no number drawn
