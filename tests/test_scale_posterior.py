@@ -105,6 +105,21 @@ def test_top_positions_match_a_full_sort(n) -> None:
     assert top_positions(values, n).tolist() == expected.tolist()
 
 
+@pytest.mark.parametrize("block", [-1.0, 0.0, 1.0])
+@pytest.mark.parametrize("n", [1, 25, 400, 60_000])
+def test_top_positions_with_a_large_block_of_ties(block, n) -> None:
+    # Large enough for the sampled threshold (and its full-sort fallback): most values
+    # equal (a posterior's shared prior mean), the block below, inside or above the top n.
+    rng = np.random.default_rng(1)
+    values = np.full(100_000, block)
+    few = rng.choice(values.size, 500, replace=False)
+    values[few] = rng.normal(0.0, 1.0, few.size).round(1)  # ties among the few too
+    values[few[:20]] = np.nan
+    key = np.where(np.isnan(values), -np.inf, values)
+    expected = np.argsort(-key, kind="stable")[:n]
+    assert top_positions(values, n).tolist() == expected.tolist()
+
+
 @pytest.mark.parametrize("name", ["dash", "flat", "ucb", "random", "egreedy", "roundrobin"])
 def test_policy_posteriors_are_columnar_and_consistent(name) -> None:
     h = Hierarchy([f"d{i}" for i in range(40)], [f"g{i % 5}" for i in range(40)])

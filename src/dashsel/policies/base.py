@@ -428,9 +428,13 @@ def _finite_or_none(a: np.ndarray) -> list[float | None]:
     return values
 
 
+# Size of the sample ``top_positions`` takes its threshold from.
+_TOP_SAMPLE = 1 << 14
+
+
 def top_positions(values: np.ndarray, n: int) -> np.ndarray:
     """Positions of the ``n`` largest ``values``, best first; NaN ranks last and ties keep
-    position order. A partial selection (argpartition), so O(N) for a small ``n``."""
+    position order. O(N) for a small ``n`` whatever the ties (see the comments)."""
     key = np.asarray(values, dtype=float)
     nan = np.isnan(key)
     if nan.any():  # copied only when needed: the posterior's own array otherwise (8 MB at 10^6)
@@ -439,14 +443,21 @@ def top_positions(values: np.ndarray, n: int) -> np.ndarray:
     n = max(0, min(int(n), key.size))
     if n == 0:
         return np.empty(0, dtype=np.intp)
-    if n == key.size:
-        return np.argsort(-key, kind="stable")
-    # The n largest are the last n after a partition of key itself (no negated copy).
-    cut = key[np.argpartition(key, key.size - n)[key.size - n :]].min()
-    above = np.flatnonzero(key > cut)
-    # Ties at the cut fill the remaining places in position order.
-    tied = np.flatnonzero(key == cut)[: n - above.size]
-    return np.concatenate([above[np.argsort(-key[above], kind="stable")], tied])
+    # Not numpy's argpartition: its SIMD selection takes about 0.25 s instead of 10 ms on
+    # 10^6 values when the n-th largest lies in a large block of equal values (a posterior's
+    # mean at the end of a short run: most datasets share their group's prior mean).
+    # Instead a threshold from an evenly spaced sample keeps a few candidates (every value
+    # >= it), which a stable sort ranks: ties stay in position order.
+    stride = max(1, key.size // _TOP_SAMPLE)
+    sample = np.sort(key[::stride])
+    # The sample's j-th largest: about j * stride values lie above it; a margin of 8 + 2x
+    # the expected count makes the full sort below rare.
+    j = min(sample.size, 2 * -(-n * sample.size // key.size) + 8)
+    candidates = np.flatnonzero(key >= sample[-j]) if j < sample.size else None
+    if candidates is None or candidates.size < n:  # too few: rank everything
+        return np.argsort(-key, kind="stable")[:n]
+    order = np.argsort(-key[candidates], kind="stable")[:n]
+    return candidates[order]
 
 
 @dataclass(frozen=True)
