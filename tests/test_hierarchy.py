@@ -130,3 +130,122 @@ def test_from_codes_keeps_the_id_column_and_checks_groups_on_names() -> None:
         Hierarchy.from_codes(["a", ""], np.array([0, 0]), ["x"])
     # numbers as group names become text, as in the constructor
     assert Hierarchy.from_codes(["a"], np.array([0]), [7]).groups == ("7",)
+
+
+# --- a hierarchy built from a text column (the pool loader's table of datasets) ------------
+
+
+def _arrow_column(ids: list[str | None], *, chunks: int = 1, offset: int = 0) -> object:
+    """A pandas text column backed by Arrow, in ``chunks`` pieces, the first ``offset`` items
+    of its data sliced off (as a slice of a larger table gives)."""
+    pa = pytest.importorskip("pyarrow")
+    data = pa.array(["pad"] * offset + ids, type=pa.large_string()).slice(offset)
+    step = -(-len(ids) // chunks)
+    pieces = [data.slice(i, step) for i in range(0, len(ids), step)]
+    return pd.arrays.ArrowStringArray(pa.chunked_array(pieces, type=pa.large_string()))
+
+
+def _lazy_and_eager(ids: list[str], groups: list[str], **kw) -> tuple[Hierarchy, Hierarchy]:
+    codes, names = pd.factorize(pd.Series(groups), sort=False)
+    lazy = Hierarchy.from_codes(None, codes, list(names), id_column=_arrow_column(ids, **kw))
+    return lazy, Hierarchy(ids, groups)
+
+
+@pytest.mark.parametrize(("chunks", "offset"), [(1, 0), (3, 0), (4, 2)])
+def test_from_a_text_column_behaves_as_the_eager_hierarchy(chunks, offset) -> None:
+    ids = [f"d{i}" for i in range(50)] + ["é", "日本", "ax", "d1x", "1d"]
+    groups = [f"g{(i * 7) % 6}" for i in range(len(ids))]
+    h, eager = _lazy_and_eager(ids, groups, chunks=chunks, offset=offset)
+    # single ids are read from the column: no tuple of all ids is made for these
+    assert h.id_at(3) == "d3" and h.index("d3") == 3 and h.group_of("d3") == groups[3]
+    assert h.dataset_ids[-1] == "1d" and h.dataset_ids[:3] == ("d0", "d1", "d2")
+    assert h.dataset_ids[np.int64(51)] == "日本" and h.groups[2] == groups[2]
+    assert h.members("g0") == eager.members("g0")
+    assert h.dataset_ids._tuple is None and h.groups._tuple is None  # type: ignore[attr-defined]
+    with pytest.raises(IndexError):
+        h.dataset_ids[len(ids)]
+    with pytest.raises(TypeError):
+        h.dataset_ids["a"]  # type: ignore[index]
+    # the tuple's behaviour, and the same hierarchy as the eager one
+    for lazy, tup in ((h.dataset_ids, tuple(ids)), (h.groups, tuple(groups))):
+        assert lazy == tup and tup == lazy and (lazy != tup) is False and lazy != list(tup)
+        assert hash(lazy) == hash(tup) and len(lazy) == len(tup) and list(lazy) == list(tup)
+        assert lazy[5:40:3] == tup[5:40:3] and lazy[::-1] == tup[::-1]
+        assert list(reversed(lazy)) == list(reversed(tup)) and tup[7] in lazy and "?" not in lazy
+        assert lazy.index(tup[9]) == tup.index(tup[9]) and lazy.count(tup[0]) == tup.count(tup[0])
+        assert lazy + ("z",) == tup + ("z",) and ("z",) + lazy == ("z",) + tup  # noqa: RUF005
+        assert np.asarray(lazy).tolist() == list(tup) and repr(lazy) == repr(tup)
+        assert pickle.loads(pickle.dumps(lazy)) == tup
+    assert all(type(d) is str for d in (*h.dataset_ids, *h.groups))
+    assert h == eager and eager == h and hash(h) == hash(eager)
+    assert h.fingerprint() == eager.fingerprint()
+    assert h.group_ids == eager.group_ids
+    assert h.group_index.tolist() == eager.group_index.tolist()
+    assert h.positions(["d7", "nope", "1d"]).tolist() == [7, -1, len(ids) - 1]
+    assert h != Hierarchy(ids[::-1], groups[::-1])
+
+
+def test_a_text_column_hierarchy_pickles_as_the_eager_one() -> None:
+    ids = [f"x{i}" for i in range(30)]
+    h, eager = _lazy_and_eager(ids, [f"g{i % 4}" for i in range(30)], chunks=2)
+    back = pickle.loads(pickle.dumps(h))
+    assert back == h and back == eager and type(back.dataset_ids) is tuple
+    assert back.fingerprint() == h.fingerprint() and back.group_ids == h.group_ids
+    assert back.id_column() is None  # the column is a cache and does not travel
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        ["a", "b", "c", "b", "a"],  # the first repeat in pool order is named
+        ["a", "", "a"],  # an empty id before the repeat
+        ["a", "a", ""],
+        ["é", "x", "é"],
+        [f"d{i}" for i in range(3000)] + ["d1234"],  # more than one chunk of rows hashed
+    ],
+)
+def test_a_text_column_with_bad_ids_gives_the_eager_error(ids) -> None:
+    groups = ["g"] * len(ids)
+    with pytest.raises(DashselError) as eager:
+        Hierarchy(ids, groups)
+    for chunks in (1, 2):
+        with pytest.raises(DashselError) as lazy:
+            _lazy_and_eager(ids, groups, chunks=chunks)
+        assert str(lazy.value) == str(eager.value) and "\n" not in str(lazy.value)
+
+
+def test_a_missing_value_in_the_id_column_is_an_empty_id() -> None:
+    col = _arrow_column(["a", None, "b"])
+    with pytest.raises(DashselError, match="dataset #1 has an empty id"):
+        Hierarchy.from_codes(None, np.zeros(3, dtype=np.intp), ["g"], id_column=col)
+
+
+def test_equal_hashes_fall_back_to_the_exact_check(monkeypatch) -> None:
+    import dashsel.hierarchy as hierarchy
+
+    # Every id hashed alike: the check must not take equal hashes for repeated ids.
+    monkeypatch.setattr(hierarchy, "_text_hashes", lambda chunks: np.zeros(4, dtype=np.uint64))
+    h, eager = _lazy_and_eager(["a", "b", "c", "d"], ["g", "g", "h", "h"])
+    assert h == eager and h.dataset_ids == ("a", "b", "c", "d")
+    with pytest.raises(DashselError, match="'c' appears twice"):
+        _lazy_and_eager(["a", "c", "b", "c"], ["g"] * 4)
+
+
+def test_other_id_columns_are_read_into_a_tuple() -> None:
+    ids = ["a", "b", "c"]
+    for col in (pd.array(ids, dtype="string[python]"), pd.array(ids, dtype=object)):
+        h = Hierarchy.from_codes(None, np.array([0, 1, 0]), ["x", "y"], id_column=col)
+        assert type(h.dataset_ids) is tuple and h == Hierarchy(ids, ["x", "y", "x"])
+        assert h.id_column() is col
+    with pytest.raises(DashselError, match="needs dataset ids or an id column"):
+        Hierarchy.from_codes(None, np.array([0]), ["x"])
+    with pytest.raises(DashselError, match="3 dataset ids but 2 group labels"):
+        Hierarchy.from_codes(None, np.array([0, 0]), ["x"], id_column=_arrow_column(ids))
+
+
+def test_group_codes_in_any_order_are_renumbered_by_first_appearance() -> None:
+    codes = np.array([2, 2, 0, 3, 0, 2])  # code 1 unused, not in first-appearance order
+    col = _arrow_column(["a", "b", "c", "d", "e", "f"])
+    h = Hierarchy.from_codes(None, codes, ["w", "x", "y", "z"], id_column=col)
+    assert h.group_ids == ("y", "w", "z") and h.group_index.tolist() == [0, 0, 1, 2, 1, 0]
+    assert h.groups == ("y", "y", "w", "z", "w", "y")

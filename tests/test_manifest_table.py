@@ -90,6 +90,9 @@ def test_ids_that_look_like_numbers_stay_text(tmp_path) -> None:
     ("csv", "message"),
     [
         ("id,group\na,g\nb c,g\n", r"row 2 \(line 3\): id 'b c' contains whitespace"),
+        ("id,group\na,g\nb\tc,g\n", r"row 2 \(line 3\): id 'b\\tc' contains whitespace"),
+        ("id,group\né,g\nb\u00a0c,g\n", r"row 2 \(line 3\): id 'b\\xa0c' contains whitespace"),
+        ("id,group\na,g\nb\x1cc,g\n", r"row 2 \(line 3\): id 'b\\x1cc' contains whitespace"),
         ("id,group\na,g\nb,g\na,h\n", r"row 3 \(line 4\): duplicate dataset id 'a' \(also row 1"),
         ("id,group\na,g\n,g\n", r"row 2 \(line 3\): empty id"),
         ("id,group\na,g\nb,\n", r"row 2 \(line 3\): empty group"),

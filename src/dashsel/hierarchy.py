@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+import operator
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from itertools import repeat
 from typing import Any
@@ -31,13 +33,13 @@ class Hierarchy:
 
     Built for pools of millions of datasets: construction and the derived structures
     (:attr:`group_ids`, :attr:`group_index`, :meth:`fingerprint`) run in C loops (dict, zip,
-    pandas' factorize), each computed once and cached. A hierarchy is immutable.
+    pandas' factorize), each computed once and cached. A hierarchy built from a text column
+    (:meth:`from_codes` with ``id_column=`` and no ids) keeps the column and checks it in
+    array passes: its :attr:`dataset_ids` and :attr:`groups` make no Python string per
+    dataset until an operation needs them all. A hierarchy is immutable.
     """
 
-    __slots__ = ("__dict__", "_handed_out", "dataset_ids", "groups")
-
-    dataset_ids: tuple[str, ...]
-    groups: tuple[str, ...]
+    __slots__ = ("__dict__", "_groups", "_handed_out", "_ids")
 
     def __init__(self, dataset_ids: Sequence[str], groups: Sequence[str]) -> None:
         self._setup(_str_tuple(dataset_ids), _str_tuple(groups), check_groups=True)
@@ -58,9 +60,26 @@ class Hierarchy:
         if check_groups and "" in set(grp):
             k = grp.index("")
             raise DashselError(f"hierarchy: dataset {ids[k]!r} has an empty group")
-        object.__setattr__(self, "dataset_ids", ids)
-        object.__setattr__(self, "groups", grp)
+        self._store(ids, grp)
+
+    def _store(self, ids: Sequence[str], grp: Sequence[str]) -> None:
+        object.__setattr__(self, "_ids", ids)
+        object.__setattr__(self, "_groups", grp)
         object.__setattr__(self, "_handed_out", {})
+
+    @property
+    def dataset_ids(self) -> Sequence[str]:
+        """Dataset ids in pool order: a tuple of str, or for a hierarchy built from a text
+        column a read-only sequence that behaves as that tuple (length, indexing, slicing,
+        iteration, ``in``, ``==`` and hash with tuples, pickles as a tuple), reading single
+        ids from the column and building the tuple once when an operation needs every id."""
+        return self._ids
+
+    @property
+    def groups(self) -> Sequence[str]:
+        """``groups[k]`` is the group of ``dataset_ids[k]`` (a tuple, or a sequence that
+        behaves as one, as for :attr:`dataset_ids`)."""
+        return self._groups
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Hierarchy is immutable (cannot set {name!r})")
@@ -78,7 +97,7 @@ class Hierarchy:
 
     def __reduce__(self) -> tuple[type[Hierarchy], tuple[tuple[str, ...], tuple[str, ...]]]:
         # Pickled as its two tuples: the caches are rebuilt on the other side when needed.
-        return (Hierarchy, (self.dataset_ids, self.groups))
+        return (Hierarchy, (tuple(self.dataset_ids), tuple(self.groups)))
 
     @classmethod
     def from_mapping(cls, members: Mapping[str, Iterable[str]]) -> Hierarchy:
@@ -94,45 +113,76 @@ class Hierarchy:
     @classmethod
     def from_codes(
         cls,
-        dataset_ids: Sequence[str],
+        dataset_ids: Sequence[str] | None,
         group_codes: np.ndarray,
         group_names: Sequence[str],
         *,
         id_column: Any = None,
     ) -> Hierarchy:
         """Build from ids plus integer group codes into ``group_names`` (as
-        ``pandas.factorize`` gives them): the groups tuple shares one str per group, and the
-        group structure needs no second pass over the labels (nor do the group checks: they
-        run on the distinct names).
+        ``pandas.factorize`` gives them): the groups share one str per group, and the group
+        structure needs no second pass over the labels (nor do the group checks: they run on
+        the distinct names).
 
         ``id_column``: the same ids as a column (a pandas array, e.g. the one they were read
         from), kept so that a table of 10^6 rows can be matched to the pool by comparing
-        columns (:meth:`id_column`) instead of making 10^6 Python strings.
+        columns (:meth:`id_column`) instead of making 10^6 Python strings. With
+        ``dataset_ids=None`` the ids are the column's: a text column backed by Arrow is
+        checked (no empty, no repeated id) in array passes over its buffers, and
+        :attr:`dataset_ids` reads single ids from it (see there); any other column is read
+        into a tuple.
         """
         codes = np.asarray(group_codes, dtype=np.intp)
         names = np.asarray([str(g) for g in group_names], dtype=object)
         if codes.ndim != 1 or (codes.size and (codes.min() < 0 or codes.max() >= names.size)):
             raise DashselError("hierarchy: group codes out of range of the group names")
-        if _is_text_column(id_column) and type(dataset_ids) is tuple:
+        chunks = None
+        if dataset_ids is None:
+            if id_column is None:
+                raise DashselError("hierarchy: from_codes needs dataset ids or an id column")
+            chunks = _arrow_text_chunks(id_column)
+            if chunks is None:
+                dataset_ids = _str_tuple(_column_values(id_column))
+        ids: Sequence[str]
+        if chunks is not None:
+            ids = _ColumnStrs(id_column)
+        elif _is_text_column(id_column) and type(dataset_ids) is tuple:
             ids = dataset_ids  # the values of a pandas text column: str, one C loop saved
         else:
+            assert dataset_ids is not None
             ids = _str_tuple(dataset_ids)
         if id_column is not None and len(id_column) != len(ids):
             raise DashselError(
                 f"hierarchy: id column of {len(id_column)} rows for {len(ids)} dataset ids"
             )
         # Renumber in order of first appearance (the order policies index groups by).
-        used, first = np.unique(codes, return_index=True)
+        used, first = _first_appearances(codes, names.size)
         if "" in names[used].tolist():
             k = int(first[names[used].tolist().index("")])
             raise DashselError(f"hierarchy: dataset {ids[k]!r} has an empty group")
-        h = cls.__new__(cls)
-        h._setup(ids, tuple(names[codes].tolist()), check_groups=False)
-        rank = np.empty(names.size, dtype=np.intp)
-        rank[used[np.argsort(first)]] = np.arange(used.size)
-        ordered = rank[codes]
+        if used.size == names.size and np.array_equal(used, np.arange(used.size)):
+            ordered = codes.copy()  # already numbered in order of first appearance
+        else:
+            rank = np.empty(names.size, dtype=np.intp)
+            rank[used] = np.arange(used.size)
+            ordered = rank[codes]
         ordered.flags.writeable = False
-        h.__dict__["_factorized"] = (ordered, tuple(names[used[np.argsort(first)]].tolist()))
+        group_ids = tuple(names[used].tolist())
+        h = cls.__new__(cls)
+        if chunks is not None:
+            if len(ids) != codes.size:
+                raise DashselError(
+                    f"hierarchy: {len(ids)} dataset ids but {codes.size} group labels"
+                )
+            if not len(ids):
+                raise DashselError("hierarchy: the pool holds no datasets")
+            checked = _check_column_ids(id_column, chunks)
+            if checked is not None:  # a hash collision, checked the slow way: keep the tuple
+                ids = checked
+            h._store(ids, _CodedStrs(ordered, group_ids))
+        else:
+            h._setup(ids, tuple(names[codes].tolist()), check_groups=False)
+        h.__dict__["_factorized"] = (ordered, group_ids)
         if id_column is not None:
             h.__dict__["_id_column"] = id_column
         return h
@@ -261,3 +311,227 @@ def _first_bad_id(ids: tuple[str, ...]) -> None:
         if d in seen:
             raise DashselError(f"hierarchy: dataset id {d!r} appears twice")
         seen.add(d)
+
+
+def _first_appearances(codes: np.ndarray, n_names: int) -> tuple[np.ndarray, np.ndarray]:
+    """The codes used, in order of first appearance, and the position of each's first
+    appearance."""
+    if codes.size == 0:
+        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
+    # Codes from pandas.factorize(sort=False) are numbered in order of first appearance: the
+    # running maximum starts at 0 and steps up by one, where each code first appears. Two
+    # passes instead of np.unique's sort of 10^6 codes.
+    top = np.maximum.accumulate(codes)
+    if codes[0] == 0 and not (np.diff(top) > 1).any():
+        first = np.flatnonzero(np.diff(top, prepend=-1))
+        return np.arange(first.size, dtype=np.intp), first
+    used, first = np.unique(codes, return_index=True)
+    order = np.argsort(first)
+    return used[order], first[order]
+
+
+class _LazyStrs(Sequence[str]):
+    """A read-only sequence of str that behaves as the tuple of its items: length, indexing,
+    slicing (a tuple), iteration, ``in``, ``index``, ``count``, ``==`` and hash (equal to
+    the tuple's), ``+``, numpy conversion, and pickling (as the tuple). Single items are
+    read one by one (``_item``); the tuple is built once (``_build``) and kept when an
+    operation needs every item."""
+
+    __slots__ = ("_n", "_tuple")
+
+    # A slice longer than this builds the whole tuple rather than reading items one by one.
+    _SHORT = 1024
+
+    def __init__(self, n: int) -> None:
+        self._n = n
+        self._tuple: tuple[str, ...] | None = None
+
+    def _item(self, i: int) -> str:
+        raise NotImplementedError
+
+    def _build(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def _all(self) -> tuple[str, ...]:
+        if self._tuple is None:
+            self._tuple = self._build()
+        return self._tuple
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, key: Any) -> Any:
+        if self._tuple is not None:
+            return self._tuple[key]
+        if isinstance(key, slice):
+            span = range(*key.indices(self._n))
+            if len(span) > self._SHORT:
+                return self._all()[key]
+            return tuple(self._item(i) for i in span)
+        i = operator.index(key)  # TypeError for anything but an integer, as a tuple's
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError("tuple index out of range")
+        return self._item(i)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __reversed__(self) -> Iterator[str]:
+        return reversed(self._all())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._all()
+
+    def index(self, value: Any, start: int = 0, stop: int = sys.maxsize) -> int:
+        return self._all().index(value, start, stop)
+
+    def count(self, value: Any) -> int:
+        return self._all().count(value)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _LazyStrs):
+            return other is self or (len(other) == self._n and other._all() == self._all())
+        if isinstance(other, tuple):
+            return len(other) == self._n and other == self._all()
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self) -> int:
+        return hash(self._all())
+
+    def __add__(self, other: object) -> tuple[str, ...]:
+        if isinstance(other, tuple | _LazyStrs):
+            return self._all() + tuple(other)
+        return NotImplemented
+
+    def __radd__(self, other: object) -> tuple[str, ...]:
+        if isinstance(other, tuple):
+            return other + self._all()
+        return NotImplemented
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.asarray(self._all(), dtype=dtype)
+
+    def __reduce__(self) -> tuple[type[tuple[str, ...]], tuple[tuple[str, ...]]]:
+        return (tuple, (self._all(),))
+
+    def __repr__(self) -> str:
+        return repr(self._all())
+
+
+class _ColumnStrs(_LazyStrs):
+    """The ids of a pandas text column (its values are str, none missing)."""
+
+    __slots__ = ("_column",)
+
+    def __init__(self, column: Any) -> None:
+        super().__init__(len(column))
+        self._column = column
+
+    def _item(self, i: int) -> str:
+        return str(self._column[i])
+
+    def _build(self) -> tuple[str, ...]:
+        return _str_tuple(_column_values(self._column))
+
+
+class _CodedStrs(_LazyStrs):
+    """``names[codes[k]]``: one shared str per distinct name."""
+
+    __slots__ = ("_codes", "_names")
+
+    def __init__(self, codes: np.ndarray, names: tuple[str, ...]) -> None:
+        super().__init__(int(codes.size))
+        self._codes = codes
+        self._names = names
+
+    def _item(self, i: int) -> str:
+        return self._names[int(self._codes[i])]
+
+    def _build(self) -> tuple[str, ...]:
+        return tuple(np.asarray(self._names, dtype=object)[self._codes].tolist())
+
+
+def _column_values(column: Any) -> list[Any]:
+    """A column's values as a list (pandas arrays and Series have ``tolist``)."""
+    tolist = getattr(column, "tolist", None)
+    return tolist() if callable(tolist) else list(column)
+
+
+def _arrow_text_chunks(column: Any) -> list[Any] | None:
+    """The Arrow arrays (string or large_string) holding a pandas text column, or None for
+    any other column (or without pyarrow)."""
+    if not _is_text_column(column) or getattr(column.dtype, "storage", None) != "pyarrow":
+        return None
+    try:
+        import pyarrow as pa
+    except ImportError:
+        return None
+    try:
+        data = pa.array(column)  # pandas hands over its Arrow data: no copy
+    except (TypeError, ValueError, pa.ArrowException):
+        return None
+    chunks = data.chunks if isinstance(data, pa.ChunkedArray) else [data]
+    if not all(pa.types.is_string(c.type) or pa.types.is_large_string(c.type) for c in chunks):
+        return None
+    return list(chunks)
+
+
+# An odd 64-bit multiplier: the hash below is sum((byte + 1) * P**(j + 1)) mod 2**64.
+_P = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _text_hashes(chunks: list[Any], step: int = 1 << 16) -> np.ndarray | None:
+    """A 64-bit polynomial hash of every string in the Arrow arrays ``chunks``, computed on
+    their buffers (no Python string made); None if any string is empty or missing."""
+    import pyarrow as pa
+
+    out = np.empty(sum(len(c) for c in chunks), dtype=np.uint64)
+    at = 0
+    for c in chunks:
+        if not len(c):
+            continue
+        if c.null_count:
+            return None
+        _, offsets_buf, data_buf = c.buffers()
+        width = np.int64 if pa.types.is_large_string(c.type) else np.int32
+        offsets = np.frombuffer(offsets_buf, dtype=width)[c.offset : c.offset + len(c) + 1]
+        offsets = offsets.astype(np.int64)
+        lengths = np.diff(offsets)
+        if lengths.min() <= 0:
+            return None
+        data = np.frombuffer(data_buf, dtype=np.uint8)
+        powers = np.cumprod(np.full(int(lengths.max()), _P, dtype=np.uint64))
+        for lo in range(0, len(c), step):  # in chunks of rows: small temporaries
+            o = offsets[lo : lo + step + 1]
+            starts = o[:-1] - o[0]
+            d = data[o[0] : o[-1]]
+            # each byte's position within its string
+            within = np.arange(d.size, dtype=np.int64) - np.repeat(starts, lengths[lo : lo + step])
+            terms = powers[within]
+            terms *= d + np.uint64(1)
+            out[at + lo : at + lo + starts.size] = np.add.reduceat(terms, starts)
+        at += len(c)
+    return out
+
+
+def _check_column_ids(column: Any, chunks: list[Any]) -> tuple[str, ...] | None:
+    """Raise the hierarchy's error for an empty, missing or repeated id of a text column,
+    found by hashing the column's buffers and sorting the hashes. Returns None, or the ids as
+    a tuple where equal hashes sent the check to the slow path and no id was bad."""
+    hashes = _text_hashes(chunks)
+    if hashes is not None:
+        hashes.sort()
+        if not (hashes[1:] == hashes[:-1]).any():
+            return None
+    del hashes
+    # A bad id, or (rarely) two ids with the same hash: the exact check, on Python strings.
+    values = _column_values(column)
+    ids = tuple("" if not isinstance(v, str) else v for v in values)
+    _first_bad_id(ids)
+    return ids

@@ -332,18 +332,15 @@ def _read_dataset_table(
         empty = np.flatnonzero((col.isna() | (col == "")).to_numpy())
         if empty.size:
             raise ManifestError(f"{where}: {row(int(empty[0]))}: empty {name}")
-    # Tuples of str (the hierarchy's form); the checks below run in C over them. Groups are
-    # factorized first, so the pool holds one str per group, not one per row.
-    id_tuple = tuple(ids.tolist())
+    # Groups are factorized first, so the pool holds one str per group, not one per row. The
+    # ids stay a column: the hierarchy checks them in array passes and makes no Python
+    # string per row (see Hierarchy.from_codes).
     group_codes, group_names = pd.factorize(groups, sort=False)
-    if _WHITESPACE.search("".join(id_tuple)):  # one regex pass over all ids at once
-        i = next(k for k, d in enumerate(id_tuple) if _WHITESPACE.search(d))
-        raise ManifestError(f"{where}: {row(i)}: id {id_tuple[i]!r} contains whitespace")
+    bad = _first_with_whitespace(ids)
+    if bad is not None:
+        raise ManifestError(f"{where}: {row(bad)}: id {ids.iloc[bad]!r} contains whitespace")
     try:
-        # Hierarchy checks uniqueness with its own index (one hash pass, not two).
-        hierarchy = Hierarchy.from_codes(
-            id_tuple, group_codes, list(group_names), id_column=ids.array
-        )
+        hierarchy = Hierarchy.from_codes(None, group_codes, list(group_names), id_column=ids.array)
     except DashselError:
         dup = np.flatnonzero(ids.duplicated().to_numpy())
         i = int(dup[0])
@@ -416,6 +413,43 @@ def _read_table(file: Path, suffix: str) -> Any:
     except Exception as exc:  # any reader failure is the file's fault
         msg = one_line(exc)
         raise ManifestError(f"{file}: not a readable {suffix[1:]} table ({msg})") from None
+
+
+# The ASCII characters Python's ``\s`` matches (on str), as bytes.
+_ASCII_WHITESPACE = tuple(bytes([b]) for b in range(128) if _WHITESPACE.match(chr(b)))
+
+
+def _first_with_whitespace(ids: Any) -> int | None:
+    r"""Row of the first id that contains whitespace (``\s``), or None.
+
+    On an Arrow-backed text column the ids' UTF-8 bytes are searched where they lie: if all
+    are ASCII, for each ASCII whitespace byte (a C search each), otherwise with the regex on
+    their decoded text. Other columns: the regex on the joined ids.
+    """
+    from dashsel.hierarchy import _arrow_text_chunks
+
+    chunks = _arrow_text_chunks(ids.array)
+    if chunks is not None and not any(c.null_count for c in chunks):
+        if not any(_has_whitespace(c) for c in chunks if len(c)):
+            return None
+    elif not _WHITESPACE.search("".join(ids.tolist())):
+        return None
+    # One at least: which row, the slow way.
+    return next(k for k, d in enumerate(ids.tolist()) if _WHITESPACE.search(d))
+
+
+def _has_whitespace(chunk: Any) -> bool:
+    """Whether any string of an Arrow string array (no nulls) contains whitespace."""
+    import pyarrow as pa
+
+    _, offsets_buf, data_buf = chunk.buffers()
+    width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+    offsets = np.frombuffer(offsets_buf, dtype=width)
+    start, stop = int(offsets[chunk.offset]), int(offsets[chunk.offset + len(chunk)])
+    raw = memoryview(data_buf)[start:stop].tobytes() if data_buf is not None else b""
+    if raw.isascii():
+        return any(w in raw for w in _ASCII_WHITESPACE)
+    return _WHITESPACE.search(raw.decode("utf-8")) is not None
 
 
 def _text_column(col: Any) -> Any:

@@ -537,7 +537,9 @@ def run_scores(pool: Pool, policy: Policy, scores: Any = None) -> PriorScores | 
 
     if scores is False or (isinstance(scores, np.bool_) and not scores):
         return None
-    ids = list(pool.hierarchy.dataset_ids)
+    # The pool's ids as they are: a pool read from a table makes its 10^6 Python strings only
+    # on a branch that uses them all (see Hierarchy.dataset_ids).
+    ids = pool.hierarchy.dataset_ids
     if not takes_covariates(policy):
         if scores is not None and scores is not True:
             warnings.warn(
@@ -561,13 +563,13 @@ def run_scores(pool: Pool, policy: Policy, scores: Any = None) -> PriorScores | 
                 f"pool order, got shape {x.shape}"
             )
         cols = [f"score_{j}" for j in range(x.shape[1])]
-        return PriorScores(x, pd.DataFrame(x, index=ids, columns=cols), "user", 0.0)
+        return PriorScores(x, pd.DataFrame(x, index=list(ids), columns=cols), "user", 0.0)
     # Default: the pool's own scores (a replay pool's table of datasets), else computed.
     own = getattr(pool, "scores", None)
     if isinstance(own, np.ndarray) and own.ndim == 2 and own.shape[1]:
         # A table of datasets' score_* columns: an (n_datasets, p) array in pool order.
         names = getattr(pool, "score_names", ()) or range(own.shape[1])
-        own = pd.DataFrame(own, index=ids, columns=[f"score_{n}" for n in names])
+        own = pd.DataFrame(own, index=list(ids), columns=[f"score_{n}" for n in names])
     if isinstance(own, pd.DataFrame) and _score_columns(own):
         return _prior_from_frame(own, ids, "pool", 0.0)
     if not pool.has_arrays:
