@@ -249,3 +249,17 @@ def test_group_codes_in_any_order_are_renumbered_by_first_appearance() -> None:
     h = Hierarchy.from_codes(None, codes, ["w", "x", "y", "z"], id_column=col)
     assert h.group_ids == ("y", "w", "z") and h.group_index.tolist() == [0, 0, 1, 2, 1, 0]
     assert h.groups == ("y", "y", "w", "z", "w", "y")
+
+
+@pytest.mark.parametrize("block", [1, 7, 1 << 18])
+def test_text_hashes_are_the_polynomial_hash_of_the_utf8_bytes(block) -> None:
+    from dashsel.hierarchy import _arrow_text_chunks, _text_hashes
+
+    ids = ["a", "ab", "ba", "é", "日本語のid", "x" * 40, "d10", "d1"]
+    chunks = _arrow_text_chunks(_arrow_column(ids, chunks=3, offset=1))
+    p = 0x9E3779B97F4A7C15
+    expected = [
+        sum((b + 1) * pow(p, j + 1, 1 << 64) for j, b in enumerate(d.encode())) % (1 << 64)
+        for d in ids
+    ]
+    assert _text_hashes(chunks, block=block).tolist() == expected

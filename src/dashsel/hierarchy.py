@@ -484,15 +484,24 @@ def _arrow_text_chunks(column: Any) -> list[Any] | None:
 
 # An odd 64-bit multiplier: the hash below is sum((byte + 1) * P**(j + 1)) mod 2**64.
 _P = np.uint64(0x9E3779B97F4A7C15)
+_P_INVERSE = np.uint64(pow(0x9E3779B97F4A7C15, -1, 1 << 64))
 
 
-def _text_hashes(chunks: list[Any], step: int = 1 << 16) -> np.ndarray | None:
+def _text_hashes(chunks: list[Any], block: int = 1 << 18) -> np.ndarray | None:
     """A 64-bit polynomial hash of every string in the Arrow arrays ``chunks``, computed on
-    their buffers (no Python string made); None if any string is empty or missing."""
+    their buffers (no Python string made); None if any string is empty or missing.
+
+    The hash of bytes b_0 .. b_{m-1} is sum((b_j + 1) * P**(j + 1)) mod 2**64. Computed per
+    block of rows holding at most ``block`` bytes (or one string's): every byte is weighted
+    by P to the power of its place in the block, the sums per string are taken with one
+    ``reduceat``, then each is divided (times the inverse of P, which is odd) by P to the power
+    of its string's start: three passes over the bytes, no per-byte index array.
+    """
     import pyarrow as pa
 
     out = np.empty(sum(len(c) for c in chunks), dtype=np.uint64)
     at = 0
+    powers = inverse = np.empty(0, dtype=np.uint64)
     for c in chunks:
         if not len(c):
             continue
@@ -505,30 +514,41 @@ def _text_hashes(chunks: list[Any], step: int = 1 << 16) -> np.ndarray | None:
         lengths = np.diff(offsets)
         if lengths.min() <= 0:
             return None
+        size = max(block, int(lengths.max()))
+        if powers.size < size:  # P**1 .. P**size and P**0 .. P**-(size - 1)
+            powers = np.cumprod(np.full(size, _P, dtype=np.uint64))
+            inverse = np.cumprod(np.full(size, _P_INVERSE, dtype=np.uint64))
+            inverse = np.concatenate([np.ones(1, dtype=np.uint64), inverse[:-1]])
         data = np.frombuffer(data_buf, dtype=np.uint8)
-        powers = np.cumprod(np.full(int(lengths.max()), _P, dtype=np.uint64))
-        for lo in range(0, len(c), step):  # in chunks of rows: small temporaries
-            o = offsets[lo : lo + step + 1]
+        lo = 0
+        while lo < len(c):
+            # the rows from lo whose bytes fit in one block (one row at least)
+            hi = int(np.searchsorted(offsets, offsets[lo] + size, side="right")) - 1
+            hi = min(max(hi, lo + 1), len(c))
+            o = offsets[lo : hi + 1]
             starts = o[:-1] - o[0]
-            d = data[o[0] : o[-1]]
-            # each byte's position within its string
-            within = np.arange(d.size, dtype=np.int64) - np.repeat(starts, lengths[lo : lo + step])
-            terms = powers[within]
-            terms *= d + np.uint64(1)
-            out[at + lo : at + lo + starts.size] = np.add.reduceat(terms, starts)
+            terms = data[o[0] : o[-1]].astype(np.uint64)
+            terms += np.uint64(1)
+            terms *= powers[: terms.size]
+            sums = np.add.reduceat(terms, starts)
+            sums *= inverse[starts]
+            out[at + lo : at + hi] = sums
+            lo = hi
         at += len(c)
     return out
 
 
 def _check_column_ids(column: Any, chunks: list[Any]) -> tuple[str, ...] | None:
     """Raise the hierarchy's error for an empty, missing or repeated id of a text column,
-    found by hashing the column's buffers and sorting the hashes. Returns None, or the ids as
-    a tuple where equal hashes sent the check to the slow path and no id was bad."""
+    found by hashing the column's buffers and checking that the hashes are distinct. Returns
+    None, or the ids as a tuple where equal hashes sent the check to the slow path and no id
+    was bad."""
+    import pandas as pd
+
     hashes = _text_hashes(chunks)
-    if hashes is not None:
-        hashes.sort()
-        if not (hashes[1:] == hashes[:-1]).any():
-            return None
+    # pandas' hash table of the 64-bit hashes (about twice as fast as sorting them)
+    if hashes is not None and pd.Index(hashes, copy=False).is_unique:
+        return None
     del hashes
     # A bad id, or (rarely) two ids with the same hash: the exact check, on Python strings.
     values = _column_values(column)
