@@ -290,7 +290,9 @@ class Pool:
 
     # --- access ----------------------------------------------------------------------------
     @property
-    def dataset_ids(self) -> tuple[str, ...]:
+    def dataset_ids(self) -> Sequence[str]:
+        """The hierarchy's ids, in pool order (a tuple, or a sequence that behaves as one:
+        see :attr:`Hierarchy.dataset_ids`)."""
         return self.hierarchy.dataset_ids
 
     def __len__(self) -> int:
