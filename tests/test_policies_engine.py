@@ -95,14 +95,15 @@ def test_prior_ranks_by_scores_before_any_reward() -> None:
 def test_prior_leans_on_the_lead_score_only() -> None:
     # Column 0 is the lead (label-aware) score, column 1 a label-free one that ranks the
     # opposite way (target-looking datasets with wrong labels fool it). Before any reward the
-    # engine ranks as the lead score does; with an equal lean the two cancel out.
+    # engine with score_lean="lead" ranks as the lead score does; with the default equal
+    # lean the two cancel out.
     h = toy_hierarchy([4, 4, 4])
     lead = np.arange(12.0)[::-1]
     x = np.column_stack([lead, -1.5 * lead])
-    policy = HiTS(k=3).reset(h, 0, covariates=x)
+    policy = HiTS(k=3, score_lean="lead").reset(h, 0, covariates=x)
     assert policy.recommend(k=3).datasets == h.dataset_ids[:3]
     assert policy.hyper_.beta[0] > 0 and policy.hyper_.beta[1] == 0.0
-    equal = HiTS(k=3, score_lean="equal").reset(h, 0, covariates=x)
+    equal = HiTS(k=3).reset(h, 0, covariates=x)
     assert equal.recommend(k=3).datasets != h.dataset_ids[:3]
     assert equal.hyper_.beta[1] == pytest.approx(equal.hyper_.beta[0])
 
@@ -113,7 +114,7 @@ def test_a_score_off_the_lead_earns_its_weight_from_rewards() -> None:
     h = toy_hierarchy([10] * 6)
     x = rng.standard_normal((60, 2))
     theta = 0.6 + 0.05 * x[:, 1]
-    policy = HiTS(k=5).reset(h, 0, covariates=x)
+    policy = HiTS(k=5, score_lean="lead").reset(h, 0, covariates=x)
     for _ in range(30):
         d = policy.ask()
         policy.tell(d, float(theta[h.dataset_ids.index(d)] + 0.01 * rng.standard_normal()))

@@ -171,13 +171,14 @@ class HiTS(Policy):
         ``score_lean`` direction (covariates are oriented higher = better): before any reward
         the engine ranks by the scores. 0 centres the prior on "no effect" (the scores must
         earn their weight from rewards alone).
-    score_lean : {"lead", "equal"}, default "lead"
-        Which scores that prior leans on. ``"lead"``: the first covariate only (the default
-        label-aware score, ``otdd``, when the run computes the scores; a table's first
-        ``score_*`` column), the others centred on no effect: before any reward the engine
-        ranks exactly as "scores only" does, and a label-free score that target-looking
-        datasets with wrong labels fool gains weight only from rewards. ``"equal"``: every
-        covariate alike.
+    score_lean : {"equal", "lead"}, default "equal"
+        Which scores that prior leans on. ``"equal"``: every covariate alike.
+        ``"lead"``: the first covariate only (the default label-aware score, ``otdd``, when
+        the run computes the scores; a table's first ``score_*`` column), the others centred
+        on no effect: before any reward the engine ranks exactly as "scores only" does, and a
+        label-free score that target-looking datasets with wrong labels fool gains weight
+        only from rewards. Measured trade-off (docs/benchmarks/score-lean-lead/): better with
+        mislabelled look-alikes in the pool, worse when the scores are reversed.
 
     Attributes
     ----------
@@ -221,7 +222,7 @@ class HiTS(Policy):
         delta: float = 0.05,
         trust_z: float = 2.58,
         score_weight: float = 1.0,
-        score_lean: str = "lead",
+        score_lean: str = "equal",
     ) -> None:
         self.k = k
         self.percentile = percentile

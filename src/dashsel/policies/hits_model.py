@@ -8,9 +8,9 @@ Model, for dataset d in group g(d) with standardised covariates x_d (p of them, 
     beta                ~ N(c tau u, tau^2 I),  tau^2 = sigma0^2 + sigmahat0^2
 
 The covariates are training-free scores oriented **higher = expected better**, so the prior on
-their weights is centred on that claim for the lead score (the first covariate; the others
-are centred on no effect, or all share the lean with ``score_lean="equal"``): u is that
-direction scaled so that u . x has unit std over the pool, and c (``score_weight``,
+their weights is centred on that claim: u is the equal-weight direction (or, with
+``score_lean="lead"``, the first covariate's alone, the others centred on no effect), scaled so
+that u . x has unit std over the pool, and c (``score_weight``,
 default 1) says how much of the utility spread the scores are believed to explain before any
 reward (c = 1: as much as groups and datasets together). Before the first reward the engine
 therefore ranks by the scores; rewards then move beta anywhere (a useless score ends near 0, a
@@ -85,7 +85,7 @@ class HyperPrior:
     width: float = 1.0
     min_std: float = 1e-3
     score_weight: float = 1.0
-    score_lean: str = "lead"
+    score_lean: str = "equal"
 
 
 @dataclass(frozen=True)
@@ -172,19 +172,19 @@ class _Data:
 
 
 #: How the prior on the covariate weights leans (:func:`prior_direction`).
-SCORE_LEANS: tuple[str, ...] = ("lead", "equal")
+SCORE_LEANS: tuple[str, ...] = ("equal", "lead")
 
 
 def prior_direction(
-    covariates: np.ndarray | None, score_weight: float = 1.0, lean: str = "lead"
+    covariates: np.ndarray | None, score_weight: float = 1.0, lean: str = "equal"
 ) -> np.ndarray:
     """c u: the prior mean of the covariate weights per unit of utility spread.
 
-    ``lean="lead"``: u points along the first covariate (the lead score: the default,
-    label-aware score when the engine computes the scores) and the others are centred on no
-    effect, so that before any reward the engine ranks exactly as "scores only" does and the
-    other scores must earn their weight from rewards. ``lean="equal"``: u is the equal-weight
-    direction. Either is scaled so that u . x has unit std over the pool (correlated scores do
+    ``lean="equal"``: u is the equal-weight direction. ``lean="lead"``: u points along the
+    first covariate (the lead score: the default, label-aware score when the engine computes
+    the scores) and the others are centred on no effect, so that before any reward the engine
+    ranks exactly as "scores only" does and the other scores must earn their weight from
+    rewards. Either is scaled so that u . x has unit std over the pool (correlated scores do
     not count several times); a direction with no variance is 0.
     """
     if lean not in SCORE_LEANS:
