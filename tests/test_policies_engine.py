@@ -92,6 +92,37 @@ def test_prior_ranks_by_scores_before_any_reward() -> None:
     assert not np.any(flat.hyper_.beta)
 
 
+def test_prior_leans_on_the_lead_score_only() -> None:
+    # Column 0 is the lead (label-aware) score, column 1 a label-free one that ranks the
+    # opposite way (target-looking datasets with wrong labels fool it). Before any reward the
+    # engine with score_lean="lead" ranks as the lead score does; with the default equal
+    # lean the two cancel out.
+    h = toy_hierarchy([4, 4, 4])
+    lead = np.arange(12.0)[::-1]
+    x = np.column_stack([lead, -1.5 * lead])
+    policy = HiTS(k=3, score_lean="lead").reset(h, 0, covariates=x)
+    assert policy.recommend(k=3).datasets == h.dataset_ids[:3]
+    assert policy.hyper_.beta[0] > 0 and policy.hyper_.beta[1] == 0.0
+    equal = HiTS(k=3).reset(h, 0, covariates=x)
+    assert equal.recommend(k=3).datasets != h.dataset_ids[:3]
+    assert equal.hyper_.beta[1] == pytest.approx(equal.hyper_.beta[0])
+
+
+def test_a_score_off_the_lead_earns_its_weight_from_rewards() -> None:
+    # The second score carries the truth and the lead none: rewards move the weight there.
+    rng = np.random.default_rng(7)
+    h = toy_hierarchy([10] * 6)
+    x = rng.standard_normal((60, 2))
+    theta = 0.6 + 0.05 * x[:, 1]
+    policy = HiTS(k=5, score_lean="lead").reset(h, 0, covariates=x)
+    for _ in range(30):
+        d = policy.ask()
+        policy.tell(d, float(theta[h.dataset_ids.index(d)] + 0.01 * rng.standard_normal()))
+    assert policy.hyper_.beta[1] > 2 * abs(policy.hyper_.beta[0])
+    chosen = [h.dataset_ids.index(d) for d in policy.recommend(k=5).datasets]
+    assert np.mean(x[chosen, 1]) > 1.0
+
+
 def test_reversed_scores_lose_trust_and_are_overruled() -> None:
     rng = np.random.default_rng(4)
     h = toy_hierarchy([10] * 6)
@@ -290,6 +321,8 @@ def test_covariates_validation() -> None:
     assert x is not None
     np.testing.assert_allclose(x.mean(axis=0), 0.0, atol=1e-12)
     np.testing.assert_allclose(x[:, 1], 0.0)  # constant column carries nothing
+    with pytest.raises(DashselError, match="score_lean"):
+        HiTS(score_lean="first")
 
 
 # --- ask: exclude, batches ----------------------------------------------------------------------

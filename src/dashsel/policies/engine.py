@@ -48,6 +48,7 @@ from dashsel.policies.base import (
     validate_selection_rule,
 )
 from dashsel.policies.hits_model import (
+    SCORE_LEANS,
     Hyper,
     HyperPrior,
     Moments,
@@ -167,9 +168,17 @@ class HiTS(Policy):
         many posterior standard errors (under a prior centred on no effect: one-sided 99.5%).
     score_weight : float, default 1.0
         Prior mean of the covariate weights, in units of the utility spread along the
-        equal-weight direction (covariates are oriented higher = better): before any reward
+        ``score_lean`` direction (covariates are oriented higher = better): before any reward
         the engine ranks by the scores. 0 centres the prior on "no effect" (the scores must
         earn their weight from rewards alone).
+    score_lean : {"equal", "lead"}, default "equal"
+        Which scores that prior leans on. ``"equal"``: every covariate alike.
+        ``"lead"``: the first covariate only (the default label-aware score, ``otdd``, when
+        the run computes the scores; a table's first ``score_*`` column), the others centred
+        on no effect: before any reward the engine ranks exactly as "scores only" does, and a
+        label-free score that target-looking datasets with wrong labels fool gains weight
+        only from rewards. Measured trade-off (docs/benchmarks/score-lean-lead/): better with
+        mislabelled look-alikes in the pool, worse when the scores are reversed.
 
     Attributes
     ----------
@@ -213,6 +222,7 @@ class HiTS(Policy):
         delta: float = 0.05,
         trust_z: float = 2.58,
         score_weight: float = 1.0,
+        score_lean: str = "equal",
     ) -> None:
         self.k = k
         self.percentile = percentile
@@ -226,6 +236,7 @@ class HiTS(Policy):
         self.delta = delta
         self.trust_z = trust_z
         self.score_weight = score_weight
+        self.score_lean = score_lean
         self._validate()
 
     def _validate(self) -> None:
@@ -251,6 +262,10 @@ class HiTS(Policy):
         v = self.score_weight
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
             raise DashselError(f"HiTS: score_weight must be a finite number >= 0, got {v!r}")
+        if self.score_lean not in SCORE_LEANS:
+            raise DashselError(
+                f"HiTS: score_lean must be one of {', '.join(SCORE_LEANS)}, got {self.score_lean!r}"
+            )
 
     # --- lifecycle -------------------------------------------------------------------------
     def reset(
@@ -297,8 +312,11 @@ class HiTS(Policy):
             width=float(self.hyperprior_width),
             min_std=float(self.min_std),
             score_weight=float(self.score_weight),
+            score_lean=str(self.score_lean),
         )
-        self._direction = prior_direction(self.covariates_, float(self.score_weight))
+        self._direction = prior_direction(
+            self.covariates_, float(self.score_weight), str(self.score_lean)
+        )
         self.hyper_ = fit_hyper(
             self.stats_,
             self._group_of,

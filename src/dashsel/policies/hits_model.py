@@ -8,8 +8,9 @@ Model, for dataset d in group g(d) with standardised covariates x_d (p of them, 
     beta                ~ N(c tau u, tau^2 I),  tau^2 = sigma0^2 + sigmahat0^2
 
 The covariates are training-free scores oriented **higher = expected better**, so the prior on
-their weights is centred on that claim: u is the equal-weight direction scaled so that u . x has
-unit std over the pool (correlated scores share one unit of weight), and c (``score_weight``,
+their weights is centred on that claim: u is the equal-weight direction (or, with
+``score_lean="lead"``, the first covariate's alone, the others centred on no effect), scaled so
+that u . x has unit std over the pool, and c (``score_weight``,
 default 1) says how much of the utility spread the scores are believed to explain before any
 reward (c = 1: as much as groups and datasets together). Before the first reward the engine
 therefore ranks by the scores; rewards then move beta anywhere (a useless score ends near 0, a
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = [
+    "SCORE_LEANS",
     "GroupMoments",
     "Hyper",
     "HyperPrior",
@@ -72,7 +74,10 @@ class HyperPrior:
         Floor of every std, and the noise std assumed for deterministic rewards.
     score_weight : float
         c: prior mean of the covariate weights, in units of the utility spread along the
-        equal-weight direction (see the module docstring); 0 centres them on no effect.
+        lean's direction (see the module docstring); 0 centres them on no effect.
+    score_lean : {"lead", "equal"}
+        Direction of that prior mean: the first covariate only, or all of them equally
+        (:func:`prior_direction`).
     """
 
     sigma0: float = 0.05
@@ -81,6 +86,7 @@ class HyperPrior:
     width: float = 1.0
     min_std: float = 1e-3
     score_weight: float = 1.0
+    score_lean: str = "equal"
 
 
 @dataclass(frozen=True)
@@ -166,16 +172,28 @@ class _Data:
     n_paired: int = 0  # groups holding at least two evaluated datasets
 
 
-def prior_direction(covariates: np.ndarray | None, score_weight: float = 1.0) -> np.ndarray:
+#: How the prior on the covariate weights leans (:func:`prior_direction`).
+SCORE_LEANS: tuple[str, ...] = ("equal", "lead")
+
+
+def prior_direction(
+    covariates: np.ndarray | None, score_weight: float = 1.0, lean: str = "equal"
+) -> np.ndarray:
     """c u: the prior mean of the covariate weights per unit of utility spread.
 
-    u is the equal-weight direction scaled so that u . x has unit std over the pool (so that
-    three correlated scores do not count three times); a direction with no variance is 0.
+    ``lean="equal"``: u is the equal-weight direction. ``lean="lead"``: u points along the
+    first covariate (the lead score: the default, label-aware score when the engine computes
+    the scores) and the others are centred on no effect, so that before any reward the engine
+    ranks exactly as "scores only" does and the other scores must earn their weight from
+    rewards. Either is scaled so that u . x has unit std over the pool (correlated scores do
+    not count several times); a direction with no variance is 0.
     """
+    if lean not in SCORE_LEANS:
+        raise ValueError(f"lean must be one of {SCORE_LEANS}, got {lean!r}")
     if covariates is None or covariates.shape[1] == 0:
         return np.zeros(0)
     p = covariates.shape[1]
-    ones = np.ones(p)
+    ones = np.ones(p) if lean == "equal" else np.eye(p)[0]
     var = float(np.var(covariates @ ones))
     if not var > 0:
         return np.zeros(p)
@@ -362,7 +380,7 @@ def fit_hyper(
     p = 0 if covariates is None else covariates.shape[1]
     sr_fixed = prior.min_std if deterministic else None
     if direction is None:
-        direction = prior_direction(covariates, prior.score_weight)
+        direction = prior_direction(covariates, prior.score_weight, prior.score_lean)
     if stats.total == 0:
         tau2 = prior.sigma0**2 + prior.sigmahat0**2
         return Hyper(
