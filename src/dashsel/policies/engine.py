@@ -20,9 +20,9 @@ kept as the reproduction), and why:
 * **No repeated deterministic evaluations.** With ``deterministic=True`` the engine never asks
   for an evaluated dataset while an unevaluated one remains, and treats its reward as exact.
 * **Datasets, not groups, are selected.** :meth:`HiTS.recommend` ranks every dataset by
-  posterior mean across groups, with a guard: datasets of a group with no evaluation are only
-  recommended when nothing else is left, unless the covariates have been shown trustworthy
-  (some weight clearly positive).
+  posterior mean across groups (averaged over the group share's uncertainty), with a guard:
+  datasets of a group with no evaluation are only recommended when nothing else is left,
+  unless the covariates have been shown trustworthy (some weight clearly positive).
 * **Optional stopping**: :meth:`HiTS.should_stop` when the posterior probability that the
   recommended top-k is the true top-k reaches 1 - delta.
 * **Training-free scores as covariates** (``reset(..., covariates=X)``): the prior mean of
@@ -604,7 +604,9 @@ class HiTS(Policy):
 
     def recommend(self, k: int | None = None, percentile: float | None = None) -> Recommendation:
         """Rank every dataset by posterior mean, across groups; keep the top ``k`` or those at
-        or above the ``percentile``-th percentile of all posterior means.
+        or above the ``percentile``-th percentile of all posterior means. The means are
+        averaged over the group share's uncertainty (:meth:`selection_means`), so that a few
+        lucky pairs cannot carry the untried members of a group that carries no information.
 
         Guard: a dataset of a group with no evaluation comes after every dataset of evaluated
         groups (and never passes a percentile) unless the covariates are trusted
