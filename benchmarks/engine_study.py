@@ -45,8 +45,9 @@ BASELINES = ("dash", "flat", "ucb", "roundrobin", "group-mean")
 ENGINE = "hits"
 SIDE = ("hits+scores",)  # reported, not part of the targets: run on the full-budget pools only
 # Pools per budget (1/16, 1/8, 1/4, 1/2, 1): small budgets are cheap and their cells noisy.
-RUNS = "1/16:1400,1/8:900,1/4:300,1/2:100,1:50"
-RUNS_LARGE = "1/16:200,1/8:100,1/4:48,1/2:24,1:20"
+# Sized from the previous run's standard errors so that every cell's SE of Δ is below SE_TARGET.
+RUNS = "1/16:1700,1/8:1000,1/4:400,1/2:240,1:60"
+RUNS_LARGE = "1/16:440,1/8:170,1/4:170,1/2:50,1:36"
 
 
 def _policy(name: str, deterministic: bool):

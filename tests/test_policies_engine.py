@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 from dashsel.errors import DashselError, UnknownDatasetError
 from dashsel.hierarchy import Hierarchy
 from dashsel.policies.engine import HiTS, rank_top, standardize_covariates
-from dashsel.policies.hits_model import HyperPrior, RewardStats, fit_hyper, posterior_moments
+from dashsel.policies.hits_model import (
+    Hyper,
+    HyperPrior,
+    RewardStats,
+    fit_hyper,
+    posterior_moments,
+    share_averaged_means,
+)
 from dashsel.testing import PolicyConformance, toy_hierarchy
 
 
@@ -240,6 +247,61 @@ def test_recommend_ranks_datasets_across_groups() -> None:
     assert policy.recommend(k=2).datasets == ("g0d0", "g1d0")
     assert set(policy.recommend(k=2).groups) == {"g0", "g1"}
     assert policy.recommend(percentile=50.0).datasets == ("g0d0", "g1d0", "g1d1")
+
+
+def _lucky_pair_policy() -> HiTS:
+    """24 groups of 8; 25 datasets evaluated once: group 0's two at the top by luck, five
+    pairs that barely agree, 14 singletons. The plug-in fit puts the group share near 0.24."""
+    groups = [f"g{g:02d}" for g in range(24) for _ in range(8)]
+    ids = [f"d{i:03d}" for i in range(len(groups))]
+    told = {0: 0.80, 1: 0.79}
+    pairs = [(0.748, 0.652), (0.641, 0.729), (0.723, 0.667), (0.63, 0.71), (0.698, 0.682)]
+    for g, (a, b) in enumerate(pairs, start=1):
+        told[8 * g], told[8 * g + 1] = a, b
+    singles = [0.76, 0.61, 0.72, 0.67, 0.78, 0.64, 0.71, 0.69, 0.75, 0.63, 0.68, 0.73, 0.66, 0.70]
+    for j, r in enumerate(singles):
+        told[8 * (6 + j)] = r
+    policy = HiTS(k=10).reset(Hierarchy(ids, groups), 0)
+    for i, r in told.items():
+        policy.tell(ids[i], r)
+    return policy
+
+
+def test_a_lucky_pair_does_not_carry_its_untried_members_into_the_choice() -> None:
+    """The final ranking averages over the group share's uncertainty: six pairs that mostly
+    disagree cannot vouch for group 0, so its six untried members stay out of the top 10,
+    which the plug-in share (0.24) would fill with four of them (the loss to flat methods
+    on uninformative groups at 1/8 of the budget, docs/engine.md)."""
+    policy = _lucky_pair_policy()
+    h = policy.hierarchy_
+    untried = policy.stats_.counts == 0
+    plug_in, _ = policy.estimates()
+    top_plug = rank_top(np.where(policy.eligible(), plug_in, -np.inf), 10)
+    assert untried[top_plug].sum() >= 3  # the hazard: the plug-in ranking takes them
+    chosen = [h.index(d) for d in policy.recommend(k=10).datasets]
+    assert not untried[chosen].any()
+    assert not untried[[h.index(d) for d in policy.recommend(percentile=95.0).datasets]].any()
+
+
+def test_share_averaged_means_limits() -> None:
+    """All mass on flat groups gives the posterior at the share's floor; before three groups
+    hold a pair the flat hypothesis gets no mass (the share is not identified yet)."""
+    policy = _lucky_pair_policy()
+    hy, st_, g = policy.hyper_, policy.stats_, policy._group_of
+    tot = float(np.hypot(hy.sigma0, hy.sigmahat0))
+    mean, pf = share_averaged_means(hy, st_, g, 24, None, policy._prior, p_flat=1.0)
+    assert pf == 1.0
+    ev = st_.counts > 0
+    # With the share at its floor (sigma0 = min_std) mu0 is, to within that floor, the mean
+    # of the rewards (one each, equal weights).
+    mu0 = float(st_.sums[ev].mean())
+    ref = posterior_moments(Hyper(mu0, 1e-3, tot, hy.sigma_r), st_, g, 24, None).mean
+    np.testing.assert_allclose(mean, ref, atol=2e-4)
+    stats = RewardStats(g.size)
+    for i, r in ((0, 0.8), (1, 0.79), (8, 0.7), (9, 0.6), (16, 0.65)):
+        stats.add(i, r)
+    _, pf2 = share_averaged_means(hy, stats, g, 24, None, policy._prior, p_flat=0.5)
+    assert pf2 == 0.0
 
 
 def test_unevaluated_group_is_not_recommended_on_the_prior_alone() -> None:

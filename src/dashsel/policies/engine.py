@@ -20,9 +20,9 @@ kept as the reproduction), and why:
 * **No repeated deterministic evaluations.** With ``deterministic=True`` the engine never asks
   for an evaluated dataset while an unevaluated one remains, and treats its reward as exact.
 * **Datasets, not groups, are selected.** :meth:`HiTS.recommend` ranks every dataset by
-  posterior mean across groups, with a guard: datasets of a group with no evaluation are only
-  recommended when nothing else is left, unless the covariates have been shown trustworthy
-  (some weight clearly positive).
+  posterior mean across groups (averaged over the group share's uncertainty), with a guard:
+  datasets of a group with no evaluation are only recommended when nothing else is left,
+  unless the covariates have been shown trustworthy (some weight clearly positive).
 * **Optional stopping**: :meth:`HiTS.should_stop` when the posterior probability that the
   recommended top-k is the true top-k reaches 1 - delta.
 * **Training-free scores as covariates** (``reset(..., covariates=X)``): the prior mean of
@@ -59,6 +59,7 @@ from dashsel.policies.hits_model import (
     posterior_moments,
     prior_direction,
     sample_joint,
+    share_averaged_means,
 )
 from dashsel.random_state import RandomState, step_generator
 
@@ -71,6 +72,12 @@ REFIT_GROWTH = 1.15
 # Pools at least this large and without covariates draw by groups (hits_model.topk_draw:
 # O(groups + evaluated) per draw, same distribution) instead of one normal per dataset.
 GROUPED_MIN_DATASETS = 20_000
+# Prior probability, in the final ranking, that the groups carry no information at all (the
+# group share is 0): even odds against "some share, as the fit's hyperprior says". The
+# ranking averages the posterior means over the share's posterior under that prior (see
+# HiTS.selection_means); the plug-in fit alone let a few lucky pairs of uninformative groups
+# rank untried members above evaluated datasets (docs/engine.md, "Selection").
+P_FLAT_GROUPS = 0.5
 
 
 def standardize_covariates(covariates: Any, n_datasets: int) -> np.ndarray | None:
@@ -568,6 +575,28 @@ class HiTS(Policy):
         se = np.sqrt(np.maximum(np.diag(cov), 1e-300))
         return bool(np.any(b / se >= float(self.trust_z)))
 
+    def selection_means(self) -> np.ndarray:
+        """What the final choice ranks by: each dataset's posterior mean averaged over the
+        group share's uncertainty (:func:`~dashsel.policies.hits_model.share_averaged_means`,
+        prior probability ``P_FLAT_GROUPS`` that groups carry no information), instead of
+        the plug-in means of :meth:`estimates`. Cached until the next tell; O(N)."""
+        m = self.moments()
+        cached = self.__dict__.get("_selection")
+        if cached is None or cached[0] is not m:
+            mean, _ = share_averaged_means(
+                self.hyper_,
+                self.stats_,
+                self._group_of,
+                self._n_groups,
+                self.covariates_,
+                self._prior,
+                p_flat=P_FLAT_GROUPS,
+                direction=self._direction,
+            )
+            cached = (m, mean)
+            self._selection = cached
+        return cached[1]
+
     def eligible(self) -> np.ndarray:
         """Datasets the final choice may take before the others: those of a group with an
         evaluation (all of them once the covariates are trusted, or before any reward)."""
@@ -578,8 +607,7 @@ class HiTS(Policy):
 
     # --- final choice ----------------------------------------------------------------------
     def _recommend_indices(self, k: int | None, percentile: float | None) -> np.ndarray:
-        m = self.moments()
-        mean, ok = m.mean, self.eligible()
+        mean, ok = self.selection_means(), self.eligible()
         if percentile is not None:
             cut = float(np.percentile(mean, percentile))
             kept = np.flatnonzero(ok & (mean >= cut))
@@ -596,7 +624,9 @@ class HiTS(Policy):
 
     def recommend(self, k: int | None = None, percentile: float | None = None) -> Recommendation:
         """Rank every dataset by posterior mean, across groups; keep the top ``k`` or those at
-        or above the ``percentile``-th percentile of all posterior means.
+        or above the ``percentile``-th percentile of all posterior means. The means are
+        averaged over the group share's uncertainty (:meth:`selection_means`), so that a few
+        lucky pairs cannot carry the untried members of a group that carries no information.
 
         Guard: a dataset of a group with no evaluation comes after every dataset of evaluated
         groups (and never passes a percentile) unless the covariates are trusted
