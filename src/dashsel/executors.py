@@ -100,10 +100,10 @@ def default_threads(n_workers: int = 1) -> int:
 
     Why 1 rather than cores // workers: the trials dashsel runs are mostly small models, for
     which BLAS threads cost more than they give, and the cores pay more across trials
-    (``--workers``). Measured (``docs/benchmarks/threads.md``, ``parallel.md``; logistic
-    trials of about 0.3 s, 2 CPUs): two threads made a serial run 1.24x slower than one on a
-    quiet machine, and about 9x slower (about 6 s against 0.27 s per trial) on a machine
-    shared with other jobs, where spinning BLAS threads fight for the cores. Give
+    (``--workers``). Measured (``docs/benchmarks/threads.md``; logistic trials of about 0.3 s,
+    2 CPUs): two threads made a serial run 1.24x slower than one on a quiet machine, and
+    about 9x slower (about 6 s against 0.27 s per trial) on a machine shared with other jobs,
+    where spinning BLAS threads fight for the cores. Give
     ``--threads-per-trial`` for trials with large matrix work.
     """
     return env_threads() or 1
