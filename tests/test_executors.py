@@ -208,7 +208,8 @@ def test_ray_start_warms_workers_and_changes_no_outcome(ray_session) -> None:
     ev = ToyEvaluator()
     expected = Counter(key(o) for o in InProcessExecutor().map_unordered(ev, SPECS))
     with RayExecutor() as ex:
-        ex.start(imports=["json", "no_such_module_dashsel"])
+        ex.start(imports=["json", "no_such_module_dashsel"], workers=1)
+        assert len(ex._warming) == 1  # no more than the run will keep busy
         ex.start(ev)
         warming = list(ex._warming)
         assert len(warming) == ex.n_workers == 2

@@ -329,9 +329,9 @@ def _run(
     with exe:
         # Workers import what the evaluator needs while this process does the same, and get
         # the evaluator as soon as it is built (before the pool's arrays are read here).
-        exe.start(imports=evaluator_imports(m.evaluator))
+        exe.start(imports=evaluator_imports(m.evaluator), workers=batch_size)
         evaluator = m.make_evaluator()
-        exe.start(evaluator)
+        exe.start(evaluator, workers=batch_size)
         check_pool(m.pool, deep=False)  # shapes and headers, before the first trial
         best = {"r": float("-inf")}
         with _progress() if bar_wanted else nullcontext() as bar:

@@ -141,15 +141,19 @@ class ThreadLimit:
         self._controller: Any = None
         self._rescanned = False
 
+    def scan(self) -> None:
+        """Look for the loaded libraries now (a worker warming up), not at the first trial."""
+        if self.threads is not None and self._controller is None:
+            from threadpoolctl import ThreadpoolController
+
+            self._controller = ThreadpoolController()
+
     @contextlib.contextmanager
     def __call__(self) -> Iterator[None]:
         if self.threads is None:
             yield
             return
-        if self._controller is None:
-            from threadpoolctl import ThreadpoolController
-
-            self._controller = ThreadpoolController()
+        self.scan()
         with self._controller.limit(limits=self.threads):
             yield
         if not self._rescanned:
@@ -300,14 +304,22 @@ class Executor(Closeable, ABC):
         """How many trials run at once (the natural batch size)."""
         return 1
 
-    def start(self, evaluator: Evaluator | None = None, *, imports: Sequence[str] = ()) -> None:
+    def start(
+        self,
+        evaluator: Evaluator | None = None,
+        *,
+        imports: Sequence[str] = (),
+        workers: int | None = None,
+    ) -> None:
         """Start the workers now, without waiting for them (optional; does nothing here).
 
         Workers import ``imports`` (module names; one that fails to import is skipped: it is
         a hint) and, given ``evaluator``, load it as :meth:`map_unordered` would on its
         first batch, while this process goes on with its own start-up (building the
         evaluator, reading and fingerprinting the pool). :meth:`map_unordered` with the same
-        evaluator object then uses these workers. Outcomes are the same with or without it.
+        evaluator object then uses these workers. ``workers`` caps how many are warmed (the
+        trials the run will have running at once; default :attr:`n_workers`). Outcomes are
+        the same with or without it.
         """
 
     def __repr__(self) -> str:
@@ -414,14 +426,15 @@ def _worker_main(conn: mpc.Connection, threads: int | None, imports: Sequence[st
         return
     if payload is None:
         _exit_now()
+    limit = ThreadLimit(threads)
     try:
         evaluator = pickle.loads(payload)
         warm_up(evaluator)
+        limit.scan()  # the evaluator's libraries are loaded by now
     except Exception as exc:
         conn.send(("init-failed", f"{type(exc).__name__}: {one_line(exc, 300)}"))
         return
     conn.send(("ready", None))  # trial timeouts count from here, not from the start-up
-    limit = ThreadLimit(threads)
     while True:
         try:
             spec = conn.recv()
@@ -579,9 +592,15 @@ class ProcessExecutor(Executor):
     def n_workers(self) -> int:
         return self._n_workers
 
-    def start(self, evaluator: Evaluator | None = None, *, imports: Sequence[str] = ()) -> None:
-        """Start the worker processes now and, given ``evaluator``, send it to them; returns
-        at once (see :meth:`Executor.start`)."""
+    def start(
+        self,
+        evaluator: Evaluator | None = None,
+        *,
+        imports: Sequence[str] = (),
+        workers: int | None = None,
+    ) -> None:
+        """Start the worker processes now (all :attr:`n_workers`, whatever ``workers``) and,
+        given ``evaluator``, send it to them; returns at once (see :meth:`Executor.start`)."""
         self._imports = tuple(dict.fromkeys([*self._imports, *imports]))
         if evaluator is not None:
             self._ensure(evaluator)
@@ -884,19 +903,25 @@ class RayExecutor(Executor):
             fits.append(resources.get("GPU", 0) / self.gpus_per_trial)
         return max(1, int(min(fits))) if fits else 1
 
-    def start(self, evaluator: Evaluator | None = None, *, imports: Sequence[str] = ()) -> None:
-        """Send one warm-up task per trial slot of the cluster (:attr:`n_workers`): each
-        imports ``imports`` and, given ``evaluator`` (put in the object store now), fetches
-        and loads it; returns at once (see :meth:`Executor.start`). Trials sent later queue
-        behind these tasks and find their workers warm."""
+    def start(
+        self,
+        evaluator: Evaluator | None = None,
+        *,
+        imports: Sequence[str] = (),
+        workers: int | None = None,
+    ) -> None:
+        """Send one warm-up task per trial slot (:attr:`n_workers`, at most ``workers``):
+        each imports ``imports`` and, given ``evaluator`` (put in the object store now),
+        fetches and loads it; returns at once (see :meth:`Executor.start`). Trials sent later
+        queue behind these tasks and find their workers warm. A new Ray job (driver) gets
+        worker processes of its own, so they start here even on a running cluster."""
         self._imports = tuple(dict.fromkeys([*self._imports, *imports]))
         boxed = None if evaluator is None else [self._ref_for(evaluator)]
         if evaluator is not None and self._warm_evaluator is evaluator:
             return
         self._warm_evaluator = evaluator
-        self._warming = [
-            self._warm_remote.remote(self._imports, boxed, 0.05) for _ in range(self.n_workers)
-        ]
+        n = self.n_workers if workers is None else max(1, min(int(workers), self.n_workers))
+        self._warming = [self._warm_remote.remote(self._imports, boxed, 0.05) for _ in range(n)]
 
     def _ref_for(self, evaluator: Evaluator) -> Any:
         # Keep the evaluator itself alive so its id() cannot be reused by another object.

@@ -317,7 +317,7 @@ def select(
         # Workers start and load the evaluator while this process checks the splits, scores
         # and fingerprints the pool; sent before those load arrays, the evaluator carries
         # none of them (workers read what they need themselves).
-        ex.start(evaluator)
+        ex.start(evaluator, workers=batch_size)
         _check_splits(evaluator)
         claimed = getattr(evaluator, "deterministic", False)
         det = bool(claimed if deterministic is None else deterministic)
