@@ -105,8 +105,11 @@ def start_ray(env: dict[str, str], temp: Path) -> tuple[subprocess.Popen, str]:
     cmd = [ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
            "--node-ip-address=127.0.0.1",
            "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"]  # fmt: skip
+    # Its own process group (stopped with killpg) but this session: where the kernel shares
+    # CPU between sessions (autogroup), a new session would give the cluster a share of its
+    # own on a loaded machine, which the other runs do not get.
     proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0
     )
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -195,6 +198,14 @@ def span(result: dict) -> float:
     return max(t["finished"] for t in trials) - min(t["started"] for t in trials)
 
 
+def autogroup() -> bool:
+    """Whether the kernel shares CPU time between sessions first (Linux autogroup)."""
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
 def write_report(opts, rounds, load_before, load_after) -> None:
     loaded = max(load_before[0], load_after[0]) >= 1.0
     lines = [
@@ -218,6 +229,16 @@ def write_report(opts, rounds, load_before, load_after) -> None:
         f"Pool: {describe_pool(POOL)}; budget {opts.budget}, `--policy dash`, `--no-final`; "
         "whole processes (start-up included).",
     ]
+    if loaded and autogroup():
+        lines += [
+            "",
+            "This kernel shares CPU time between sessions first (autogroup: "
+            "`/proc/sys/kernel/sched_autogroup_enabled` is 1), and every run here is in one "
+            "session (the Ray cluster too): while other sessions keep the CPUs busy, that "
+            "session gets about the same share whether it runs one trial at a time or two, so "
+            "the parallel rows cannot show their speed-up (compare their `mean trial s` with "
+            "the serial rows').",
+        ]
     met_count: dict[str, list[bool]] = {}
     per_trial: list[float] = []
     for i, rows in enumerate(rounds):
