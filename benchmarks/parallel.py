@@ -234,10 +234,10 @@ def write_report(opts, rounds, load_before, load_after) -> None:
             "",
             "This kernel shares CPU time between sessions first (autogroup: "
             "`/proc/sys/kernel/sched_autogroup_enabled` is 1), and every run here is in one "
-            "session (the Ray cluster too): while other sessions keep the CPUs busy, that "
-            "session gets about the same share whether it runs one trial at a time or two, so "
-            "the parallel rows cannot show their speed-up (compare their `mean trial s` with "
-            "the serial rows').",
+            "session (the Ray cluster too): while other sessions keep the CPUs busy, the share "
+            "of that session is bounded whatever the number of processes it runs, so two "
+            "trials at once can each get less CPU than one trial alone (compare the parallel "
+            "rows' `mean trial s` with the serial rows').",
         ]
     met_count: dict[str, list[bool]] = {}
     per_trial: list[float] = []
