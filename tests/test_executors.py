@@ -110,6 +110,45 @@ def test_process_executor_matches_inprocess_and_pickles_once_per_worker(tmp_path
     assert 1 <= len(unpickled) <= 2, unpickled  # once per worker, not per trial (8 trials)
 
 
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_started_workers_load_the_evaluator_once_and_run_the_first_batch(tmp_path, method) -> None:
+    if method not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip(f"no {method} start method here")
+    ev = ToyEvaluator(log_dir=str(tmp_path))
+    expected = Counter(key(o) for o in InProcessExecutor().map_unordered(ev, SPECS))
+    with ProcessExecutor(2, method) as ex:
+        ex.start(imports=["json", "no_such_module_dashsel"])  # a module that fails: skipped
+        ex.start(ev)
+        ex.start(ev)  # the same evaluator: nothing more
+        pids = {w.proc.pid for w in ex._workers}
+        assert len(pids) == 2
+        got = list(ex.map_unordered(ev, SPECS))
+        assert {w.proc.pid for w in ex._workers} == pids  # the workers start() made
+        workers = list(ex._workers)
+    assert Counter(key(o) for o in got) == expected
+    assert len(list(tmp_path.glob("unpickled-*"))) == 2  # once per worker
+    # close() asked the idle workers to stop: they ended on their own, not killed.
+    assert [w.proc.exitcode for w in workers] == [0, 0]
+
+
+def test_process_default_start_method() -> None:
+    import multiprocessing
+
+    linux = sys.platform == "linux" and "forkserver" in multiprocessing.get_all_start_methods()
+    assert ProcessExecutor(1).start_method == ("forkserver" if linux else "spawn")
+
+
+def test_a_new_evaluator_gets_new_workers(tmp_path) -> None:
+    first, second = ToyEvaluator(log_dir=str(tmp_path)), ToyEvaluator(log_dir=str(tmp_path))
+    with ProcessExecutor(1) as ex:
+        ex.start(first)
+        assert len(list(ex.map_unordered(first, SPECS[:1]))) == 1
+        old = ex._workers[0].proc
+        assert len(list(ex.map_unordered(second, SPECS[:2]))) == 2
+        assert ex._workers[0].proc.pid != old.pid
+    assert old.exitcode == 0 and len(list(tmp_path.glob("unpickled-*"))) == 2
+
+
 def test_process_executor_reports_unpicklable_evaluator() -> None:
     class Local(ToyEvaluator):  # a class defined in a function cannot be pickled
         pass
@@ -159,6 +198,26 @@ def test_ray_executor_matches_inprocess_and_keeps_user_session(ray_session) -> N
     assert Counter(key(o) for o in got) == expected
     assert all(math.isfinite(o.duration) for o in got)
     assert ray_session.is_initialized()  # the user's session is not shut down
+
+
+@pytest.mark.ray
+@pytest.mark.xdist_group("ray")
+def test_ray_start_warms_workers_and_changes_no_outcome(ray_session) -> None:
+    from dashsel.executors import RayExecutor
+
+    ev = ToyEvaluator()
+    expected = Counter(key(o) for o in InProcessExecutor().map_unordered(ev, SPECS))
+    with RayExecutor() as ex:
+        ex.start(imports=["json", "no_such_module_dashsel"], workers=1)
+        assert len(ex._warming) == 1  # no more than the run will keep busy
+        ex.start(ev)
+        warming = list(ex._warming)
+        assert len(warming) == ex.n_workers == 2
+        ex.start(ev)  # the same evaluator: no more warm-up tasks
+        assert ex._warming == warming
+        got = list(ex.map_unordered(ev, SPECS))
+        assert len(set(ray_session.get(warming))) == 2  # each on a worker of its own
+    assert Counter(key(o) for o in got) == expected
 
 
 @pytest.mark.ray
@@ -456,3 +515,11 @@ def test_ray_resources_per_trial_set_the_workers(ray_session) -> None:
     with make_executor("ray", address=address) as ex:
         assert ex.n_workers == 2
     assert ray_session.is_initialized()
+
+
+def test_evaluator_imports_name_the_kinds_modules() -> None:
+    from dashsel.evaluators.registry import evaluator_imports
+
+    assert evaluator_imports({"kind": "logistic"}) == ("dashsel.evaluators.sklearn",)
+    assert evaluator_imports({"kind": "table", "path": "x.csv"}) == ("dashsel.evaluators.table",)
+    assert evaluator_imports({"kind": "nope"}) == evaluator_imports({"kind": ["x"]}) == ()

@@ -298,6 +298,7 @@ def _run(
 ) -> None:
     """The body of `dashsel run`, once logging is set up."""
     from dashsel.checks import check_output_file, check_pool, check_seed
+    from dashsel.evaluators.registry import evaluator_imports
     from dashsel.executors import make_executor
     from dashsel.manifest import load_manifest
     from dashsel.policies import DEFAULT_POLICY, make_policy
@@ -309,8 +310,6 @@ def _run(
     if journal is not None:
         check_output_file(journal, "--journal")
     m = load_manifest(manifest, allow_estimators=allow_estimator or ())
-    evaluator = m.make_evaluator()
-    check_pool(m.pool, deep=False)  # shapes and headers, before the first trial
     params = _parse_params(param, "--param")
     pol = make_policy(policy or DEFAULT_POLICY, **params)
     if deterministic is None and isinstance(params.get("deterministic"), bool):
@@ -327,47 +326,54 @@ def _run(
         cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial,
     )
-    best = {"r": float("-inf")}
-    with exe, _progress() if bar_wanted else nullcontext() as bar:
-        task = (
-            bar.add_task(f"{pol.name} on {m.pool.name}", total=budget, best="-")
-            if bar is not None
-            else None
-        )
-
-        def on_trial(outcome: Any) -> None:
-            if bar is None:
-                return
-            if outcome.reward is not None:
-                best["r"] = max(best["r"], outcome.reward)
-            shown = f"{best['r']:.4f}" if best["r"] > float("-inf") else "-"
-            bar.update(task, advance=1, best=shown)
-
-        # Warnings (e.g. repeats of a deterministic evaluation) become one-line notes.
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            result = select(
-                m.pool,
-                pol,
-                evaluator,
-                budget,
-                journal=journal,
-                seed=seed,
-                executor=exe,
-                batch_size=batch_size,
-                k=top_k,
-                percentile=percentile,
-                score_final=not no_final,
-                callback=on_trial,
-                retries=retries,
-                deterministic=deterministic,
-                scores=False if no_scores else None,
-                stop_delta=stop_delta,
-                dedupe=False if no_dedupe else None,
+    with exe:
+        # Workers import what the evaluator needs while this process does the same, and get
+        # the evaluator as soon as it is built (before the pool's arrays are read here).
+        exe.start(imports=evaluator_imports(m.evaluator), workers=batch_size)
+        evaluator = m.make_evaluator()
+        exe.start(evaluator, workers=batch_size)
+        check_pool(m.pool, deep=False)  # shapes and headers, before the first trial
+        best = {"r": float("-inf")}
+        with _progress() if bar_wanted else nullcontext() as bar:
+            task = (
+                bar.add_task(f"{pol.name} on {m.pool.name}", total=budget, best="-")
+                if bar is not None
+                else None
             )
-        if bar is not None:
-            # Trials replayed from the journal count toward the bar too.
-            bar.update(task, completed=budget)
+
+            def on_trial(outcome: Any) -> None:
+                if bar is None:
+                    return
+                if outcome.reward is not None:
+                    best["r"] = max(best["r"], outcome.reward)
+                shown = f"{best['r']:.4f}" if best["r"] > float("-inf") else "-"
+                bar.update(task, advance=1, best=shown)
+
+            # Warnings (e.g. repeats of a deterministic evaluation) become one-line notes.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = select(
+                    m.pool,
+                    pol,
+                    evaluator,
+                    budget,
+                    journal=journal,
+                    seed=seed,
+                    executor=exe,
+                    batch_size=batch_size,
+                    k=top_k,
+                    percentile=percentile,
+                    score_final=not no_final,
+                    callback=on_trial,
+                    retries=retries,
+                    deterministic=deterministic,
+                    scores=False if no_scores else None,
+                    stop_delta=stop_delta,
+                    dedupe=False if no_dedupe else None,
+                )
+            if bar is not None:
+                # Trials replayed from the journal count toward the bar too.
+                bar.update(task, completed=budget)
     for text in dict.fromkeys(str(w.message) for w in caught):
         err_console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
     if not quiet:

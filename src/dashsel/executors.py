@@ -36,6 +36,7 @@ import numbers
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -99,10 +100,10 @@ def default_threads(n_workers: int = 1) -> int:
 
     Why 1 rather than cores // workers: the trials dashsel runs are mostly small models, for
     which BLAS threads cost more than they give, and the cores pay more across trials
-    (``--workers``). Measured (``docs/benchmarks/threads.md``, ``parallel.md``; logistic
-    trials of about 0.3 s, 2 CPUs): two threads made a serial run 1.24x slower than one on a
-    quiet machine, and about 9x slower (about 6 s against 0.27 s per trial) on a machine
-    shared with other jobs, where spinning BLAS threads fight for the cores. Give
+    (``--workers``). Measured (``docs/benchmarks/threads.md``; logistic trials of about 0.3 s,
+    2 CPUs): two threads made a serial run 1.24x slower than one on a quiet machine, and
+    about 9x slower (about 6 s against 0.27 s per trial) on a machine shared with other jobs,
+    where spinning BLAS threads fight for the cores. Give
     ``--threads-per-trial`` for trials with large matrix work.
     """
     return env_threads() or 1
@@ -140,15 +141,19 @@ class ThreadLimit:
         self._controller: Any = None
         self._rescanned = False
 
+    def scan(self) -> None:
+        """Look for the loaded libraries now (a worker warming up), not at the first trial."""
+        if self.threads is not None and self._controller is None:
+            from threadpoolctl import ThreadpoolController
+
+            self._controller = ThreadpoolController()
+
     @contextlib.contextmanager
     def __call__(self) -> Iterator[None]:
         if self.threads is None:
             yield
             return
-        if self._controller is None:
-            from threadpoolctl import ThreadpoolController
-
-            self._controller = ThreadpoolController()
+        self.scan()
         with self._controller.limit(limits=self.threads):
             yield
         if not self._rescanned:
@@ -299,6 +304,24 @@ class Executor(Closeable, ABC):
         """How many trials run at once (the natural batch size)."""
         return 1
 
+    def start(
+        self,
+        evaluator: Evaluator | None = None,
+        *,
+        imports: Sequence[str] = (),
+        workers: int | None = None,
+    ) -> None:
+        """Start the workers now, without waiting for them (optional; does nothing here).
+
+        Workers import ``imports`` (module names; one that fails to import is skipped: it is
+        a hint) and, given ``evaluator``, load it as :meth:`map_unordered` would on its
+        first batch, while this process goes on with its own start-up (building the
+        evaluator, reading and fingerprinting the pool). :meth:`map_unordered` with the same
+        evaluator object then uses these workers. ``workers`` caps how many are warmed (the
+        trials the run will have running at once; default :attr:`n_workers`). Outcomes are
+        the same with or without it.
+        """
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_workers={self.n_workers})"
 
@@ -377,42 +400,104 @@ def warm_up(evaluator: Any) -> None:
             pool.split(name)
 
 
-def _worker_main(conn: mpc.Connection, payload: bytes, threads: int | None) -> None:
-    """A worker process: unpickle the evaluator once, then evaluate specs until told to stop."""
+def preload(modules: Sequence[str]) -> None:
+    """Import ``modules`` now (a worker warming up); one that fails is left for later."""
+    import importlib
+
+    for name in modules:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+
+
+def _worker_main(conn: mpc.Connection, threads: int | None, imports: Sequence[str]) -> None:
+    """A worker process: import ``imports``, receive and unpickle the evaluator once, then
+    evaluate specs until told to stop."""
     # Ctrl-C in a terminal reaches the whole process group: the main process handles it and
     # ends the workers, so they must not die half-way through sending a result.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if threads is not None:  # for what it starts (a forkserver's child has the server's)
+        os.environ.update({k: str(threads) for k in THREAD_ENV_VARS})
+    # Imports first: they overlap with the main process's own start-up, before the evaluator
+    # (sent over the pipe, not as a start argument) arrives.
+    preload(imports)
+    try:
+        payload = conn.recv()
+    except (EOFError, OSError):
+        return
+    if payload is None:
+        _exit_now()
+    limit = ThreadLimit(threads)
     try:
         evaluator = pickle.loads(payload)
         warm_up(evaluator)
+        limit.scan()  # the evaluator's libraries are loaded by now
     except Exception as exc:
         conn.send(("init-failed", f"{type(exc).__name__}: {one_line(exc, 300)}"))
         return
     conn.send(("ready", None))  # trial timeouts count from here, not from the start-up
-    limit = ThreadLimit(threads)
     while True:
         try:
             spec = conn.recv()
         except (EOFError, OSError):
             return
         if spec is None:
-            return
+            _exit_now()
         with limit():
             out = evaluate_spec(evaluator, spec)
         conn.send(("outcome", out))
 
 
-class _Worker:
-    """One worker process and the pipe to it; ``spec`` is the trial it runs (None: idle)."""
+def _exit_now() -> None:
+    """End an idle worker: atexit handlers run and output is flushed, but the interpreter's
+    teardown of every loaded module (about 0.3 s with scikit-learn loaded) is skipped."""
+    import atexit
 
-    def __init__(self, ctx: Any, payload: bytes, threads: int | None) -> None:
+    with contextlib.suppress(Exception):
+        atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
+
+
+class _Worker:
+    """One worker process and the pipe to it; ``spec`` is the trial it runs (None: idle).
+
+    Starting one does not wait for it: the process gets small arguments, and the evaluator
+    is sent over the pipe by a thread (the worker reads it once its imports are done).
+    """
+
+    def __init__(self, ctx: Any, threads: int | None, imports: Sequence[str]) -> None:
         self.conn, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_worker_main, args=(child, payload, threads), daemon=True)
+        self.proc = ctx.Process(
+            target=_worker_main, args=(child, threads, tuple(imports)), daemon=True
+        )
         self.proc.start()
         child.close()
         self.spec: TrialSpec | None = None
         self.started = 0.0
         self.ready = False
+        self.loaded = False  # the evaluator was sent
+        self._sender: threading.Thread | None = None
+        self._stopping = False
+
+    def load(self, payload: bytes) -> None:
+        """Send the pickled evaluator in the background (the worker may still be importing)."""
+
+        def send() -> None:
+            with contextlib.suppress(Exception):  # a dead worker is found when it is used
+                self.conn.send(payload)
+
+        self._sender = threading.Thread(target=send, name="dashsel-worker-load", daemon=True)
+        self._sender.start()
+        self.loaded = True
+
+    def send(self, message: Any) -> None:
+        """Send ``message`` after the evaluator (raises OSError if the worker is gone)."""
+        if self._sender is not None:
+            self._sender.join()
+            self._sender = None
+        self.conn.send(message)
 
     def kill(self) -> None:
         with contextlib.suppress(Exception):
@@ -422,11 +507,24 @@ class _Worker:
         with contextlib.suppress(Exception):
             self.proc.join(timeout=5)
 
-    def stop(self) -> None:
-        """End an idle worker politely (it finishes nothing); kill it if it does not go."""
+    def ask_stop(self) -> None:
+        """Tell an idle worker to end (it finishes nothing); :meth:`stop` waits for it."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._sender is not None:
+            self._sender.join(timeout=0.2)
+            if self._sender.is_alive():
+                self.kill()  # still importing, the evaluator not read: nothing to finish
+                return
         with contextlib.suppress(Exception):
-            self.conn.send(None)
-        self.proc.join(timeout=2)
+            self.send(None)
+
+    def stop(self, deadline: float | None = None) -> None:
+        """End an idle worker politely; kill it if it has not gone by ``deadline``."""
+        self.ask_stop()
+        wait = 2.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        self.proc.join(timeout=wait)
         if self.proc.is_alive():
             self.kill()
         with contextlib.suppress(Exception):
@@ -447,13 +545,17 @@ class ProcessExecutor(Executor):
     ----------
     n_workers : int, optional
         Number of worker processes (default: the CPUs available to this process).
-    start_method : str
-        Multiprocessing start method. ``"spawn"`` (default) is safe with threads in the parent
-        (SQLite, BLAS, Ray) and behaves the same on every platform; evaluators must then be
+    start_method : str, optional
+        Multiprocessing start method. Default: ``"forkserver"`` on Linux, else ``"spawn"``;
+        both are safe with threads in the parent (SQLite, BLAS, Ray), and evaluators must be
         importable by module path (defined in a module, not in ``__main__`` of an interactive
-        session).
+        session). With ``"forkserver"``, one server process imports what workers need
+        (:meth:`start`'s ``imports``) once and every worker is forked from it, so workers do
+        not each pay for importing scikit-learn or torch; the server is started with the
+        ``*_NUM_THREADS`` variables of the first executor that uses it (each trial's thread
+        limit is applied around its evaluation in any case).
     threads_per_trial : int, optional
-        BLAS/OpenMP threads of each worker (default: available CPUs // ``n_workers``).
+        BLAS/OpenMP threads of each worker (default: 1; see :func:`default_threads`).
     trial_timeout : float, optional
         Seconds a trial may run; then its worker is killed and the trial recorded failed.
     """
@@ -463,7 +565,7 @@ class ProcessExecutor(Executor):
     def __init__(
         self,
         n_workers: int | None = None,
-        start_method: str = "spawn",
+        start_method: str | None = None,
         *,
         threads_per_trial: int | None = None,
         trial_timeout: float | None = None,
@@ -473,6 +575,9 @@ class ProcessExecutor(Executor):
         if isinstance(n_workers, bool) or int(n_workers) != n_workers or n_workers < 1:
             raise DashselError(f"n_workers must be a positive integer, got {n_workers!r}")
         self._n_workers = int(n_workers)
+        if start_method is None:
+            forkserver = "forkserver" in multiprocessing.get_all_start_methods()
+            start_method = "forkserver" if forkserver and sys.platform == "linux" else "spawn"
         self.start_method = start_method
         self.threads_per_trial = _check_threads(threads_per_trial) or default_threads(
             self._n_workers
@@ -481,30 +586,58 @@ class ProcessExecutor(Executor):
         self._workers: list[_Worker] = []
         self._payload: bytes | None = None
         self._evaluator: Evaluator | None = None
+        self._imports: tuple[str, ...] = ()
 
     @property
     def n_workers(self) -> int:
         return self._n_workers
 
-    def _start_worker(self) -> _Worker:
-        assert self._payload is not None
-        ctx = multiprocessing.get_context(self.start_method)
-        with thread_env(self.threads_per_trial):
-            return _Worker(ctx, self._payload, self.threads_per_trial)
+    def start(
+        self,
+        evaluator: Evaluator | None = None,
+        *,
+        imports: Sequence[str] = (),
+        workers: int | None = None,
+    ) -> None:
+        """Start the worker processes now (all :attr:`n_workers`, whatever ``workers``) and,
+        given ``evaluator``, send it to them; returns at once (see :meth:`Executor.start`)."""
+        self._imports = tuple(dict.fromkeys([*self._imports, *imports]))
+        if evaluator is not None:
+            self._ensure(evaluator)
+        elif self.start_method == "forkserver":
+            # The server imports while this process builds the evaluator; the workers are
+            # forked from it once the evaluator is there (forking waits for the imports).
+            self._start_forkserver()
+        else:
+            self._spawn()
 
-    def _ensure(self, evaluator: Evaluator) -> None:
-        """Workers for ``evaluator``: the running ones if it is the same object."""
-        if self._evaluator is not evaluator:
-            self.close()
-            try:
-                self._payload = pickle.dumps(evaluator)
-            except Exception as exc:
-                raise DashselError(
-                    f"the process executor cannot pickle evaluator {type(evaluator).__name__}: "
-                    f"{one_line(exc, 200)}"
-                ) from None
-            self._evaluator = evaluator
-        # Replace workers that were killed (timeout, interrupted batch) or died.
+    def _start_forkserver(self) -> None:
+        """Start the forkserver (if not running) with this executor's imports preloaded."""
+        from multiprocessing import forkserver
+
+        ctx = multiprocessing.get_context("forkserver")
+        # Each forked worker runs the main module again (as multiprocessing does for spawn):
+        # loaded in the server, what it imports is already there.
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        name = getattr(spec, "name", None)
+        main = name if name and not name.endswith("__main__") else "__main__"
+        ctx.set_forkserver_preload([main, "dashsel.executors", *self._imports])
+        with thread_env(self.threads_per_trial):
+            forkserver.ensure_running()
+
+    def _start_worker(self) -> _Worker:
+        ctx = multiprocessing.get_context(self.start_method)
+        if self.start_method == "forkserver":
+            self._start_forkserver()
+        with thread_env(self.threads_per_trial):
+            w = _Worker(ctx, self.threads_per_trial, self._imports)
+        if self._payload is not None:
+            w.load(self._payload)
+        return w
+
+    def _spawn(self) -> None:
+        """Replace workers that were killed (timeout, interrupted batch) or died; start the
+        missing ones."""
         alive = []
         for w in self._workers:
             if w.proc.is_alive():
@@ -514,6 +647,26 @@ class ProcessExecutor(Executor):
         self._workers = alive
         while len(self._workers) < self._n_workers:
             self._workers.append(self._start_worker())
+
+    def _ensure(self, evaluator: Evaluator) -> None:
+        """Workers for ``evaluator``: the running ones if it is the same object (or if they
+        were started without one)."""
+        if self._evaluator is not evaluator:
+            if self._evaluator is not None:
+                self.close()
+            try:
+                payload = pickle.dumps(evaluator)
+            except Exception as exc:
+                raise DashselError(
+                    f"the process executor cannot pickle evaluator {type(evaluator).__name__}: "
+                    f"{one_line(exc, 200)}"
+                ) from None
+            self._payload, self._evaluator = payload, evaluator
+        self._spawn()  # new workers get the evaluator as they start
+        assert self._payload is not None
+        for w in self._workers:
+            if not w.loaded:  # started by start() before the evaluator was known
+                w.load(self._payload)
 
     def _receive(self, worker: _Worker) -> Any:
         try:
@@ -535,11 +688,11 @@ class ProcessExecutor(Executor):
                     if w.spec is None and queue:
                         spec = queue[0]
                         try:
-                            w.conn.send(spec)
+                            w.send(spec)
                         except OSError:  # the idle worker died: replace it, send again
                             w.kill()
                             w = self._workers[i] = self._start_worker()
-                            w.conn.send(spec)
+                            w.send(spec)
                         queue.popleft()
                         w.spec, w.started = spec, time.time()
                 busy = [w for w in self._workers if w.spec is not None]
@@ -595,11 +748,17 @@ class ProcessExecutor(Executor):
                     w.spec = None
 
     def close(self) -> None:
+        # Every idle worker is told to stop first, then waited for: they end side by side.
+        idle = []
         for w in self._workers:
             if w.spec is not None or not w.proc.is_alive():
                 w.kill()
             else:
-                w.stop()
+                w.ask_stop()
+                idle.append(w)
+        deadline = time.monotonic() + 2.0
+        for w in idle:
+            w.stop(deadline)
         self._workers = []
         self._payload = None
         self._evaluator = None
@@ -612,7 +771,8 @@ _RAY_EVALUATORS: dict[str, Any] = {}
 _RAY_LIMITS: dict[int | None, ThreadLimit] = {}
 
 
-def _ray_trial(boxed: list[Any], spec: TrialSpec, threads: int | None) -> TrialOutcome:
+def _ray_evaluator(boxed: list[Any]) -> Any:
+    """The evaluator ``boxed[0]`` refers to, fetched and warmed once per Ray worker."""
     import ray
 
     ref = boxed[0]  # in a list, so Ray passes the reference instead of resolving it per task
@@ -622,6 +782,25 @@ def _ray_trial(boxed: list[Any], spec: TrialSpec, threads: int | None) -> TrialO
         _RAY_EVALUATORS.clear()  # one evaluator at a time per worker
         evaluator = _RAY_EVALUATORS[key] = ray.get(ref)
         warm_up(evaluator)
+    return evaluator
+
+
+def _ray_warm(imports: Sequence[str], boxed: list[Any] | None, hold: float) -> int:
+    """A warm-up task: import ``imports`` and load the evaluator (if given) on this worker.
+
+    It lasts at least ``hold`` seconds, so the tasks sent together each get a worker of their
+    own instead of queueing on one that finished first.
+    """
+    t0 = time.monotonic()
+    preload(imports)
+    if boxed is not None:
+        _ray_evaluator(boxed)
+    time.sleep(max(0.0, hold - (time.monotonic() - t0)))
+    return os.getpid()
+
+
+def _ray_trial(boxed: list[Any], spec: TrialSpec, threads: int | None) -> TrialOutcome:
+    evaluator = _ray_evaluator(boxed)
     limit = _RAY_LIMITS.setdefault(threads, ThreadLimit(threads))
     with limit():
         return evaluate_spec(evaluator, spec)
@@ -701,11 +880,14 @@ class RayExecutor(Executor):
                 where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
                 raise DashselError(f"cannot start or join {where}: {one_line(exc, 300)}") from None
             self._owns_ray = True
-        self._remote = ray.remote(num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial)(
-            _ray_trial
-        )
+        resources = ray.remote(num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial)
+        self._remote = resources(_ray_trial)
+        self._warm_remote = resources(_ray_warm)
         self._evaluator: Evaluator | None = None
         self._evaluator_ref: Any = None
+        self._imports: tuple[str, ...] = ()
+        self._warming: list[Any] = []  # warm-up tasks (their results are not needed)
+        self._warm_evaluator: Evaluator | None = None
 
     @property
     def n_workers(self) -> int:
@@ -720,6 +902,26 @@ class RayExecutor(Executor):
         if self.gpus_per_trial > 0:
             fits.append(resources.get("GPU", 0) / self.gpus_per_trial)
         return max(1, int(min(fits))) if fits else 1
+
+    def start(
+        self,
+        evaluator: Evaluator | None = None,
+        *,
+        imports: Sequence[str] = (),
+        workers: int | None = None,
+    ) -> None:
+        """Send one warm-up task per trial slot (:attr:`n_workers`, at most ``workers``):
+        each imports ``imports`` and, given ``evaluator`` (put in the object store now),
+        fetches and loads it; returns at once (see :meth:`Executor.start`). Trials sent later
+        queue behind these tasks and find their workers warm. A new Ray job (driver) gets
+        worker processes of its own, so they start here even on a running cluster."""
+        self._imports = tuple(dict.fromkeys([*self._imports, *imports]))
+        boxed = None if evaluator is None else [self._ref_for(evaluator)]
+        if evaluator is not None and self._warm_evaluator is evaluator:
+            return
+        self._warm_evaluator = evaluator
+        n = self.n_workers if workers is None else max(1, min(int(workers), self.n_workers))
+        self._warming = [self._warm_remote.remote(self._imports, boxed, 0.05) for _ in range(n)]
 
     def _ref_for(self, evaluator: Evaluator) -> Any:
         # Keep the evaluator itself alive so its id() cannot be reused by another object.
@@ -771,6 +973,13 @@ class RayExecutor(Executor):
                     ray.cancel(obj, force=True)
 
     def close(self) -> None:
+        with contextlib.suppress(Exception):  # the cluster may be gone already
+            _, running = self._ray.wait(self._warming, num_returns=len(self._warming), timeout=0)
+            for obj in running:
+                with contextlib.suppress(Exception):  # finished meanwhile
+                    self._ray.cancel(obj, force=True)
+        self._warming = []
+        self._warm_evaluator = None
         self._evaluator = None
         self._evaluator_ref = None
         if self._owns_ray and self._ray.is_initialized():

@@ -888,8 +888,6 @@ def _decode_pool(path: Path, row: sqlite3.Row) -> tuple[tuple[str, ...], tuple[s
     return ids, groups
 
 
-
-
 def _record_from_row(row: sqlite3.Row, path: Path) -> TrialRecord:
     """A validated record: any damage is one JournalError naming the file and the trial."""
     try:

@@ -307,36 +307,39 @@ def select(
             "workers, threads_per_trial and trial_timeout are set on an executor object "
             "when it is made, not in select()"
         )
-    _check_splits(evaluator)
-
-    claimed = getattr(evaluator, "deterministic", False)
-    det = bool(claimed if deterministic is None else deterministic)
-    k, percentile = configure_policy(policy, deterministic=det, k=k, percentile=percentile)
-    prior = run_scores(pool, policy, scores)
-    setup = _Setup(
-        deterministic=det,
-        policy_deterministic=bool(getattr(policy, "deterministic", False)),
-        prior=prior,
-        stop_delta=None if stop_delta is None else float(stop_delta),
-        dedupe=dedupe,
-    )
-    if setup.stop_delta is not None and not any(
-        callable(getattr(policy, m, None)) for m in ("prob_correct", "should_stop")
-    ):
-        warnings.warn(
-            f"policy {policy.name!r} has no stopping rule (prob_correct or should_stop): "
-            "stop_delta is ignored and the run spends its whole budget",
-            stacklevel=2,
-        )
-
-    jr, own_journal = open_journal(journal)
+    if executor is None:
+        executor = "inprocess"
+    if isinstance(executor, str):
+        ex, own_executor = make_executor(executor, workers, **options), True
+    else:
+        ex, own_executor = executor, False
     try:
-        if executor is None:
-            executor = "inprocess"
-        if isinstance(executor, str):
-            ex, own_executor = make_executor(executor, workers, **options), True
-        else:
-            ex, own_executor = executor, False
+        # Workers start and load the evaluator while this process checks the splits, scores
+        # and fingerprints the pool; sent before those load arrays, the evaluator carries
+        # none of them (workers read what they need themselves).
+        ex.start(evaluator, workers=batch_size)
+        _check_splits(evaluator)
+        claimed = getattr(evaluator, "deterministic", False)
+        det = bool(claimed if deterministic is None else deterministic)
+        k, percentile = configure_policy(policy, deterministic=det, k=k, percentile=percentile)
+        prior = run_scores(pool, policy, scores)
+        setup = _Setup(
+            deterministic=det,
+            policy_deterministic=bool(getattr(policy, "deterministic", False)),
+            prior=prior,
+            stop_delta=None if stop_delta is None else float(stop_delta),
+            dedupe=dedupe,
+        )
+        if setup.stop_delta is not None and not any(
+            callable(getattr(policy, m, None)) for m in ("prob_correct", "should_stop")
+        ):
+            warnings.warn(
+                f"policy {policy.name!r} has no stopping rule (prob_correct or should_stop): "
+                "stop_delta is ignored and the run spends its whole budget",
+                stacklevel=2,
+            )
+
+        jr, own_journal = open_journal(journal)
         try:
             if batch_size is None:
                 batch_size = max(1, int(ex.n_workers))
@@ -346,11 +349,11 @@ def select(
             run.on_failure = on_failure
             return run.execute(k=k, percentile=percentile, score_final=score_final)
         finally:
-            if own_executor:
-                ex.close()
+            if own_journal:
+                jr.close()
     finally:
-        if own_journal:
-            jr.close()
+        if own_executor:
+            ex.close()
 
 
 #: What a trial that fails for good does (see :func:`select`).

@@ -142,9 +142,7 @@ def _as_matrix(X: np.ndarray, width: int | None, what: str) -> np.ndarray:
         raise ScoreError(f"{what}: features are not numeric (dtype {X.dtype})")
     X = X.astype(np.float64, copy=False)
     if width is not None and X.shape[1] != width:
-        raise ScoreError(
-            f"{what}: has {X.shape[1]} features but the validation data has {width}"
-        )
+        raise ScoreError(f"{what}: has {X.shape[1]} features but the validation data has {width}")
     if not np.isfinite(X).all():
         raise ScoreError(f"{what}: features hold NaN or infinite values")
     return X
@@ -292,9 +290,11 @@ def _small_ot(a: np.ndarray, b: np.ndarray, C: np.ndarray) -> float:
         return float(C[0] @ b)
     if b.size == 1:
         return float(a @ C[:, 0])
-    if a.size == b.size and np.allclose(a, b, rtol=1e-12, atol=1e-15) and (
-        np.diag(C)[:, None] <= C
-    ).all():
+    if (
+        a.size == b.size
+        and np.allclose(a, b, rtol=1e-12, atol=1e-15)
+        and (np.diag(C)[:, None] <= C).all()
+    ):
         # Equal marginals and every row's diagonal is its minimum: moving any mass off the
         # diagonal can only cost more, so the diagonal plan is optimal (no LP needed; the
         # common case, since off-diagonal costs carry the label penalty).
@@ -310,8 +310,7 @@ def _small_ot(a: np.ndarray, b: np.ndarray, C: np.ndarray) -> float:
         A[i, i * n : (i + 1) * n] = 1.0
     for j in range(n):
         A[m + j, j::n] = 1.0
-    res = linprog(C.ravel(), A_eq=A, b_eq=np.concatenate([a, b]), bounds=(0, None),
-                  method="highs")
+    res = linprog(C.ravel(), A_eq=A, b_eq=np.concatenate([a, b]), bounds=(0, None), method="highs")
     if not res.success:  # pragma: no cover - balanced problems are always feasible
         raise ScoreError(f"label transport failed: {res.message}")
     return float(res.fun)
@@ -322,9 +321,7 @@ def _label_codes(ref: _Reference, y: np.ndarray) -> np.ndarray:
     (negative, -1, -2, ... in order of first appearance), matching nothing."""
     try:
         # One dictionary look-up per distinct label, not per row.
-        uniq, first, inverse = np.unique(
-            y, return_index=True, return_inverse=True, equal_nan=False
-        )
+        uniq, first, inverse = np.unique(y, return_index=True, return_inverse=True, equal_nan=False)
     except TypeError:  # labels that do not sort (mixed types): one look-up per row
         local: dict[Any, int] = {}
         labels = y.tolist()
@@ -457,8 +454,7 @@ def score_pool(
         )
     if min(n_components, n_features_rff, k_neighbors, max_ot_rows) < 1 or n_residual < 0:
         raise ScoreError(
-            "n_components, n_features_rff, k_neighbors, max_ot_rows must be >= 1, "
-            "n_residual >= 0"
+            "n_components, n_features_rff, k_neighbors, max_ot_rows must be >= 1, n_residual >= 0"
         )
     if "otdd_exact" in names:
         from dashsel.errors import require
@@ -646,7 +642,11 @@ def _score_chunk(
                     row["score_label_quality"] = _knn_agreement(ref, job.ref_sq, Z32, codes, job.k)
                 elif name == "otdd_exact":
                     row["dist_otdd_exact"] = _otdd_exact(
-                        ot, ref, Z, codes, job.max_ot_rows,
+                        ot,
+                        ref,
+                        Z,
+                        codes,
+                        job.max_ot_rows,
                         np.random.default_rng([job.ot_seed, pos]),
                     )
                 now = time.perf_counter()
@@ -696,7 +696,11 @@ def _knn_agreement(
 
 
 def _otdd_exact(
-    ot: Any, ref: _Reference, Z: np.ndarray, codes: np.ndarray, max_rows: int,
+    ot: Any,
+    ref: _Reference,
+    Z: np.ndarray,
+    codes: np.ndarray,
+    max_rows: int,
     rng: np.random.Generator,
 ) -> float:
     _, C = _label_costs(ref, Z, codes)
@@ -716,9 +720,7 @@ def _otdd_exact(
     return float(np.sqrt(max(float(ot.emd2(a, b, M, numItermax=10**7)), 0.0)))
 
 
-def covariates_from_scores(
-    frame: pd.DataFrame, columns: Sequence[str] | None = None
-) -> np.ndarray:
+def covariates_from_scores(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> np.ndarray:
     """Standardised covariates (n_datasets, p) from ``score_*`` columns, in the frame's order.
 
     Each column is centred and divided by its standard deviation (a constant column gives

@@ -180,10 +180,13 @@ def _with_common_keys(parse: Parse, build: Build) -> tuple[Parse, Build]:
     return parse_all, build_all
 
 
-for _name, _parse, _build, _trains in (
-    ("logistic", _parse_logistic, _build_logistic, True),
-    ("sklearn", _parse_sklearn, _build_sklearn, True),
-    ("table", _parse_table, _build_table, False),
-    ("torch", _parse_torch, _build_torch, True),
+_SKLEARN = ("dashsel.evaluators.sklearn",)
+for _name, _parse, _build, _trains, _imports in (
+    ("logistic", _parse_logistic, _build_logistic, True, _SKLEARN),
+    ("sklearn", _parse_sklearn, _build_sklearn, True, _SKLEARN),
+    ("table", _parse_table, _build_table, False, ("dashsel.evaluators.table",)),
+    ("torch", _parse_torch, _build_torch, True, ("dashsel.evaluators.torch_cnn",)),
 ):
-    register_evaluator(EvaluatorKind(_name, *_with_common_keys(_parse, _build), trains=_trains))
+    register_evaluator(
+        EvaluatorKind(_name, *_with_common_keys(_parse, _build), trains=_trains, imports=_imports)
+    )

@@ -28,13 +28,16 @@ class EvaluatorKind:
     keyword arguments; ``build`` turns them into an evaluator. Both get a
     :class:`~dashsel.config.ConfigContext` whose errors name the manifest and
     ``evaluator.<key>``. ``trains`` says whether the kind trains models (then the manifest
-    needs local and validation data and datasets need array files).
+    needs local and validation data and datasets need array files). ``imports`` names the
+    modules its evaluators need, so worker processes can import them while the evaluator is
+    being built (:meth:`dashsel.executors.Executor.start`).
     """
 
     name: str
     parse: Parse
     build: Build
     trains: bool = True
+    imports: tuple[str, ...] = ()
 
 
 _KINDS: dict[str, EvaluatorKind] = {}
@@ -48,6 +51,14 @@ def register_evaluator(kind: EvaluatorKind) -> None:
 def evaluator_kinds() -> tuple[str, ...]:
     """Names of the registered kinds."""
     return tuple(_KINDS)
+
+
+def evaluator_imports(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The modules an ``[evaluator]`` table's kind needs (:attr:`EvaluatorKind.imports`;
+    empty for an unknown kind, which building will refuse). Checks and imports nothing."""
+    name = config.get("kind") if isinstance(config, Mapping) else None
+    kind = _KINDS.get(name) if isinstance(name, str) else None
+    return kind.imports if kind is not None else ()
 
 
 def config_context(source: str | Path | None, allow_estimators: Any = ()) -> ConfigContext:
