@@ -216,7 +216,9 @@ def test_ray_start_warms_workers_and_changes_no_outcome(ray_session) -> None:
         ex.start(ev)  # the same evaluator: no more warm-up tasks
         assert ex._warming == warming
         got = list(ex.map_unordered(ev, SPECS))
-        assert len(set(ray_session.get(warming))) == 2  # each on a worker of its own
+        # Both warm-ups finish (on one worker or two: Ray may reuse a worker that is already
+        # up, and which it does depends on the machine's load, so that is not asserted).
+        assert len(ray_session.get(warming, timeout=120)) == 2
     assert Counter(key(o) for o in got) == expected
 
 
