@@ -495,6 +495,30 @@ class Moments:
         return offset
 
 
+def _group_posterior(
+    s0: float,
+    sh: float,
+    sr: float,
+    mu0: float,
+    g_ev: np.ndarray,
+    n_e: np.ndarray,
+    s_e: np.ndarray,
+    bx_e: np.ndarray | float,
+    n_groups: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Posterior mean and variance of every group utility, and each group's summed weight,
+    from its evaluated datasets (group ``g_ev``, ``n_e`` rewards summing to ``s_e``,
+    covariate shift ``bx_e``): precision 1/sigma0^2 + sum_d w_d, w_d = 1/(sigmahat0^2 +
+    sigma_r^2/n_d). Shared by :func:`posterior_moments` and :func:`share_averaged_means`."""
+    w_e = 1.0 / (sh**2 + sr**2 / n_e)
+    z_e = s_e / n_e - bx_e
+    W = np.bincount(g_ev, weights=w_e, minlength=n_groups)
+    Z = np.bincount(g_ev, weights=w_e * z_e, minlength=n_groups)
+    g_var = 1.0 / (1.0 / s0**2 + W)
+    g_mean = g_var * (mu0 / s0**2 + Z)
+    return g_mean, g_var, W
+
+
 def posterior_moments(
     hyper: Hyper,
     stats: RewardStats,
@@ -519,12 +543,10 @@ def posterior_moments(
     ev = stats.evaluated()
     n_e = stats.counts[ev].astype(float)
     s_e = stats.sums[ev]
-    w_e = 1.0 / (sh**2 + sr**2 / n_e)
-    z_e = s_e / n_e - (bx[ev] if bx is not None else 0.0)
-    W = np.bincount(group_of[ev], weights=w_e, minlength=n_groups)
-    Z = np.bincount(group_of[ev], weights=w_e * z_e, minlength=n_groups)
-    g_var = 1.0 / (1.0 / s0**2 + W)
-    g_mean = g_var * (hyper.mu0 / s0**2 + Z)
+    bx_e = bx[ev] if bx is not None else 0.0
+    g_mean, g_var, W = _group_posterior(
+        s0, sh, sr, hyper.mu0, group_of[ev], n_e, s_e, bx_e, n_groups
+    )
     lam_u = 1.0 / (1.0 / sh**2)
     gain_u = lam_u / sh**2
     lam_e = 1.0 / (1.0 / sh**2 + n_e / sr**2)
@@ -921,7 +943,7 @@ def share_averaged_means(
         m = posterior_moments(hyper, stats, group_of, n_groups, covariates)
         return m.mean.copy(), float(p_flat)
     if direction is None:
-        direction = prior_direction(covariates, prior.score_weight)
+        direction = prior_direction(covariates, prior.score_weight, prior.score_lean)
     data = _compact(stats, group_of, covariates, direction)
     tot = math.hypot(hyper.sigma0, hyper.sigmahat0)
     sr = hyper.sigma_r
@@ -939,14 +961,9 @@ def share_averaged_means(
         # means of posterior_moments at these spreads (without its O(N) arrays).
         coef, _, quad, logdet, _ = _gls(data, s0, sh, sr)
         beta = coef[1:]
-        w = 1.0 / (sh**2 + sr**2 / n_e)
-        z = s_e / n_e - (x_e @ beta if p else 0.0)
-        W = np.bincount(g_ev, weights=w, minlength=n_groups)
-        Z = np.bincount(g_ev, weights=w * z, minlength=n_groups)
-        g_var = 1.0 / (1.0 / s0**2 + W)
-        g_mean = g_var * (float(coef[0]) / s0**2 + Z)
-        lam = 1.0 / (1.0 / sh**2 + n_e / sr**2)
         bx = x_e @ beta if p else 0.0
+        g_mean, _, _ = _group_posterior(s0, sh, sr, float(coef[0]), g_ev, n_e, s_e, bx, n_groups)
+        lam = 1.0 / (1.0 / sh**2 + n_e / sr**2)
         m_e = lam * ((g_mean[g_ev] + bx) / sh**2 + s_e / sr**2)
         return -0.5 * (logdet + quad), g_mean, beta, m_e
 
