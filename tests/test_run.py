@@ -175,7 +175,7 @@ class ReversedExecutor(InProcessExecutor):
         yield from reversed(list(super().map_unordered(evaluator, specs)))
 
 
-def test_batches_asked_together_told_in_number_order(reference) -> None:
+def test_window_asks_and_tells_in_number_order(reference) -> None:
     policy = Recording()
     seen: list[int] = []
     res = select(
@@ -192,12 +192,15 @@ def test_batches_asked_together_told_in_number_order(reference) -> None:
     same_run(res, reference[(3, 12)])
     assert seen[:3] == [2, 1, 0]  # completion order ...
     ids = list(res.trials["dataset_id"])
-    expected = []
-    for b in range(4):  # ... but asks come in batches and tells in trial-number order
-        expected += [("ask", n) for n in range(3 * b, 3 * b + 3)]
-        expected += [("tell", ids[n]) for n in range(3 * b, 3 * b + 3)]
+    # ... but the window's asks and tells come in trial-number order: 3 asked at first, then
+    # each tell of the oldest trial in flight is followed by one ask, until the budget is spent
+    expected = [("ask", 0), ("ask", 1), ("ask", 2)]
+    for n in range(12):
+        expected.append(("tell", ids[n]))
+        if n + 3 < 12:
+            expected.append(("ask", n + 3))
     assert policy.events_ == expected
-    assert list(res.trials["batch"]) == [n // 3 for n in range(12)]
+    assert list(res.trials["batch"]) == [0, 0, 0, *range(1, 10)]
 
 
 def test_overhead_timed_apart_from_evaluation() -> None:
@@ -244,7 +247,8 @@ def test_resume_after_interrupt_in_callback(tmp_path, reference) -> None:
         select(make_pool(), ToyTS(), ToyEvaluator(tmp_path), 12, journal=path, seed=7,
                batch_size=3, k=2, callback=stop_at_5)  # fmt: skip
     _, frame = read_journal(path)
-    assert list(frame["state"]) == ["complete"] * 6  # trial 5 ends batch 1
+    # trial 5 was asked after trial 2 was told; trials 6 and 7 were asked, not evaluated
+    assert list(frame["state"]) == ["complete"] * 6 + ["running"] * 2
     res = select(
         make_pool(), ToyTS(), ToyEvaluator(tmp_path), 12, journal=path, seed=7, batch_size=3, k=2
     )
