@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
@@ -259,6 +260,36 @@ def test_select_on_ray_matches_inprocess(ray_session) -> None:
     cols = ["number", "dataset_id", "seed", "reward"]
     assert par.trials[cols].equals(seq.trials[cols])
     assert par.selected == seq.selected
+
+
+class Uneven(ToyEvaluator):
+    """Trials of 'a' and 'c' take 10x longer: parallel trials finish out of order."""
+
+    def evaluate(self, spec: TrialSpec) -> float:
+        time.sleep(0.05 if spec.dataset_id in ("a", "c") else 0.005)
+        return super().evaluate(spec)
+
+
+@pytest.mark.ray
+@pytest.mark.xdist_group("ray")
+def test_window_gives_the_same_trials_on_every_executor(ray_session) -> None:
+    # The promise: a seed and a batch size give the same trials whatever the executor, with
+    # a window of 3 trials in flight that finish out of order on 2 workers.
+    from dashsel import select
+    from dashsel.executors import RayExecutor
+    from dashsel.hierarchy import Hierarchy
+
+    h = Hierarchy.from_mapping({"g": ["a", "b", "e"], "h": ["c", "d", "f"]})
+    args: dict[str, Any] = {"batch_size": 3, "seed": 2, "score_final": False}
+    seq = select(h, "dash", Uneven(), 14, **args)
+    with RayExecutor() as ex:
+        on_ray = select(h, "dash", Uneven(), 14, executor=ex, **args)
+    with ProcessExecutor(2) as ex:
+        in_workers = select(h, "dash", Uneven(), 14, executor=ex, **args)
+    cols = ["number", "dataset_id", "seed", "pull", "reward", "batch"]
+    for par in (on_ray, in_workers):
+        assert par.trials[cols].equals(seq.trials[cols])
+        assert par.selected == seq.selected and par.posterior == seq.posterior
 
 
 # --- exceptions come back as exceptions ---------------------------------------------------------

@@ -256,6 +256,62 @@ def test_resume_after_interrupt_in_callback(tmp_path, reference) -> None:
     assert sorted(calls(tmp_path)) == list(range(12))
 
 
+def test_resume_mid_window_repeats_no_finished_trial(tmp_path, reference) -> None:
+    # Trials 3, 4, 5 in flight; 5 and then 4 finish before 3, and the run is stopped while
+    # 3 is still unfinished: 4 and 5 wait in the journal for their turn, 3 runs again.
+    path = tmp_path / "run.db"
+
+    def stop_at_4(outcome) -> None:
+        if outcome.spec.number == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        select(make_pool(), ToyTS(), ToyEvaluator(tmp_path), 12, journal=path, seed=7,
+               batch_size=3, k=2, executor=ReversedExecutor(), callback=stop_at_4)  # fmt: skip
+    _, frame = read_journal(path)
+    assert list(frame["state"]) == ["complete"] * 3 + ["running", "complete", "complete"]
+    res = select(
+        make_pool(), ToyTS(), ToyEvaluator(tmp_path), 12, journal=path, seed=7, batch_size=3, k=2
+    )
+    same_run(res, reference[(3, 12)])
+    assert res.n_resumed == 5
+    # 3 was evaluated but never recorded before the stop: only it ran twice
+    assert sorted(calls(tmp_path)) == sorted([*range(12), 3])
+
+
+class Uneven(ToyEvaluator):
+    """Trials of some datasets take 10x longer: parallel trials finish out of order."""
+
+    def evaluate(self, spec: TrialSpec) -> float:
+        time.sleep(0.04 if spec.dataset_id in ("a0", "b1", "c0") else 0.004)
+        return super().evaluate(spec)
+
+
+@pytest.mark.parametrize("policy", ["dash", "hits"])
+def test_same_trials_whatever_the_executor(policy) -> None:
+    # A seed and a batch size give the same trials, in this process or in 2 workers where
+    # trials finish out of order (and are told in trial-number order all the same).
+    seen: list[int] = []
+    args = {"seed": 3, "batch_size": 3, "k": 2, "score_final": False}
+    serial = select(make_pool(), policy, Uneven(), 15, **args)
+    with ProcessExecutor(2) as ex:
+        on_trial = lambda o: seen.append(o.spec.number)  # noqa: E731
+        par = select(make_pool(), policy, Uneven(), 15, executor=ex, callback=on_trial, **args)
+    assert seen != sorted(seen)  # finished out of order ...
+    same_run(par, serial)  # ... same trials, same selection
+    assert list(par.trials["batch"]) == list(serial.trials["batch"])
+
+
+@pytest.mark.parametrize("policy", ["dash", "hits", "flat"])
+def test_window_holds_distinct_datasets(policy) -> None:
+    # Each ask sees the other trials in flight as pending: any batch_size consecutive trials
+    # (asked while the others were in flight) train distinct datasets while the pool has
+    # enough of them.
+    res = select(make_pool(), policy, ToyEvaluator(), 24, seed=1, batch_size=4, score_final=False)
+    ids = list(res.trials["dataset_id"])
+    assert all(len(set(ids[i : i + 4])) == 4 for i in range(len(ids) - 3))
+
+
 def test_resume_with_process_executor(tmp_path, reference) -> None:
     path = tmp_path / "run.db"
     (tmp_path / "fail_at").write_text("4")
