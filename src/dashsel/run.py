@@ -9,18 +9,24 @@ How a run stays reproducible and resumable:
 * Trial ``t`` is the policy's ``t``-th ask; its evaluation seed is ``derive_seed(seed, t)``
   and its ``pull`` counts earlier trials of the same dataset. Nothing about a trial depends on
   where or when it runs.
-* A batch's trials are journaled (state ``running``) together, in one transaction, *before*
-  any is evaluated, then each outcome as it completes; the policy is told the whole batch in
-  trial-number order once all are in, so parallel runs reproduce the sequential bookkeeping.
-* Resuming replays the journal batch by batch: complete batches are told to the policy (whose
-  ask counter is set to where the original run had it), and the unfinished batch, if any, has
-  its unfinished trials evaluated again *as journaled*, not asked again. Finished trials are
-  never repeated, so a resumed run ends exactly like an uninterrupted one.
+* With batch size ``B`` the run keeps a window of ``B`` trials in flight: it asks ``B`` at
+  first; then, each time the oldest trial in flight (lowest number) has finished, it tells it
+  to the policy and asks one more, the others in flight excluded as pending, and starts it at
+  once. Tells come strictly in trial-number order, so the asks and tells are the same whatever
+  the executor and whatever the timing: a seed and a batch size give the same trials.
+* The trials of each ask are journaled (state ``running``) together, in one transaction,
+  *before* any is evaluated, then each outcome as it completes.
+* Trial ``t + B`` is asked right after trial ``t`` is told, so every journaled trial but the
+  last ``B`` was told. Resuming tells those to the policy (whose ask counter is set to where
+  the original run had it) and rebuilds the window from the last ``B``: finished ones wait for
+  their turn, unfinished ones are evaluated again *as journaled*, not asked again. Finished
+  trials are never repeated, so a resumed run ends exactly like an uninterrupted one.
 * A trial that fails (an exception, a timeout, a reward outside the evaluator's range) is run
   again up to ``retries`` times with the same spec; one that keeps failing is journaled
-  failed, never told to the policy, and its dataset is excluded from every later ask. Resuming
-  sets aside again the datasets whose trials failed in finished batches, so the later asks
-  are the original run's.
+  failed, never told to the policy, and, at its turn, its dataset is set aside: excluded from
+  every later ask (``on_failure="stop"``: the run stops there, once the trials in flight have
+  finished). Resuming sets aside again the datasets whose trials failed before the window, so
+  the later asks are the original run's; a failed trial in the window is tried again.
 * Each finished trial is logged to the ``"dashsel"`` logger (:mod:`dashsel.log`).
 """
 
@@ -191,9 +197,11 @@ def select(
         ``trial_timeout``; executors given by name are closed at the end, executor objects
         are left open (set those options on the object).
     batch_size : int, optional
-        Trials asked at once and evaluated in parallel before the policy learns their
-        rewards (default: the executor's workers, so ``workers`` trials run at once). A
-        given seed and batch size give the same trials whatever the executor.
+        Trials in flight at once (default: the executor's workers, so ``workers`` trials run
+        at once): ``batch_size`` are asked at first, then one more each time the oldest trial
+        in flight has finished and been told, asked with the others in flight as pending.
+        Rewards are told in trial-number order, so a given seed and batch size give the same
+        trials whatever the executor.
     k, percentile : optional
         Final selection rule passed to ``policy.recommend`` (default: the policy's own ``k`` /
         ``percentile`` if it has them set, else the single best). A policy that takes ``k`` /
@@ -238,8 +246,9 @@ def select(
         Stop before the budget once the recommended set is settled: the policy's
         ``prob_correct()`` (posterior probability that the recommended top-k is correct; the
         engine) is at least 1 - stop_delta, or, for a policy with only ``should_stop()``, when
-        that says so. Checked after every batch; not a policy parameter (a resumed run may
-        change it). Ignored, with a warning, by a policy with neither.
+        that says so. Checked before every ask (after each trial told); the trials already in
+        flight still finish and are told. Not a policy parameter (a resumed run may change
+        it). Ignored, with a warning, by a policy with neither.
     dedupe : None, bool or Redundancy, optional
         Make the final choice set-aware (:mod:`dashsel.sets`): a candidate that nearly copies
         one already chosen is skipped and the next of the policy's ranking takes its place
@@ -898,7 +907,7 @@ class _Run:
             self._finished(self._stream.next())
 
     def _stop_early(self, n_started: int) -> str | None:
-        """Why the run stops before asking more (None: go on). Checked before each batch."""
+        """Why the run stops before asking more (None: go on). Checked before each ask."""
         if n_started == 0:
             return None
         if self.setup.policy_deterministic and len(self.pulls) >= self.hierarchy.n_datasets:
