@@ -5,7 +5,8 @@ and rewards, in order).
 A driver script calls :func:`dashsel.select` on a small replay pool whose evaluator sleeps a
 little per trial (``FUZZ_TRIAL_SLEEP``), so kills land inside the run: between trials, inside
 an evaluation and, with ``executor="process"`` (2 workers) and ``batch_size=2``, with a
-window of 2 trials in flight. The whole process group is killed, workers included, as a crash or OOM kill would.
+window of 2 trials in flight. The whole process group is killed, workers included, as a crash
+or OOM kill would.
 """
 
 from __future__ import annotations
