@@ -1,7 +1,9 @@
-"""Executors: run a batch of trials, in this process, in worker processes, or on Ray.
+"""Executors: run trials, in this process, in worker processes, or on Ray.
 
 An executor turns :class:`~dashsel.trial.TrialSpec` objects into
-:class:`~dashsel.trial.TrialOutcome` objects and yields each as soon as it completes. It never
+:class:`~dashsel.trial.TrialOutcome` objects and yields each as soon as it completes: a batch
+at once (:meth:`Executor.map_unordered`), or one trial at a time while others run
+(:meth:`Executor.stream`, what the run loop's window of trials in flight uses). It never
 raises for a failed evaluation: an exception inside ``evaluate``, a reward that is not a
 finite number in the evaluator's :attr:`~dashsel.evaluators.base.Evaluator.reward_range`, or
 a trial that runs past ``trial_timeout`` becomes a ``FAILED`` outcome whose ``exception`` is

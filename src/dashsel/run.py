@@ -807,7 +807,7 @@ class _Run:
         stop_reason, stopped = "budget", False
         while True:
             if not stopped and n_spent < self.budget and len(window) < self.batch_size:
-                why = self._stop_early(n_spent)
+                why = self._stop_early(n_spent - len(window))  # trials told so far
                 if why is not None:
                     stop_reason, stopped = why, True
                 else:
@@ -906,9 +906,9 @@ class _Run:
         while self._stream.n_pending:
             self._finished(self._stream.next())
 
-    def _stop_early(self, n_started: int) -> str | None:
+    def _stop_early(self, n_told: int) -> str | None:
         """Why the run stops before asking more (None: go on). Checked before each ask."""
-        if n_started == 0:
+        if n_told == 0:
             return None
         if self.setup.policy_deterministic and len(self.pulls) >= self.hierarchy.n_datasets:
             # Every dataset evaluated, rewards exact: more evaluations can only repeat them.
@@ -928,7 +928,7 @@ class _Run:
             what = f"top-{target()}" if callable(target) else "set"
             return (
                 f"confident (P(recommended {what} is correct) = {p:.3f} >= {1.0 - delta:.3f} "
-                f"after {n_started} evaluations)"
+                f"after {n_told} evaluations)"
             )
         should_stop = getattr(self.policy, "should_stop", None)
         if not callable(should_stop):
