@@ -293,9 +293,10 @@ def write_report(opts, rounds, load_before, load_after) -> None:
         "are judged on the whole process.",
         "",
         "`mean trial s` is the mean evaluation time inside the trials (from the result JSON); "
-        "`batch` is the batch size the run used (`--workers 2` alone gives 2). A run with "
-        "batch 2 makes different trials than a run with batch 1 (the promise is: a seed and a "
-        "batch size give the same trials whatever the executor).",
+        "`batch` is the batch size the run used (`--workers 2` alone gives 2: two trials in "
+        "flight, the next one asked and started as soon as the oldest has finished and been "
+        "told). A run with batch 2 makes different trials than a run with batch 1 (the promise "
+        "is: a seed and a batch size give the same trials whatever the executor).",
         "",
     ]
     opts.out.parent.mkdir(parents=True, exist_ok=True)
