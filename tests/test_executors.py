@@ -556,3 +556,31 @@ def test_evaluator_imports_name_the_kinds_modules() -> None:
     assert evaluator_imports({"kind": "logistic"}) == ("dashsel.evaluators.sklearn",)
     assert evaluator_imports({"kind": "table", "path": "x.csv"}) == ("dashsel.evaluators.table",)
     assert evaluator_imports({"kind": "nope"}) == evaluator_imports({"kind": ["x"]}) == ()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forkserver_module_ends_the_server_without_teardown() -> None:
+    # What the process executor's forkserver preloads first: at exit, output is flushed and
+    # the interpreter's teardown (a finaliser here) skipped; a forked child tears down as usual.
+    import subprocess
+
+    code = (
+        "import os, sys, dashsel._forkserver\n"
+        "class T:\n"
+        "    def __del__(self):\n"
+        "        print('teardown', os.getpid() != dashsel._forkserver._SERVER_PID)\n"
+        "t = T()\n"
+        "sys.stdout.write('out ')\n"
+        "pid = os.fork()\n"
+        "if pid:\n"
+        "    os.waitpid(pid, 0)\n"
+    )
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    # The child prints its own 'out ' (inherited, unflushed buffer) then tears down.
+    assert done.stdout.count("teardown") == 1
+    assert "teardown True" in done.stdout

@@ -703,7 +703,11 @@ class ProcessExecutor(Executor):
         spec = getattr(sys.modules.get("__main__"), "__spec__", None)
         name = getattr(spec, "name", None)
         main = name if name and not name.endswith("__main__") else "__main__"
-        ctx.set_forkserver_preload([main, "dashsel.executors", *self._imports])
+        # dashsel._forkserver first: the server then ends as soon as the main process has
+        # gone, without tearing down what it imported (see that module).
+        ctx.set_forkserver_preload(
+            ["dashsel._forkserver", main, "dashsel.executors", *self._imports]
+        )
         with thread_env(self.threads_per_trial):
             forkserver.ensure_running()
 
