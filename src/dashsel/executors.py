@@ -633,7 +633,9 @@ class ProcessExecutor(Executor):
         importable by module path (defined in a module, not in ``__main__`` of an interactive
         session). With ``"forkserver"``, one server process imports what workers need
         (:meth:`start`'s ``imports``) once and every worker is forked from it, so workers do
-        not each pay for importing scikit-learn or torch; the server is started with the
+        not each pay for importing scikit-learn or torch (it ends, once the main process has
+        gone, without tearing those imports down: :mod:`dashsel._forkserver`); the server is
+        started with the
         ``*_NUM_THREADS`` variables of the first executor that uses it (each trial's thread
         limit is applied around its evaluation in any case).
     threads_per_trial : int, optional
