@@ -635,9 +635,8 @@ class ProcessExecutor(Executor):
         (:meth:`start`'s ``imports``) once and every worker is forked from it, so workers do
         not each pay for importing scikit-learn or torch (it ends, once the main process has
         gone, without tearing those imports down: :mod:`dashsel._forkserver`); the server is
-        started with the
-        ``*_NUM_THREADS`` variables of the first executor that uses it (each trial's thread
-        limit is applied around its evaluation in any case).
+        started with the ``*_NUM_THREADS`` variables of the first executor that uses it (each
+        trial's thread limit is applied around its evaluation in any case).
     threads_per_trial : int, optional
         BLAS/OpenMP threads of each worker (default: 1; see :func:`default_threads`).
     trial_timeout : float, optional
