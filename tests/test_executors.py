@@ -553,7 +553,10 @@ def test_ray_resources_per_trial_set_the_workers(ray_session) -> None:
 def test_evaluator_imports_name_the_kinds_modules() -> None:
     from dashsel.evaluators.registry import evaluator_imports
 
-    assert evaluator_imports({"kind": "logistic"}) == ("dashsel.evaluators.sklearn",)
+    # dashsel.evaluators.sklearn imports scikit-learn lazily: workers are told to import it.
+    logistic = evaluator_imports({"kind": "logistic"})
+    assert logistic[0] == "dashsel.evaluators.sklearn"
+    assert "sklearn.linear_model" in logistic
     assert evaluator_imports({"kind": "table", "path": "x.csv"}) == ("dashsel.evaluators.table",)
     assert evaluator_imports({"kind": "nope"}) == evaluator_imports({"kind": ["x"]}) == ()
 

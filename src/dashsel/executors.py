@@ -431,6 +431,18 @@ class InProcessExecutor(Executor):
         self.trial_timeout = _check_timeout(trial_timeout)
         self._limit = ThreadLimit(self.threads_per_trial)
 
+    def start(
+        self,
+        evaluator: Evaluator | None = None,
+        *,
+        imports: Sequence[str] = (),
+        workers: int | None = None,
+    ) -> None:
+        """Get ``evaluator`` ready for its trials now (:func:`prepare`), before the run's
+        first trial: imports and loading are not counted in that trial's time."""
+        if evaluator is not None:
+            prepare(evaluator)
+
     def map_unordered(
         self, evaluator: Evaluator, specs: Sequence[TrialSpec]
     ) -> Iterator[TrialOutcome]:
@@ -482,6 +494,16 @@ def warm_up(evaluator: Any) -> None:
             pool.split(name)
 
 
+def prepare(evaluator: Any) -> None:
+    """Get ``evaluator`` ready for trials where they run (a worker, or this process for the
+    in-process executor): :func:`warm_up`, then what only trials need (a scikit-learn
+    evaluator's estimator, which the main process of a parallel run never makes)."""
+    warm_up(evaluator)
+    hook = getattr(evaluator, "_prepare", None)
+    if callable(hook):
+        hook()
+
+
 def preload(modules: Sequence[str]) -> None:
     """Import ``modules`` now (a worker warming up); one that fails is left for later."""
     import importlib
@@ -511,7 +533,7 @@ def _worker_main(conn: mpc.Connection, threads: int | None, imports: Sequence[st
     limit = ThreadLimit(threads)
     try:
         evaluator = pickle.loads(payload)
-        warm_up(evaluator)
+        prepare(evaluator)
         limit.scan()  # the evaluator's libraries are loaded by now
     except Exception as exc:
         conn.send(("init-failed", f"{type(exc).__name__}: {one_line(exc, 300)}"))
@@ -916,7 +938,7 @@ def _ray_evaluator(boxed: list[Any]) -> Any:
     if evaluator is None:
         _RAY_EVALUATORS.clear()  # one evaluator at a time per worker
         evaluator = _RAY_EVALUATORS[key] = ray.get(ref)
-        warm_up(evaluator)
+        prepare(evaluator)
     return evaluator
 
 

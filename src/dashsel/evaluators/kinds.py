@@ -180,7 +180,14 @@ def _with_common_keys(parse: Parse, build: Build) -> tuple[Parse, Build]:
     return parse_all, build_all
 
 
-_SKLEARN = ("dashsel.evaluators.sklearn",)
+# dashsel.evaluators.sklearn imports scikit-learn only where it is used: workers import it
+# while they wait for the evaluator.
+_SKLEARN = (
+    "dashsel.evaluators.sklearn",
+    "sklearn.linear_model",
+    "sklearn.pipeline",
+    "sklearn.preprocessing",
+)
 for _name, _parse, _build, _trains, _imports in (
     ("logistic", _parse_logistic, _build_logistic, True, _SKLEARN),
     ("sklearn", _parse_sklearn, _build_sklearn, True, _SKLEARN),
