@@ -1,13 +1,14 @@
 """How soon does a parallel `dashsel run` start its first trial? Two source trees, interleaved.
 
 Times, for ``--executor process --workers 2`` and ``--executor ray --workers 2`` (a Ray cluster
-started beforehand, as in :mod:`parallel`), the launch of a whole `dashsel run` process to the
-start of its first trial (the earliest ``started`` of the trials in its JSON), on
-:mod:`parallel`'s toy logistic pool, for two source trees side by side: ``--base SRC`` (e.g.
-an older commit's ``src`` from ``git archive``) and this tree's ``src``, alternating run by run
-so that the machine's load hits both alike. Also the whole run's wall time and the CPU time
-of the run's process and the children it waited for (Ray's workers are not among them).
-Writes a Markdown report (default ``docs/benchmarks/startup.md``)::
+started beforehand for each run, as in :mod:`parallel`, with the run's tree on its path), the
+launch of a whole `dashsel run` process to the start of its first trial (the earliest
+``started`` of the trials in its JSON), on :mod:`parallel`'s toy logistic pool, for two source
+trees side by side: ``--base SRC`` (e.g. an older commit's ``src`` from ``git archive``) and
+this tree's ``src``, alternating run by run so that the machine's load hits both alike. Also
+the whole run's wall time and the CPU time of the run's process and the children it waited
+for (Ray's workers are not among them). Writes a Markdown report (default
+``docs/benchmarks/startup.md``)::
 
     PYTHONPATH=src nice python benchmarks/startup.py --base /tmp/base/src [--rounds 3]
         [--budget 4] [--no-ray] [--out FILE]
@@ -53,38 +54,47 @@ def main() -> None:
         envs[name] = env
     rows: list[tuple[str, str, float, float, float]] = []  # executor, tree, start, wall, cpu
     load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="dashsel-startup-") as tmp:
+        work = Path(tmp)
+        manifest = write_pool(work / "pool")
+        executors = ["process"] if opts.no_ray else ["process", "ray"]
+        budget = ["--budget", str(opts.budget), "--seed", "0", "--policy", "dash"]
+        for r in range(opts.rounds):
+            # Alternate which tree goes first, so neither always follows the other.
+            order = list(trees) if r % 2 == 0 else list(reversed(trees))
+            for executor in executors:
+                for tree in order:
+                    start, wall, cpu = one_run(executor, manifest, budget, envs[tree], work)
+                    rows.append((executor, tree, start, wall, cpu))
+                    print(
+                        f"round {r + 1} {executor} {tree}: first trial at {start:.2f}s, "
+                        f"wall {wall:.1f}s, cpu {cpu:.1f}s",
+                        flush=True,
+                    )
+    write_report(opts, trees, rows, load_before, os.getloadavg())
+
+
+def one_run(
+    executor: str, manifest: Path, budget: list[str], env: dict[str, str], work: Path
+) -> tuple[float, float, float]:
+    """First trial's start from launch, wall time and CPU time of one `dashsel run`.
+
+    A Ray run gets a cluster of its own, started (not timed) with the same tree on its path
+    as the run, so Ray's workers import the same dashsel, and stopped after it."""
+    args = ["--executor", executor, "--workers", "2"]
     head = None
     ray_temp = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))  # Ray's socket paths are short
     try:
-        with tempfile.TemporaryDirectory(prefix="dashsel-startup-") as tmp:
-            work = Path(tmp)
-            manifest = write_pool(work / "pool")
-            executors = {"process": ["--executor", "process", "--workers", "2"]}
-            if not opts.no_ray:
-                head, address = start_ray(envs["this tree"], ray_temp)
-                executors["ray"] = ["--executor", "ray", "--workers", "2", "--address", address]
-            budget = ["--budget", str(opts.budget), "--seed", "0", "--policy", "dash"]
-            for r in range(opts.rounds):
-                # Alternate which tree goes first, so neither always follows the other.
-                order = list(trees) if r % 2 == 0 else list(reversed(trees))
-                for executor, args in executors.items():
-                    for tree in order:
-                        cpu0 = children_cpu()
-                        wall, result = timed_run(
-                            manifest, [*budget, *args], envs[tree], work / "out.json"
-                        )
-                        cpu = children_cpu() - cpu0
-                        rows.append((executor, tree, result["_startup_s"], wall, cpu))
-                        print(
-                            f"round {r + 1} {executor} {tree}: first trial at "
-                            f"{result['_startup_s']:.2f}s, wall {wall:.1f}s, cpu {cpu:.1f}s",
-                            flush=True,
-                        )
+        if executor == "ray":
+            head, address = start_ray(env, ray_temp)
+            args += ["--address", address]
+        cpu0 = children_cpu()
+        wall, result = timed_run(manifest, [*budget, *args], env, work / "out.json")
+        return result["_startup_s"], wall, children_cpu() - cpu0
     finally:
         if head is not None:
             stop_ray(head)
         shutil.rmtree(ray_temp, ignore_errors=True)
-    write_report(opts, trees, rows, load_before, os.getloadavg())
 
 
 def write_report(opts, trees, rows, load_before, load_after) -> None:

@@ -384,3 +384,13 @@ def test_logistic_pickles_without_its_estimator(pool):
     back = pickle.loads(pickle.dumps(ev))
     assert back._estimator is None and back._source_params == ev._source_params
     assert back.evaluate(spec(pool.entries[0].id)) == ev.evaluate(spec(pool.entries[0].id))
+
+
+def test_logistic_unpickles_the_state_older_versions_sent(pool):
+    ev = LogisticEvaluator(pool, C=3.0)
+    state = {k: v for k, v in vars(ev).items() if k not in ("_estimator", "_source_params")}
+    state["estimator"] = LogisticRegression(C=3.0, max_iter=300)
+    back = LogisticEvaluator.__new__(LogisticEvaluator)
+    back.__setstate__(state)
+    assert back.estimator is state["estimator"]
+    assert back.describe() == ev.describe()

@@ -438,10 +438,10 @@ class InProcessExecutor(Executor):
         imports: Sequence[str] = (),
         workers: int | None = None,
     ) -> None:
-        """Get ``evaluator`` ready for its trials now (:func:`prepare`), before the run's
-        first trial: imports and loading are not counted in that trial's time."""
+        """Make what ``evaluator``'s trials need now (:func:`prepare`; the run reads the data
+        itself, after checking it), so the first trial's time does not count its imports."""
         if evaluator is not None:
-            prepare(evaluator)
+            prepare(evaluator, data=False)
 
     def map_unordered(
         self, evaluator: Evaluator, specs: Sequence[TrialSpec]
@@ -494,11 +494,12 @@ def warm_up(evaluator: Any) -> None:
             pool.split(name)
 
 
-def prepare(evaluator: Any) -> None:
+def prepare(evaluator: Any, *, data: bool = True) -> None:
     """Get ``evaluator`` ready for trials where they run (a worker, or this process for the
-    in-process executor): :func:`warm_up`, then what only trials need (a scikit-learn
-    evaluator's estimator, which the main process of a parallel run never makes)."""
-    warm_up(evaluator)
+    in-process executor): :func:`warm_up` (if ``data``), then what only trials need (a
+    scikit-learn evaluator's estimator, which the main process of a parallel run never makes)."""
+    if data:
+        warm_up(evaluator)
     hook = getattr(evaluator, "_prepare", None)
     if callable(hook):
         hook()

@@ -267,6 +267,13 @@ class LogisticEvaluator(SklearnEvaluator):
             self._estimator = estimator
         return self._estimator
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # One pickled by an older dashsel held its estimator as ``estimator``.
+        state = dict(state)
+        state.setdefault("_estimator", state.pop("estimator", None))
+        state.setdefault("_source_params", None)
+        self.__dict__.update(state)
+
     def _describe_estimator(self) -> tuple[str, dict[str, Any]]:
         if self._estimator is None and self._source_params is not None:
             return LOGISTIC_PATH, to_jsonable(self._source_params[1])
