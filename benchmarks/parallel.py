@@ -84,12 +84,19 @@ def timed_run(
 ) -> tuple[float, dict]:
     cmd = [sys.executable, "-m", "dashsel.cli", "run", str(manifest), "--no-final", "--quiet",
            "--json", str(out), *args]  # fmt: skip
+    launched = time.time()  # the clock of the trials' start and end times in the JSON
     start = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{done.stderr}")
-    return wall, json.loads(out.read_text())
+    result = json.loads(out.read_text())
+    # Start-up (launch to the first trial's start) and exit (the last trial's end to the
+    # process's end and its output closed, as a caller reading it through a pipe sees it).
+    trials = result["trials"]
+    result["_startup_s"] = min(t["started"] for t in trials) - launched
+    result["_exit_s"] = launched + wall - max(t["finished"] for t in trials)
+    return wall, result
 
 
 def free_port() -> int:
@@ -198,6 +205,13 @@ def span(result: dict) -> float:
     return max(t["finished"] for t in trials) - min(t["started"] for t in trials)
 
 
+def busy(result: dict, phase: float) -> float:
+    """Share of the trial phase the run kept its ``batch_size`` trial slots busy: the trials'
+    summed evaluation time over slots x phase (1.0: never a slot idle). Unlike the wall
+    times, it hardly depends on how much CPU the machine's load leaves the run."""
+    return result["evaluation_seconds"] / (max(1, result["batch_size"]) * phase)
+
+
 def autogroup() -> bool:
     """Whether the kernel shares CPU time between sessions first (Linux autogroup)."""
     try:
@@ -252,9 +266,9 @@ def write_report(opts, rounds, load_before, load_after) -> None:
             lines += ["", f"Round {i + 1} of {len(rounds)}:"]
         lines += [
             "",
-            "| run | wall s | x serial | trial phase s | x serial | start-up and exit s "
-            "| mean trial s | batch | target | met |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+            "| run | wall s | x serial | trial phase s | x serial | start-up s | exit s "
+            "| mean trial s | batch | slots busy | target | met |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
         ]
         serial_span = span(rows[0][2])
         for name, wall, result, note in rows:
@@ -268,9 +282,10 @@ def write_report(opts, rounds, load_before, load_after) -> None:
             extra = f" ({note})" if note else ""
             lines.append(
                 f"| {name}{extra} | {wall:.1f} | {wall / serial:.2f} | {phase:.1f} | "
-                f"{phase / serial_span:.2f} | {wall - phase:.1f} | "
-                f"{result['evaluation_seconds'] / n:.3f} | {result['batch_size']} | {target} "
-                f"| {met} |"
+                f"{phase / serial_span:.2f} | {result['_startup_s']:.1f} | "
+                f"{result['_exit_s']:.1f} | "
+                f"{result['evaluation_seconds'] / n:.3f} | {result['batch_size']} | "
+                f"{busy(result, phase):.2f} | {target} | {met} |"
             )
     if len(rounds) > 1:
         lines += [
@@ -289,13 +304,20 @@ def write_report(opts, rounds, load_before, load_after) -> None:
         "`wall s` is the whole `dashsel run` process (imports, reading the pool, fingerprinting "
         "its data, worker or Ray start-up, the trials, exit); `trial phase s` runs from the "
         "first trial's start to the last one's end (from the trials in the result JSON), the "
-        "part that parallel executors can shorten; `start-up and exit s` is the rest. Targets "
-        "are judged on the whole process.",
+        "part that parallel executors can shorten; `start-up s` runs from the process's launch "
+        "to the first trial's start, `exit s` from the last trial's end to the process's end "
+        "(its output closed: worker processes that hold it count). Targets are judged on the "
+        "whole process.",
+        "",
+        "`slots busy` is the trials' summed evaluation time over batch x trial phase: how well "
+        "the run kept its trial slots busy (a slot waits while the policy is told and asks, "
+        "and whenever a trial may not start yet); it depends little on the machine's load.",
         "",
         "`mean trial s` is the mean evaluation time inside the trials (from the result JSON); "
-        "`batch` is the batch size the run used (`--workers 2` alone gives 2). A run with "
-        "batch 2 makes different trials than a run with batch 1 (the promise is: a seed and a "
-        "batch size give the same trials whatever the executor).",
+        "`batch` is the batch size the run used (`--workers 2` alone gives 2: two trials in "
+        "flight, the next one asked and started as soon as the oldest has finished and been "
+        "told). A run with batch 2 makes different trials than a run with batch 1 (the promise "
+        "is: a seed and a batch size give the same trials whatever the executor).",
         "",
     ]
     opts.out.parent.mkdir(parents=True, exist_ok=True)

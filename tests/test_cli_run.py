@@ -142,3 +142,65 @@ def test_sigint_with_a_hung_trial_exits_130_within_seconds(tmp_path) -> None:
 
     _, frame = read_journal(journal)
     assert list(frame["state"]) == ["running"]
+
+
+#: Runs `dashsel run ...` and writes, when the first trial is submitted to a worker, which
+#: scikit-learn modules the main process has imported by then.
+FIRST_SUBMIT_PROBE = '''
+import json, sys
+
+def patch(out):
+    import dashsel.executors as ex
+
+    for cls in (ex._ProcessStream, ex._RayStream):
+        def submit(self, spec, _orig=cls.submit):
+            try:
+                open(out, "x").write(json.dumps(
+                    sorted(m for m in sys.modules if m.split(".")[0] == "sklearn")))
+            except FileExistsError:
+                pass
+            return _orig(self, spec)
+
+        cls.submit = submit
+
+if __name__ == "__main__":  # the forkserver imports this module too
+    patch(sys.argv[1])
+    from dashsel.cli import app
+
+    sys.argv = ["dashsel", *sys.argv[2:]]
+    app()
+'''
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the process executor's forkserver")
+def test_process_run_imports_no_sklearn_before_its_first_trial(tmp_path) -> None:
+    from dashsel.toy import write_toy_manifest
+
+    manifest = write_toy_manifest(
+        tmp_path / "pool", evaluator={"kind": "logistic", "C": 10.0}, n_per_dataset=60,
+        n_local=40, n_validation=60, n_test=40,
+    )  # fmt: skip
+    probe, marker = tmp_path / "probe.py", tmp_path / "marker.json"
+    probe.write_text(FIRST_SUBMIT_PROBE)
+    journal, out = tmp_path / "j.jsonl", tmp_path / "r.json"
+    env = {**os.environ, "PYTHONPATH": SRC}
+    run = [sys.executable, str(probe), str(marker), "run", str(manifest), "--seed", "3",
+           "--journal", str(journal), "--no-final", "--quiet"]  # fmt: skip
+    proc = subprocess.run(
+        [*run, "--budget", "4", "--executor", "process", "--workers", "2", "--json", str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(marker.read_text()) == []  # no scikit-learn module at the first submit
+    result = json.loads(out.read_text())
+    assert len(result["trials"]) == 4 and not result["failed_datasets"]
+    assert all(t["reward"] is not None for t in result["trials"])
+    # The journal's evaluator description (read from scikit-learn's source) is the one an
+    # in-process run (which makes the estimator first) computes: it resumes the journal
+    # (same batch size: part of the run's identity).
+    resumed = subprocess.run(
+        [*run, "--budget", "6", "--batch-size", "2", "--json", str(out)], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(out.read_text())["n_resumed"] == 4

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -285,3 +287,110 @@ class TestSklearnConformance(EvaluatorConformance):
 
         pool = make_toy_pool(seed=0, relevant_group=1)
         return SklearnEvaluator(pool, DecisionTreeClassifier(max_depth=3), bootstrap=True)
+
+
+# --- the logistic evaluator without scikit-learn in the main process --------------------------
+LOGISTIC_SETS = [
+    {},
+    {"C": 0.5, "max_iter": 7},
+    {"C": 100.0, "max_iter": 400, "bootstrap": True},
+    {"C": 1, "standardize": False},  # an int C stays an int, as in get_params
+    {"C": np.float64(3.0), "max_iter": np.int64(20)},
+]
+
+
+def old_description(ev: LogisticEvaluator, kwargs: dict) -> dict:
+    """What describe() recorded when the evaluator made its LogisticRegression up front."""
+    from dashsel.evaluators.base import pool_identity
+    from dashsel.jsonable import to_jsonable
+
+    est = LogisticRegression(C=kwargs.get("C", 1.0), max_iter=kwargs.get("max_iter", 300))
+    return {
+        "kind": "logistic",
+        "estimator": f"{type(est).__module__}.{type(est).__qualname__}",
+        "params": to_jsonable(est.get_params(deep=False)),
+        "bootstrap": bool(kwargs.get("bootstrap", False)),
+        "standardize": bool(kwargs.get("standardize", True)),
+        **pool_identity(ev.pool),
+    }
+
+
+@pytest.mark.parametrize("kwargs", LOGISTIC_SETS, ids=lambda k: repr(sorted(k)))
+def test_logistic_description_from_source_matches_the_estimator(pool, kwargs):
+    lazy = LogisticEvaluator(pool, **kwargs)
+    from_source = lazy.describe()
+    assert lazy._estimator is None  # described without making the estimator
+    made = LogisticEvaluator(pool, **kwargs)
+    _ = made.estimator
+    # Byte-identical journal headers: the same JSON text, keys in the same order.
+    expected = json.dumps(old_description(made, kwargs))
+    assert json.dumps(from_source) == json.dumps(made.describe()) == expected
+    # Making it later checks it against the description (raises on a difference).
+    assert lazy.estimator.get_params()["C"] == kwargs.get("C", 1.0)
+
+
+def test_logistic_describe_imports_no_sklearn():
+    import subprocess
+
+    code = (
+        "import json, sys\n"
+        "from dashsel.toy import make_toy_pool\n"
+        "from dashsel.evaluators.sklearn import LogisticEvaluator\n"
+        "ev = LogisticEvaluator(make_toy_pool(seed=0), C=2.0, max_iter=9)\n"
+        "d = ev.describe()\n"
+        "print(json.dumps([d, sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn')]))\n"
+    )
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": src},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    description, modules = json.loads(out.stdout)
+    assert modules == []
+    made = LogisticEvaluator(make_toy_pool(seed=0), C=2.0, max_iter=9)
+    _ = made.estimator
+    assert description == made.describe()
+
+
+def test_logistic_falls_back_to_the_estimator_when_the_source_is_unreadable(pool, monkeypatch):
+    from dashsel.evaluators import sklearn as sk
+
+    monkeypatch.setattr(sk, "_logistic_defaults", lambda: None)
+    ev = LogisticEvaluator(pool, C=0.25)
+    assert ev._source_params is None
+    assert json.dumps(ev.describe()) == json.dumps(old_description(ev, {"C": 0.25}))
+    assert ev._estimator is not None  # made to describe it
+    assert sk.logistic_params(no_such_parameter=1) is None
+
+
+def test_logistic_source_params_that_differ_are_refused(pool):
+    from dashsel.evaluators import sklearn as sk
+
+    ev = LogisticEvaluator(pool)
+    version, params = ev._source_params
+    ev._source_params = (version, {**params, "tol": 0.5})
+    with pytest.raises(DashselError, match="please report this as a dashsel bug"):
+        _ = ev.estimator
+    # Another scikit-learn version (a Ray worker elsewhere): nothing to compare against.
+    other = LogisticEvaluator(pool)
+    other._source_params = ("0.0-other", {**params, "tol": 0.5})
+    assert other.estimator.get_params()["tol"] == LogisticRegression().tol
+    assert sk.describe_estimator(other.estimator)[0] == sk.LOGISTIC_PATH
+
+
+def test_logistic_pickles_without_its_estimator(pool):
+    ev = LogisticEvaluator(pool, C=3.0)
+    back = pickle.loads(pickle.dumps(ev))
+    assert back._estimator is None and back._source_params == ev._source_params
+    assert back.evaluate(spec(pool.entries[0].id)) == ev.evaluate(spec(pool.entries[0].id))
+
+
+def test_logistic_unpickles_the_state_older_versions_sent(pool):
+    ev = LogisticEvaluator(pool, C=3.0)
+    state = {k: v for k, v in vars(ev).items() if k not in ("_estimator", "_source_params")}
+    state["estimator"] = LogisticRegression(C=3.0, max_iter=300)
+    back = LogisticEvaluator.__new__(LogisticEvaluator)
+    back.__setstate__(state)
+    assert back.estimator is state["estimator"]
+    assert back.describe() == ev.describe()

@@ -50,6 +50,24 @@ def test_missing_torch_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> No
         TorchCNNEvaluator(make_pool(), **SMALL)
 
 
+def test_installed_torch_is_not_imported_when_the_evaluator_is_made(monkeypatch) -> None:
+    # A run whose trials run in workers leaves importing torch to them: the main process only
+    # checks that it is installed. (The spec stands in for an installed torch; `import torch`
+    # would fail, and raise here, if the constructor tried it.)
+    import importlib.machinery
+    import importlib.util
+
+    real = importlib.util.find_spec
+    fake = importlib.machinery.ModuleSpec("torch", None)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: fake if n == "torch" else real(n, *a)
+    )
+    ev = TorchCNNEvaluator(make_pool(), **SMALL)
+    assert "torch" not in sys.modules
+    assert ev.describe()["params"]["channels"] == [4, 8]
+
+
 # Everything below needs torch: skipped (not failed) where the extra is not installed.
 @pytest.fixture(scope="module")
 def torch():

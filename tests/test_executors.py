@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
@@ -259,6 +260,36 @@ def test_select_on_ray_matches_inprocess(ray_session) -> None:
     cols = ["number", "dataset_id", "seed", "reward"]
     assert par.trials[cols].equals(seq.trials[cols])
     assert par.selected == seq.selected
+
+
+class Uneven(ToyEvaluator):
+    """Trials of 'a' and 'c' take 10x longer: parallel trials finish out of order."""
+
+    def evaluate(self, spec: TrialSpec) -> float:
+        time.sleep(0.05 if spec.dataset_id in ("a", "c") else 0.005)
+        return super().evaluate(spec)
+
+
+@pytest.mark.ray
+@pytest.mark.xdist_group("ray")
+def test_window_gives_the_same_trials_on_every_executor(ray_session) -> None:
+    # The promise: a seed and a batch size give the same trials whatever the executor, with
+    # a window of 3 trials in flight that finish out of order on 2 workers.
+    from dashsel import select
+    from dashsel.executors import RayExecutor
+    from dashsel.hierarchy import Hierarchy
+
+    h = Hierarchy.from_mapping({"g": ["a", "b", "e"], "h": ["c", "d", "f"]})
+    args: dict[str, Any] = {"batch_size": 3, "seed": 2, "score_final": False}
+    seq = select(h, "dash", Uneven(), 14, **args)
+    with RayExecutor() as ex:
+        on_ray = select(h, "dash", Uneven(), 14, executor=ex, **args)
+    with ProcessExecutor(2) as ex:
+        in_workers = select(h, "dash", Uneven(), 14, executor=ex, **args)
+    cols = ["number", "dataset_id", "seed", "pull", "reward", "batch"]
+    for par in (on_ray, in_workers):
+        assert par.trials[cols].equals(seq.trials[cols])
+        assert par.selected == seq.selected and par.posterior == seq.posterior
 
 
 # --- exceptions come back as exceptions ---------------------------------------------------------
@@ -522,6 +553,37 @@ def test_ray_resources_per_trial_set_the_workers(ray_session) -> None:
 def test_evaluator_imports_name_the_kinds_modules() -> None:
     from dashsel.evaluators.registry import evaluator_imports
 
-    assert evaluator_imports({"kind": "logistic"}) == ("dashsel.evaluators.sklearn",)
+    # dashsel.evaluators.sklearn imports scikit-learn lazily: workers are told to import it.
+    logistic = evaluator_imports({"kind": "logistic"})
+    assert logistic[0] == "dashsel.evaluators.sklearn"
+    assert "sklearn.linear_model" in logistic
     assert evaluator_imports({"kind": "table", "path": "x.csv"}) == ("dashsel.evaluators.table",)
     assert evaluator_imports({"kind": "nope"}) == evaluator_imports({"kind": ["x"]}) == ()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forkserver_module_ends_the_server_without_teardown() -> None:
+    # What the process executor's forkserver preloads first: at exit, output is flushed and
+    # the interpreter's teardown (a finaliser here) skipped; a forked child tears down as usual.
+    import subprocess
+
+    code = (
+        "import os, sys, dashsel._forkserver\n"
+        "class T:\n"
+        "    def __del__(self):\n"
+        "        print('teardown', os.getpid() != dashsel._forkserver._SERVER_PID)\n"
+        "t = T()\n"
+        "sys.stdout.write('out ')\n"
+        "pid = os.fork()\n"
+        "if pid:\n"
+        "    os.waitpid(pid, 0)\n"
+    )
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    # The child prints its own 'out ' (inherited, unflushed buffer) then tears down.
+    assert done.stdout.count("teardown") == 1
+    assert "teardown True" in done.stdout

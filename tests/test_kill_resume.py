@@ -4,8 +4,9 @@ and rewards, in order).
 
 A driver script calls :func:`dashsel.select` on a small replay pool whose evaluator sleeps a
 little per trial (``FUZZ_TRIAL_SLEEP``), so kills land inside the run: between trials, inside
-an evaluation and, with ``executor="process"`` (2 workers) and ``batch_size=2``, inside a
-batch. The whole process group is killed, workers included, as a crash or OOM kill would.
+an evaluation and, with ``executor="process"`` (2 workers) and ``batch_size=2``, with a
+window of 2 trials in flight. The whole process group is killed, workers included, as a crash
+or OOM kill would.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def test_sigkill_then_resume_equals_uninterrupted(
     journal = tmp_path / "run.db"
     out = tmp_path / "out.json"
     cmd = _cmd(scripts, str(journal), out, executor, batch)
-    # 16 trials of 0.3 s each (batches of 2 in parallel: 0.6 s each): the run outlasts every delay.
+    # 16 trials of 0.3 s each (0.6 s each with 2 in flight): the run outlasts every delay.
     env = _env(scripts, 0.3 * batch)
     # Own process group, so the process executor's workers die with the parent.
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)

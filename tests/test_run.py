@@ -175,7 +175,7 @@ class ReversedExecutor(InProcessExecutor):
         yield from reversed(list(super().map_unordered(evaluator, specs)))
 
 
-def test_batches_asked_together_told_in_number_order(reference) -> None:
+def test_window_asks_and_tells_in_number_order(reference) -> None:
     policy = Recording()
     seen: list[int] = []
     res = select(
@@ -192,12 +192,15 @@ def test_batches_asked_together_told_in_number_order(reference) -> None:
     same_run(res, reference[(3, 12)])
     assert seen[:3] == [2, 1, 0]  # completion order ...
     ids = list(res.trials["dataset_id"])
-    expected = []
-    for b in range(4):  # ... but asks come in batches and tells in trial-number order
-        expected += [("ask", n) for n in range(3 * b, 3 * b + 3)]
-        expected += [("tell", ids[n]) for n in range(3 * b, 3 * b + 3)]
+    # ... but the window's asks and tells come in trial-number order: 3 asked at first, then
+    # each tell of the oldest trial in flight is followed by one ask, until the budget is spent
+    expected = [("ask", 0), ("ask", 1), ("ask", 2)]
+    for n in range(12):
+        expected.append(("tell", ids[n]))
+        if n + 3 < 12:
+            expected.append(("ask", n + 3))
     assert policy.events_ == expected
-    assert list(res.trials["batch"]) == [n // 3 for n in range(12)]
+    assert list(res.trials["batch"]) == [0, 0, 0, *range(1, 10)]
 
 
 def test_overhead_timed_apart_from_evaluation() -> None:
@@ -244,12 +247,69 @@ def test_resume_after_interrupt_in_callback(tmp_path, reference) -> None:
         select(make_pool(), ToyTS(), ToyEvaluator(tmp_path), 12, journal=path, seed=7,
                batch_size=3, k=2, callback=stop_at_5)  # fmt: skip
     _, frame = read_journal(path)
-    assert list(frame["state"]) == ["complete"] * 6  # trial 5 ends batch 1
+    # trial 5 was asked after trial 2 was told; trials 6 and 7 were asked, not evaluated
+    assert list(frame["state"]) == ["complete"] * 6 + ["running"] * 2
     res = select(
         make_pool(), ToyTS(), ToyEvaluator(tmp_path), 12, journal=path, seed=7, batch_size=3, k=2
     )
     same_run(res, reference[(3, 12)])
     assert sorted(calls(tmp_path)) == list(range(12))
+
+
+def test_resume_mid_window_repeats_no_finished_trial(tmp_path, reference) -> None:
+    # Trials 3, 4, 5 in flight; 5 and then 4 finish before 3, and the run is stopped while
+    # 3 is still unfinished: 4 and 5 wait in the journal for their turn, 3 runs again.
+    path = tmp_path / "run.db"
+
+    def stop_at_4(outcome) -> None:
+        if outcome.spec.number == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        select(make_pool(), ToyTS(), ToyEvaluator(tmp_path), 12, journal=path, seed=7,
+               batch_size=3, k=2, executor=ReversedExecutor(), callback=stop_at_4)  # fmt: skip
+    _, frame = read_journal(path)
+    assert list(frame["state"]) == ["complete"] * 3 + ["running", "complete", "complete"]
+    res = select(
+        make_pool(), ToyTS(), ToyEvaluator(tmp_path), 12, journal=path, seed=7, batch_size=3, k=2
+    )
+    same_run(res, reference[(3, 12)])
+    assert res.n_resumed == 5
+    # 3 was evaluated but never recorded before the stop: only it ran twice
+    assert sorted(calls(tmp_path)) == sorted([*range(12), 3])
+
+
+class Uneven(ToyEvaluator):
+    """Trials of some datasets take 10x longer: parallel trials finish out of order."""
+
+    def evaluate(self, spec: TrialSpec) -> float:
+        time.sleep(0.04 if spec.dataset_id in ("a0", "b1", "c0") else 0.004)
+        return super().evaluate(spec)
+
+
+@pytest.mark.parametrize("policy", ["dash", "hits"])
+def test_same_trials_whatever_the_executor(policy) -> None:
+    # A seed and a batch size give the same trials, in this process or in 2 workers where
+    # trials finish out of order (and are told in trial-number order all the same).
+    seen: list[int] = []
+    args = {"seed": 3, "batch_size": 3, "k": 2, "score_final": False}
+    serial = select(make_pool(), policy, Uneven(), 15, **args)
+    with ProcessExecutor(2) as ex:
+        on_trial = lambda o: seen.append(o.spec.number)  # noqa: E731
+        par = select(make_pool(), policy, Uneven(), 15, executor=ex, callback=on_trial, **args)
+    assert seen != sorted(seen)  # finished out of order ...
+    same_run(par, serial)  # ... same trials, same selection
+    assert list(par.trials["batch"]) == list(serial.trials["batch"])
+
+
+@pytest.mark.parametrize("policy", ["dash", "hits", "flat"])
+def test_window_holds_distinct_datasets(policy) -> None:
+    # Each ask sees the other trials in flight as pending: any batch_size consecutive trials
+    # (asked while the others were in flight) train distinct datasets while the pool has
+    # enough of them.
+    res = select(make_pool(), policy, ToyEvaluator(), 24, seed=1, batch_size=4, score_final=False)
+    ids = list(res.trials["dataset_id"])
+    assert all(len(set(ids[i : i + 4])) == 4 for i in range(len(ids) - 3))
 
 
 def test_resume_with_process_executor(tmp_path, reference) -> None:

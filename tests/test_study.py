@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -59,17 +61,17 @@ def test_ask_tell_loop_equals_select(tmp_path, policy, batch) -> None:
     )
     path = tmp_path / "study.db"
     Study.create(path, make_pool(), policy, seed=5, k=3, budget=14).close()
-    while True:
-        with Study.open(path) as study:  # a fresh process-like open for each step
-            try:
-                asked = study.ask(batch)
-            except BudgetSpent:
-                break
+    # select's window: ask `batch` trials, then tell the oldest pending one and ask one more
+    with Study.open(path) as study:  # a fresh process-like open for each step
+        pending = deque(study.ask(batch))
+    while pending:
+        trial, dataset = pending.popleft()
         _, frame = read_journal(path)
-        for trial, dataset in asked:
-            seed = int(frame.loc[frame["number"] == trial, "seed"].iloc[0])
-            with Study.open(path) as study:
-                study.tell(trial, reward_of(dataset, seed))
+        seed = int(frame.loc[frame["number"] == trial, "seed"].iloc[0])
+        with Study.open(path) as study:
+            study.tell(trial, reward_of(dataset, seed))
+        with Study.open(path) as study, contextlib.suppress(BudgetSpent):
+            pending.extend(study.ask(1))
     _, frame = read_journal(path)
     assert frame[KEY].to_dict("records") == res.trials[KEY].to_dict("records")
     with Study.open(path) as study:

@@ -151,8 +151,9 @@ def run(
         int | None,
         typer.Option(
             min=1,
-            help="Evaluations asked for at once [default: the workers]. A seed and batch "
-            "size give the same trials whatever the executor.",
+            help="Trials in flight at once [default: the workers]: one more is asked each "
+            "time the oldest finishes, rewards told in trial order, so a seed and batch size "
+            "give the same trials whatever the executor.",
         ),
     ] = None,
     threads_per_trial: Annotated[

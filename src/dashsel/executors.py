@@ -1,7 +1,9 @@
-"""Executors: run a batch of trials, in this process, in worker processes, or on Ray.
+"""Executors: run trials, in this process, in worker processes, or on Ray.
 
 An executor turns :class:`~dashsel.trial.TrialSpec` objects into
-:class:`~dashsel.trial.TrialOutcome` objects and yields each as soon as it completes. It never
+:class:`~dashsel.trial.TrialOutcome` objects and yields each as soon as it completes: a batch
+at once (:meth:`Executor.map_unordered`), or one trial at a time while others run
+(:meth:`Executor.stream`, what the run loop's window of trials in flight uses). It never
 raises for a failed evaluation: an exception inside ``evaluate``, a reward that is not a
 finite number in the evaluator's :attr:`~dashsel.evaluators.base.Evaluator.reward_range`, or
 a trial that runs past ``trial_timeout`` becomes a ``FAILED`` outcome whose ``exception`` is
@@ -276,6 +278,78 @@ def _timeout_outcome(spec: TrialSpec, started: float, timeout: float) -> TrialOu
     return failed_outcome(spec, exc, started, time.time())
 
 
+class TrialStream(Closeable, ABC):
+    """Trials submitted one at a time, while others run; outcomes as they finish.
+
+    What :meth:`Executor.stream` returns. The run loop keeps a window of trials in flight:
+    it submits a trial (:meth:`submit`) as soon as it is asked and takes outcomes with :meth:`next`
+    in whatever order they finish. :meth:`close` cancels the trials not yet returned (and,
+    where the executor can, stops those running).
+    """
+
+    @abstractmethod
+    def submit(self, spec: TrialSpec) -> None:
+        """Start ``spec`` as soon as a worker is free (queue it otherwise); returns at once."""
+
+    @abstractmethod
+    def next(self) -> TrialOutcome:
+        """The outcome of a submitted trial, as soon as one finishes (blocks until then).
+
+        Raises ``RuntimeError`` when no submitted trial is left to return.
+        """
+
+    @property
+    @abstractmethod
+    def n_pending(self) -> int:
+        """Trials submitted whose outcome :meth:`next` has not returned yet."""
+
+
+class _MapStream(TrialStream):
+    """A stream over any executor's :meth:`~Executor.map_unordered`: the trials submitted
+    since the last call run as one ``map_unordered`` call, started when :meth:`next` needs
+    an outcome and none is under way (one at a time in submission order for the in-process
+    executor, where nothing runs in the background anyway)."""
+
+    def __init__(self, executor: Executor, evaluator: Evaluator) -> None:
+        self._executor = executor
+        self._evaluator = evaluator
+        self._queue: list[TrialSpec] = []
+        self._outcomes: Iterator[TrialOutcome] | None = None
+        self._n = 0
+
+    def submit(self, spec: TrialSpec) -> None:
+        self._queue.append(spec)
+        self._n += 1
+
+    def next(self) -> TrialOutcome:
+        while True:
+            if self._outcomes is None:
+                if not self._queue:
+                    raise RuntimeError("no submitted trial left to return")
+                specs, self._queue = self._queue, []
+                self._outcomes = self._executor.map_unordered(self._evaluator, specs)
+            try:
+                out = next(self._outcomes)
+            except StopIteration:
+                self._outcomes = None
+                continue
+            self._n -= 1
+            return out
+
+    @property
+    def n_pending(self) -> int:
+        return self._n
+
+    def close(self) -> None:
+        if self._outcomes is not None:
+            close = getattr(self._outcomes, "close", None)
+            if callable(close):
+                close()
+            self._outcomes = None
+        self._queue = []
+        self._n = 0
+
+
 class Executor(Closeable, ABC):
     """Runs trials and yields their outcomes as they complete.
 
@@ -298,6 +372,14 @@ class Executor(Closeable, ABC):
         Closing the iterator early cancels the trials that have not started (and, where the
         executor can, stops those that have).
         """
+
+    def stream(self, evaluator: Evaluator) -> TrialStream:
+        """A :class:`TrialStream` that runs trials of ``evaluator`` as they are submitted.
+
+        This default runs what was submitted through :meth:`map_unordered` when an outcome is
+        needed; the process and Ray executors start each trial at once, while others run.
+        """
+        return _MapStream(self, evaluator)
 
     @property
     def n_workers(self) -> int:
@@ -348,6 +430,18 @@ class InProcessExecutor(Executor):
         self.threads_per_trial = _check_threads(threads_per_trial) or default_threads(1)
         self.trial_timeout = _check_timeout(trial_timeout)
         self._limit = ThreadLimit(self.threads_per_trial)
+
+    def start(
+        self,
+        evaluator: Evaluator | None = None,
+        *,
+        imports: Sequence[str] = (),
+        workers: int | None = None,
+    ) -> None:
+        """Make what ``evaluator``'s trials need now (:func:`prepare`; the run reads the data
+        itself, after checking it), so the first trial's time does not count its imports."""
+        if evaluator is not None:
+            prepare(evaluator, data=False)
 
     def map_unordered(
         self, evaluator: Evaluator, specs: Sequence[TrialSpec]
@@ -400,6 +494,17 @@ def warm_up(evaluator: Any) -> None:
             pool.split(name)
 
 
+def prepare(evaluator: Any, *, data: bool = True) -> None:
+    """Get ``evaluator`` ready for trials where they run (a worker, or this process for the
+    in-process executor): :func:`warm_up` (if ``data``), then what only trials need (a
+    scikit-learn evaluator's estimator, which the main process of a parallel run never makes)."""
+    if data:
+        warm_up(evaluator)
+    hook = getattr(evaluator, "_prepare", None)
+    if callable(hook):
+        hook()
+
+
 def preload(modules: Sequence[str]) -> None:
     """Import ``modules`` now (a worker warming up); one that fails is left for later."""
     import importlib
@@ -429,7 +534,7 @@ def _worker_main(conn: mpc.Connection, threads: int | None, imports: Sequence[st
     limit = ThreadLimit(threads)
     try:
         evaluator = pickle.loads(payload)
-        warm_up(evaluator)
+        prepare(evaluator)
         limit.scan()  # the evaluator's libraries are loaded by now
     except Exception as exc:
         conn.send(("init-failed", f"{type(exc).__name__}: {one_line(exc, 300)}"))
@@ -551,9 +656,10 @@ class ProcessExecutor(Executor):
         importable by module path (defined in a module, not in ``__main__`` of an interactive
         session). With ``"forkserver"``, one server process imports what workers need
         (:meth:`start`'s ``imports``) once and every worker is forked from it, so workers do
-        not each pay for importing scikit-learn or torch; the server is started with the
-        ``*_NUM_THREADS`` variables of the first executor that uses it (each trial's thread
-        limit is applied around its evaluation in any case).
+        not each pay for importing scikit-learn or torch (it ends, once the main process has
+        gone, without tearing those imports down: :mod:`dashsel._forkserver`); the server is
+        started with the ``*_NUM_THREADS`` variables of the first executor that uses it (each
+        trial's thread limit is applied around its evaluation in any case).
     threads_per_trial : int, optional
         BLAS/OpenMP threads of each worker (default: 1; see :func:`default_threads`).
     trial_timeout : float, optional
@@ -621,7 +727,11 @@ class ProcessExecutor(Executor):
         spec = getattr(sys.modules.get("__main__"), "__spec__", None)
         name = getattr(spec, "name", None)
         main = name if name and not name.endswith("__main__") else "__main__"
-        ctx.set_forkserver_preload([main, "dashsel.executors", *self._imports])
+        # dashsel._forkserver first: the server then ends as soon as the main process has
+        # gone, without tearing down what it imported (see that module).
+        ctx.set_forkserver_preload(
+            ["dashsel._forkserver", main, "dashsel.executors", *self._imports]
+        )
         with thread_env(self.threads_per_trial):
             forkserver.ensure_running()
 
@@ -674,78 +784,21 @@ class ProcessExecutor(Executor):
         except (EOFError, OSError, pickle.UnpicklingError) as exc:
             return ("died", exc)
 
+    def stream(self, evaluator: Evaluator) -> TrialStream:
+        """Trials go to idle workers as they are submitted (queued while all are busy)."""
+        self._ensure(evaluator)
+        return _ProcessStream(self, evaluator)
+
     def map_unordered(
         self, evaluator: Evaluator, specs: Sequence[TrialSpec]
     ) -> Iterator[TrialOutcome]:
         if not specs:
             return
-        self._ensure(evaluator)
-        queue = deque(specs)
-        timeout = self.trial_timeout
-        try:
-            while queue or any(w.spec is not None for w in self._workers):
-                for i, w in enumerate(list(self._workers)):
-                    if w.spec is None and queue:
-                        spec = queue[0]
-                        try:
-                            w.send(spec)
-                        except OSError:  # the idle worker died: replace it, send again
-                            w.kill()
-                            w = self._workers[i] = self._start_worker()
-                            w.send(spec)
-                        queue.popleft()
-                        w.spec, w.started = spec, time.time()
-                busy = [w for w in self._workers if w.spec is not None]
-                wait_s = None
-                if timeout is not None:
-                    running = [w.started + timeout for w in busy if w.ready]
-                    wait_s = max(0.0, min(running) - time.time()) if running else None
-                ready = set(mpc.wait([w.conn for w in busy], timeout=wait_s))
-                for i, w in enumerate(list(self._workers)):
-                    spec = w.spec
-                    if spec is None:
-                        continue
-                    if w.conn in ready:
-                        message = self._receive(w)
-                        if message[0] == "ready":
-                            w.ready, w.started = True, time.time()
-                            continue
-                        w.spec = None
-                        if message[0] == "outcome":
-                            yield message[1]
-                            continue
-                        if message[0] == "init-failed":
-                            raise DashselError(
-                                f"a worker process could not load evaluator "
-                                f"{type(evaluator).__name__}: {message[1]}"
-                            )
-                        out = failed_outcome(
-                            spec,
-                            message[1]
-                            if isinstance(message[1], BaseException)
-                            else RuntimeError(str(message)),
-                            w.started,
-                            time.time(),
-                            f"worker failed on dataset {spec.dataset_id!r} (trial "
-                            f"{spec.number}) (a worker died: out of memory, killed, or, with "
-                            "the spawn start method, a script that starts the run outside "
-                            "`if __name__ == '__main__':`)",
-                        )
-                    elif timeout is not None and w.ready and time.time() >= w.started + timeout:
-                        out = _timeout_outcome(spec, w.started, timeout)
-                    else:
-                        continue
-                    # The worker is dead or stuck in the trial: replace it.
-                    w.kill()
-                    self._workers[i] = self._start_worker()
-                    yield out
-        finally:
-            # Closed early (Ctrl-C, a callback that raised): trials still running are stopped
-            # now, not waited for; the workers are replaced on the next batch.
-            for w in self._workers:
-                if w.spec is not None:
-                    w.kill()
-                    w.spec = None
+        with self.stream(evaluator) as stream:
+            for spec in specs:
+                stream.submit(spec)
+            for _ in specs:
+                yield stream.next()
 
     def close(self) -> None:
         # Every idle worker is told to stop first, then waited for: they end side by side.
@@ -762,6 +815,111 @@ class ProcessExecutor(Executor):
         self._workers = []
         self._payload = None
         self._evaluator = None
+
+
+class _ProcessStream(TrialStream):
+    """The process executor's stream: each submitted trial goes to an idle worker at once."""
+
+    def __init__(self, executor: ProcessExecutor, evaluator: Evaluator) -> None:
+        self._ex = executor
+        self._evaluator = evaluator
+        self._queue: deque[TrialSpec] = deque()
+        self._ready: deque[TrialOutcome] = deque()
+        self._n = 0
+
+    @property
+    def n_pending(self) -> int:
+        return self._n
+
+    def submit(self, spec: TrialSpec) -> None:
+        self._queue.append(spec)
+        self._n += 1
+        self._dispatch()
+
+    def next(self) -> TrialOutcome:
+        if self._n == 0:
+            raise RuntimeError("no submitted trial left to return")
+        while not self._ready:
+            self._dispatch()
+            self._poll()
+        self._n -= 1
+        return self._ready.popleft()
+
+    def _dispatch(self) -> None:
+        workers = self._ex._workers
+        for i, w in enumerate(list(workers)):
+            if w.spec is None and self._queue:
+                spec = self._queue[0]
+                try:
+                    w.send(spec)
+                except OSError:  # the idle worker died: replace it, send again
+                    w.kill()
+                    w = workers[i] = self._ex._start_worker()
+                    w.send(spec)
+                self._queue.popleft()
+                w.spec, w.started = spec, time.time()
+
+    def _poll(self) -> None:
+        """Wait until a busy worker reports (or a trial times out); collect what came."""
+        ex = self._ex
+        timeout = ex.trial_timeout
+        busy = [w for w in ex._workers if w.spec is not None]
+        wait_s = None
+        if timeout is not None:
+            running = [w.started + timeout for w in busy if w.ready]
+            wait_s = max(0.0, min(running) - time.time()) if running else None
+        ready = set(mpc.wait([w.conn for w in busy], timeout=wait_s))
+        for i, w in enumerate(list(ex._workers)):
+            spec = w.spec
+            if spec is None:
+                continue
+            if w.conn in ready:
+                message = ex._receive(w)
+                if message[0] == "ready":
+                    w.ready, w.started = True, time.time()
+                    continue
+                w.spec = None
+                if message[0] == "outcome":
+                    self._ready.append(message[1])
+                    continue
+                if message[0] == "init-failed":
+                    raise DashselError(
+                        f"a worker process could not load evaluator "
+                        f"{type(self._evaluator).__name__}: {message[1]}"
+                    )
+                out = failed_outcome(
+                    spec,
+                    message[1]
+                    if isinstance(message[1], BaseException)
+                    else RuntimeError(str(message)),
+                    w.started,
+                    time.time(),
+                    f"worker failed on dataset {spec.dataset_id!r} (trial "
+                    f"{spec.number}) (a worker died: out of memory, killed, or, with "
+                    "the spawn start method, a script that starts the run outside "
+                    "`if __name__ == '__main__':`)",
+                )
+            elif timeout is not None and w.ready and time.time() >= w.started + timeout:
+                out = _timeout_outcome(spec, w.started, timeout)
+            else:
+                continue
+            # The worker is dead or stuck in the trial: replace it.
+            w.kill()
+            ex._workers[i] = ex._start_worker()
+            self._ready.append(out)
+        self._dispatch()  # queued trials (retries, a window refilled ahead) go to free workers
+
+    def close(self) -> None:
+        # Closed early (Ctrl-C, a callback that raised, a trial that stops the run): trials
+        # still running are stopped now, not waited for; the workers are replaced on the
+        # next stream.
+        for w in self._ex._workers:
+            if w.spec is not None:
+                w.kill()
+                w.spec = None
+        self._queue.clear()
+        self._ready.clear()
+        self._n = 0
 
 
 # --- Ray ---------------------------------------------------------------------------------------
@@ -781,7 +939,7 @@ def _ray_evaluator(boxed: list[Any]) -> Any:
     if evaluator is None:
         _RAY_EVALUATORS.clear()  # one evaluator at a time per worker
         evaluator = _RAY_EVALUATORS[key] = ray.get(ref)
-        warm_up(evaluator)
+        prepare(evaluator)
     return evaluator
 
 
@@ -930,47 +1088,20 @@ class RayExecutor(Executor):
             self._evaluator = evaluator
         return self._evaluator_ref
 
+    def stream(self, evaluator: Evaluator) -> TrialStream:
+        """Each submitted trial becomes a Ray task at once."""
+        return _RayStream(self, evaluator)
+
     def map_unordered(
         self, evaluator: Evaluator, specs: Sequence[TrialSpec]
     ) -> Iterator[TrialOutcome]:
         if not specs:
             return
-        ray = self._ray
-        boxed = [self._ref_for(evaluator)]
-        timeout = self.trial_timeout
-        submitted = time.time()
-        pending = {self._remote.remote(boxed, spec, self.threads_per_trial): spec for spec in specs}
-        try:
-            while pending:
-                wait_s = None
-                if timeout is not None:
-                    wait_s = max(0.0, submitted + timeout - time.time())
-                done, _ = ray.wait(list(pending), num_returns=1, timeout=wait_s)
-                if not done:  # every trial still pending has run past the timeout
-                    for obj, spec in list(pending.items()):
-                        with contextlib.suppress(Exception):
-                            ray.cancel(obj, force=True)
-                        del pending[obj]
-                        assert timeout is not None
-                        yield _timeout_outcome(spec, submitted, timeout)
-                    continue
-                for obj in done:
-                    spec = pending.pop(obj)
-                    try:
-                        out = ray.get(obj)
-                    except Exception as exc:  # the task's worker crashed or was killed
-                        out = failed_outcome(
-                            spec,
-                            exc,
-                            submitted,
-                            time.time(),
-                            f"Ray task failed on dataset {spec.dataset_id!r} (trial {spec.number})",
-                        )
-                    yield out
-        finally:
-            for obj in pending:
-                with contextlib.suppress(Exception):  # already finished or gone
-                    ray.cancel(obj, force=True)
+        with self.stream(evaluator) as stream:
+            for spec in specs:
+                stream.submit(spec)
+            for _ in specs:
+                yield stream.next()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # the cluster may be gone already
@@ -985,6 +1116,70 @@ class RayExecutor(Executor):
         if self._owns_ray and self._ray.is_initialized():
             self._ray.shutdown()
         self._owns_ray = False
+
+
+class _RayStream(TrialStream):
+    """The Ray executor's stream: one task per submitted trial; a trial's timeout counts
+    from its submission."""
+
+    def __init__(self, executor: RayExecutor, evaluator: Evaluator) -> None:
+        self._ex = executor
+        self._boxed = [executor._ref_for(evaluator)]
+        self._pending: dict[Any, tuple[TrialSpec, float]] = {}
+        self._ready: deque[TrialOutcome] = deque()
+
+    @property
+    def n_pending(self) -> int:
+        return len(self._pending) + len(self._ready)
+
+    def submit(self, spec: TrialSpec) -> None:
+        ex = self._ex
+        obj = ex._remote.remote(self._boxed, spec, ex.threads_per_trial)
+        self._pending[obj] = (spec, time.time())
+
+    def next(self) -> TrialOutcome:
+        ray = self._ex._ray
+        timeout = self._ex.trial_timeout
+        while not self._ready:
+            if not self._pending:
+                raise RuntimeError("no submitted trial left to return")
+            wait_s = None
+            if timeout is not None:
+                first = min(t for _, t in self._pending.values())
+                wait_s = max(0.0, first + timeout - time.time())
+            done, _ = ray.wait(list(self._pending), num_returns=1, timeout=wait_s)
+            if not done:  # the oldest trials have run past the timeout
+                assert timeout is not None
+                now = time.time()
+                for obj, (spec, submitted) in list(self._pending.items()):
+                    if now >= submitted + timeout:
+                        with contextlib.suppress(Exception):
+                            ray.cancel(obj, force=True)
+                        del self._pending[obj]
+                        self._ready.append(_timeout_outcome(spec, submitted, timeout))
+                continue
+            for obj in done:
+                spec, submitted = self._pending.pop(obj)
+                try:
+                    out = ray.get(obj)
+                except Exception as exc:  # the task's worker crashed or was killed
+                    out = failed_outcome(
+                        spec,
+                        exc,
+                        submitted,
+                        time.time(),
+                        f"Ray task failed on dataset {spec.dataset_id!r} (trial {spec.number})",
+                    )
+                self._ready.append(out)
+        return self._ready.popleft()
+
+    def close(self) -> None:
+        ray = self._ex._ray
+        for obj in self._pending:
+            with contextlib.suppress(Exception):  # already finished or gone
+                ray.cancel(obj, force=True)
+        self._pending.clear()
+        self._ready.clear()
 
 
 def make_executor(

@@ -9,18 +9,24 @@ How a run stays reproducible and resumable:
 * Trial ``t`` is the policy's ``t``-th ask; its evaluation seed is ``derive_seed(seed, t)``
   and its ``pull`` counts earlier trials of the same dataset. Nothing about a trial depends on
   where or when it runs.
-* A batch's trials are journaled (state ``running``) together, in one transaction, *before*
-  any is evaluated, then each outcome as it completes; the policy is told the whole batch in
-  trial-number order once all are in, so parallel runs reproduce the sequential bookkeeping.
-* Resuming replays the journal batch by batch: complete batches are told to the policy (whose
-  ask counter is set to where the original run had it), and the unfinished batch, if any, has
-  its unfinished trials evaluated again *as journaled*, not asked again. Finished trials are
-  never repeated, so a resumed run ends exactly like an uninterrupted one.
+* With batch size ``B`` the run keeps a window of ``B`` trials in flight: it asks ``B`` at
+  first; then, each time the oldest trial in flight (lowest number) has finished, it tells it
+  to the policy and asks one more, the others in flight excluded as pending, and starts it at
+  once. Tells come strictly in trial-number order, so the asks and tells are the same whatever
+  the executor and whatever the timing: a seed and a batch size give the same trials.
+* The trials of each ask are journaled (state ``running``) together, in one transaction,
+  *before* any is evaluated, then each outcome as it completes.
+* Trial ``t + B`` is asked right after trial ``t`` is told, so every journaled trial but the
+  last ``B`` was told. Resuming tells those to the policy (whose ask counter is set to where
+  the original run had it) and rebuilds the window from the last ``B``: finished ones wait for
+  their turn, unfinished ones are evaluated again *as journaled*, not asked again. Finished
+  trials are never repeated, so a resumed run ends exactly like an uninterrupted one.
 * A trial that fails (an exception, a timeout, a reward outside the evaluator's range) is run
   again up to ``retries`` times with the same spec; one that keeps failing is journaled
-  failed, never told to the policy, and its dataset is excluded from every later ask. Resuming
-  sets aside again the datasets whose trials failed in finished batches, so the later asks
-  are the original run's.
+  failed, never told to the policy, and, at its turn, its dataset is set aside: excluded from
+  every later ask (``on_failure="stop"``: the run stops there, once the trials in flight have
+  finished). Resuming sets aside again the datasets whose trials failed before the window, so
+  the later asks are the original run's; a failed trial in the window is tried again.
 * Each finished trial is logged to the ``"dashsel"`` logger (:mod:`dashsel.log`).
 """
 
@@ -35,9 +41,9 @@ import logging
 import time
 import warnings
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +52,7 @@ import numpy as np
 
 from dashsel.checks import check_journal_path, check_seed
 from dashsel.errors import DashselError, JournalError
-from dashsel.executors import Executor, make_executor, warm_up
+from dashsel.executors import Executor, TrialStream, make_executor, warm_up
 from dashsel.hierarchy import Hierarchy
 from dashsel.journal import InMemoryJournal, Journal, is_abandoned, open_journal
 from dashsel.jsonable import to_jsonable
@@ -191,9 +197,11 @@ def select(
         ``trial_timeout``; executors given by name are closed at the end, executor objects
         are left open (set those options on the object).
     batch_size : int, optional
-        Trials asked at once and evaluated in parallel before the policy learns their
-        rewards (default: the executor's workers, so ``workers`` trials run at once). A
-        given seed and batch size give the same trials whatever the executor.
+        Trials in flight at once (default: the executor's workers, so ``workers`` trials run
+        at once): ``batch_size`` are asked at first, then one more each time the oldest trial
+        in flight has finished and been told, asked with the others in flight as pending.
+        Rewards are told in trial-number order, so a given seed and batch size give the same
+        trials whatever the executor.
     k, percentile : optional
         Final selection rule passed to ``policy.recommend`` (default: the policy's own ``k`` /
         ``percentile`` if it has them set, else the single best). A policy that takes ``k`` /
@@ -238,8 +246,9 @@ def select(
         Stop before the budget once the recommended set is settled: the policy's
         ``prob_correct()`` (posterior probability that the recommended top-k is correct; the
         engine) is at least 1 - stop_delta, or, for a policy with only ``should_stop()``, when
-        that says so. Checked after every batch; not a policy parameter (a resumed run may
-        change it). Ignored, with a warning, by a policy with neither.
+        that says so. Checked before every ask (after each trial told); the trials already in
+        flight still finish and are told. Not a policy parameter (a resumed run may change
+        it). Ignored, with a warning, by a policy with neither.
     dedupe : None, bool or Redundancy, optional
         Make the final choice set-aware (:mod:`dashsel.sets`): a candidate that nearly copies
         one already chosen is skipped and the next of the policy's ranking takes its place
@@ -664,6 +673,11 @@ class _Run:
         self.failed: dict[str, str] = {}
         self.finished_failed: set[int] = set()
         self.best: float | None = None
+        # The window's machinery (see _loop): final outcomes waiting for their turn, failed
+        # attempts per trial in flight, the executor's stream.
+        self._final: dict[int, TrialOutcome] = {}
+        self._attempts: dict[int, int] = {}
+        self._stream: TrialStream
 
     @contextmanager
     def _policy_time(self) -> Iterator[None]:
@@ -712,38 +726,13 @@ class _Run:
                     self.hierarchy, random_state=self.seed, covariates=self.setup.prior.covariates
                 )
 
-        n_started, n_spent, next_batch = self._resume(self.journal.records())
-        stop_reason = "budget"
-        while n_spent < self.budget:
-            why = self._stop_early(n_spent)
-            if why is not None:
-                stop_reason = why
-                break
-            m = min(self.batch_size, self.budget - n_spent)
-            with self._policy_time():
-                # Set-aside datasets are excluded; the policy's exclusion is part of its
-                # seeded ask, so a resumed run (which rebuilds `failed`) asks the same.
-                ids = (
-                    self.policy.ask(m, exclude=tuple(self.failed))
-                    if self.failed
-                    else (self.policy.ask(m))
-                )
-            specs = [self._spec(n_started + i, d) for i, d in enumerate(ids)]
-            # Journal the whole batch, in one transaction, before evaluating any of it: a
-            # kill then leaves all of the batch on record or none of it, and resuming
-            # evaluates what is recorded as it is (never half a batch, asked again later).
-            self.journal.record_starts(
-                specs,
-                groups=[self.hierarchy.group_of(s.dataset_id) for s in specs],
-                batch=next_batch,
-            )
-            for spec in specs:
-                self.batch_of[spec.number] = next_batch
-            self._evaluate(specs)
-            self._tell([s.number for s in specs])
-            n_started += m
-            n_spent += m
-            next_batch += 1
+        self._stream = self.executor.stream(self.evaluator)
+        try:
+            stop_reason, n_spent = self._loop()
+        finally:
+            # Trials still in flight (an error, Ctrl-C, a trial that stops the run) are
+            # cancelled; the journal keeps them running and a resume evaluates them again.
+            self._stream.close()
 
         with self._policy_time():
             rec = self.policy.recommend(k=k, percentile=percentile)
@@ -804,9 +793,122 @@ class _Run:
             set_skipped=set_skipped,
         )
 
-    def _stop_early(self, n_started: int) -> str | None:
-        """Why the run stops before asking more (None: go on). Checked before each batch."""
-        if n_started == 0:
+    def _loop(self) -> tuple[str, int]:
+        """The trials: an in-order window of ``batch_size`` trials in flight.
+
+        The run asks ``batch_size`` trials at first; then each time the oldest trial in
+        flight (lowest number) has finished, it is told to the policy and one trial is asked
+        (the others in flight excluded as pending) and started at once. Tells come strictly in
+        trial-number order, so asks and tells come in the same order whatever the executor
+        and however long each trial takes. Returns (stop reason, budget spent).
+        """
+        n_started, n_spent, next_batch, in_flight = self._resume(self.journal.records())
+        window = deque(in_flight)
+        stop_reason, stopped = "budget", False
+        while True:
+            if not stopped and n_spent < self.budget and len(window) < self.batch_size:
+                why = self._stop_early(n_spent - len(window))  # trials told so far
+                if why is not None:
+                    stop_reason, stopped = why, True
+                else:
+                    m = min(self.batch_size - len(window), self.budget - n_spent)
+                    specs = self._ask(m, n_started, window)
+                    # Journaled, in one transaction, before any is evaluated: resuming
+                    # evaluates what is recorded as it is, never asks it again.
+                    self.journal.record_starts(
+                        specs,
+                        groups=[self.hierarchy.group_of(s.dataset_id) for s in specs],
+                        batch=next_batch,
+                    )
+                    for spec in specs:
+                        self.batch_of[spec.number] = next_batch
+                        window.append(spec)
+                        self._submit(spec)
+                    n_started += m
+                    n_spent += m
+                    next_batch += 1
+            if not window:
+                return stop_reason, n_spent
+            self._take_turn(self._wait_for(window.popleft().number))
+
+    def _ask(self, m: int, n_started: int, window: Sequence[TrialSpec]) -> list[TrialSpec]:
+        """Ask ``m`` trials; the datasets in flight are pending (excluded while the pool has
+        others), those set aside after failing are excluded."""
+        exclude = list(dict.fromkeys([*self.failed, *(s.dataset_id for s in window)]))
+        if len(exclude) >= self.hierarchy.n_datasets:
+            # Nothing else left: repeat a dataset in flight rather than one that failed.
+            exclude = list(self.failed)
+        with self._policy_time():
+            # The policy's exclusion is part of its seeded ask, so a resumed run (which
+            # rebuilds `failed` and the window) asks the same.
+            ids = self.policy.ask(m, exclude=exclude) if exclude else self.policy.ask(m)
+        return [self._spec(n_started + i, d) for i, d in enumerate(ids)]
+
+    def _submit(self, spec: TrialSpec) -> None:
+        self._attempts[spec.number] = 0
+        self._stream.submit(spec)
+
+    def _wait_for(self, number: int) -> TrialOutcome:
+        """The final outcome of trial ``number``, taking the others' as they come."""
+        while number not in self._final:
+            self._finished(self._stream.next())
+        return self._final.pop(number)
+
+    def _finished(self, out: TrialOutcome) -> None:
+        """An attempt finished: run it again (failed, retries left) or record its outcome."""
+        number = out.spec.number
+        attempt = self._attempts.get(number, 0)
+        if out.state is not TrialState.COMPLETE and attempt < self.retries:
+            log_event(
+                logging.DEBUG,
+                f"trial {number + 1} attempt {attempt + 1} failed, retrying: {out.error}",
+                trial=number,
+                dataset=out.spec.dataset_id,
+                attempt=attempt + 1,
+                error=out.error,
+            )
+            self._attempts[number] = attempt + 1
+            self._stream.submit(out.spec)
+            return
+        self._attempts.pop(number, None)
+        self.journal.record_outcome(out)
+        if out.state is TrialState.COMPLETE:
+            self.outcomes[number] = out
+            if out.reward is not None and (self.best is None or out.reward > self.best):
+                self.best = out.reward
+        self._final[number] = out
+        self._log_trial(out)
+        if self.callback is not None:
+            self.callback(out)
+
+    def _take_turn(self, out: TrialOutcome) -> None:
+        """Trial ``out`` is the oldest in flight: tell its reward, or act on its failure
+        (``on_failure``) now, in trial-number order, whenever it actually finished."""
+        if out.state is TrialState.COMPLETE:
+            with self._policy_time():
+                self.policy.tell(out.spec.dataset_id, out.reward)
+            return
+        if self.on_failure == "stop":
+            self._drain()
+            raise self._failure(out)
+        self.failed.setdefault(out.spec.dataset_id, out.error or "failed")
+        self.finished_failed.add(out.spec.number)
+        if len(self.failed) >= self.hierarchy.n_datasets:
+            self._drain()
+            last_error = self._failure(out)
+            raise last_error.with_message(
+                f"every dataset of pool {self.pool.name!r} failed; the last: {last_error}"
+            )
+
+    def _drain(self) -> None:
+        """Let the trials in flight finish and journal them before the run stops on a
+        failure: running again then only evaluates what had not finished."""
+        while self._stream.n_pending:
+            self._finished(self._stream.next())
+
+    def _stop_early(self, n_told: int) -> str | None:
+        """Why the run stops before asking more (None: go on). Checked before each ask."""
+        if n_told == 0:
             return None
         if self.setup.policy_deterministic and len(self.pulls) >= self.hierarchy.n_datasets:
             # Every dataset evaluated, rewards exact: more evaluations can only repeat them.
@@ -826,7 +928,7 @@ class _Run:
             what = f"top-{target()}" if callable(target) else "set"
             return (
                 f"confident (P(recommended {what} is correct) = {p:.3f} >= {1.0 - delta:.3f} "
-                f"after {n_started} evaluations)"
+                f"after {n_told} evaluations)"
             )
         should_stop = getattr(self.policy, "should_stop", None)
         if not callable(should_stop):
@@ -851,11 +953,16 @@ class _Run:
         return spec
 
     # --- resuming --------------------------------------------------------------------------
-    def _resume(self, records: Sequence[TrialRecord]) -> tuple[int, int, int]:
-        """Replay journaled trials; returns (trials started, budget spent, next batch).
+    def _resume(self, records: Sequence[TrialRecord]) -> tuple[int, int, int, list[TrialSpec]]:
+        """Replay journaled trials; returns (trials started, budget spent, next batch, the
+        window: the trials in flight when the run stopped, in number order).
 
-        Trials given back by a study (:data:`~dashsel.journal.ABANDONED`) keep their number
-        but spend no budget and are not evaluated again.
+        A run asks trial ``t + batch_size`` right after telling trial ``t``, so every trial
+        but the last ``batch_size`` was told; those are the window again. Its finished trials
+        wait for their turn, the others (running, or failed: they are tried again) are
+        evaluated again *as journaled*, not asked again. Trials given back by a study
+        (:data:`~dashsel.journal.ABANDONED`) keep their number but spend no budget and are
+        not evaluated again.
         """
         where = self.journal.location
         numbers = [r.spec.number for r in records]
@@ -871,9 +978,9 @@ class _Run:
                 f"journal {where} already holds {n_spent} trials, more than the budget "
                 f"{self.budget}: give a budget of at least {n_spent}"
             )
-        batches = [(b, list(rs)) for b, rs in itertools.groupby(records, key=lambda r: r.batch)]
+        told = max(0, len(records) - self.batch_size)  # trials before it were told
         last_batch = -1
-        for i, (batch, recs) in enumerate(batches):
+        for batch, recs in itertools.groupby(records, key=lambda r: r.batch):
             if batch <= last_batch:
                 raise JournalError(f"journal {where}: batch {batch} is not contiguous")
             last_batch = batch
@@ -897,16 +1004,12 @@ class _Run:
                 elif (
                     r.state is TrialState.FAILED
                     and r.spec.number not in abandoned
-                    and i != len(batches) - 1
+                    and r.spec.number < told
                 ):
                     # Failed for good and the run went on: its dataset stays set aside.
                     error = r.outcome.error if r.outcome is not None else None
                     self.failed[r.spec.dataset_id] = error or "failed"
                     self.finished_failed.add(r.spec.number)
-        # Trials started but not finished (crash, kill, failure) are evaluated again with the
-        # journaled spec, not asked again: asking would need the rewards of the very batch
-        # they are part of. select leaves them in its last batch only; a study's pending
-        # trials may sit in any batch, and are evaluated here as well.
         todo = [
             r
             for r in records
@@ -919,74 +1022,35 @@ class _Run:
             self.journal.record_starts(
                 specs, groups=[self.hierarchy.group_of(s.dataset_id) for s in specs], batch=b
             )
-        if todo:
-            self._evaluate([r.spec for r in todo])
-        # Batches are contiguous in number order, so telling every trial in number order is
-        # what the original run told, batch after batch; the ask counter goes where it was.
+        for r in todo:
+            self._submit(r.spec)
+        # A study's pending trials may sit before the window (select leaves none there):
+        # they are evaluated now, and told with the trials before the window.
+        for r in todo:
+            if r.spec.number < told:
+                self._take_failure_only(self._wait_for(r.spec.number))
         with self._policy_time():
             self.policy.replay(
-                [(o.spec.dataset_id, o.reward) for _, o in sorted(self.outcomes.items())],
+                [
+                    (o.spec.dataset_id, o.reward)
+                    for n, o in sorted(self.outcomes.items())
+                    if n < told
+                ],
                 n_asked=len(records),
             )
-        return len(records), n_spent, last_batch + 1
+        window = [r.spec for r in records[told:] if r.spec.number not in abandoned]
+        for spec in window:  # finished before the stop: they wait for their turn
+            if spec.number in self.outcomes:
+                self._final[spec.number] = self.outcomes[spec.number]
+        return len(records), n_spent, last_batch + 1, window
+
+    def _take_failure_only(self, out: TrialOutcome) -> None:
+        """A trial before the window finished on resuming: a failure is acted on now; a
+        reward is told with the others before the window."""
+        if out.state is not TrialState.COMPLETE:
+            self._take_turn(out)
 
     # --- evaluation and bookkeeping --------------------------------------------------------
-    def _evaluate(self, specs: Sequence[TrialSpec]) -> None:
-        """Run specs on the executor, retrying failed ones, and journal each final outcome.
-
-        A trial that still fails after ``retries`` more attempts stops the run
-        (``on_failure="stop"``) or is recorded failed and its dataset set aside
-        (``"skip"``); the run stops when every dataset has been set aside.
-        """
-        final_failures: list[TrialOutcome] = []
-        todo = list(specs)
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
-            again: list[TrialSpec] = []
-            # closing(): if the callback or a KeyboardInterrupt stops us, trials not yet
-            # finished are cancelled (the process executor kills their workers); the journal
-            # keeps them as running and a resume runs them again.
-            with closing(self.executor.map_unordered(self.evaluator, todo)) as outcomes:
-                for out in outcomes:
-                    if out.state is not TrialState.COMPLETE and not last:
-                        log_event(
-                            logging.DEBUG,
-                            f"trial {out.spec.number + 1} attempt {attempt + 1} failed, "
-                            f"retrying: {out.error}",
-                            trial=out.spec.number,
-                            dataset=out.spec.dataset_id,
-                            attempt=attempt + 1,
-                            error=out.error,
-                        )
-                        again.append(out.spec)
-                        continue
-                    self.journal.record_outcome(out)
-                    if out.state is TrialState.COMPLETE:
-                        self.outcomes[out.spec.number] = out
-                        if out.reward is not None and (self.best is None or out.reward > self.best):
-                            self.best = out.reward
-                    else:
-                        final_failures.append(out)
-                    self._log_trial(out)
-                    if self.callback is not None:
-                        self.callback(out)
-            todo = sorted(again, key=lambda sp: sp.number)
-            if not todo:
-                break
-        if not final_failures:
-            return
-        final_failures.sort(key=lambda o: o.spec.number)
-        if self.on_failure == "stop":
-            raise self._failure(final_failures[0])
-        for out in final_failures:
-            self.failed.setdefault(out.spec.dataset_id, out.error or "failed")
-            self.finished_failed.add(out.spec.number)
-        if len(self.failed) >= self.hierarchy.n_datasets:
-            last_error = self._failure(final_failures[-1])
-            raise last_error.with_message(
-                f"every dataset of pool {self.pool.name!r} failed; the last: {last_error}"
-            )
-
     def _log_trial(self, out: TrialOutcome) -> None:
         fields = {
             "trial": out.spec.number,
@@ -1017,14 +1081,6 @@ class _Run:
         error = DashselError(f"{text}{hint}")
         error.__cause__ = exc
         return error
-
-    def _tell(self, numbers: Sequence[int]) -> None:
-        """Tell the policy a batch's rewards in trial-number order."""
-        with self._policy_time():
-            for n in sorted(numbers):
-                out = self.outcomes.get(n)
-                if out is not None:  # failed trials are never told
-                    self.policy.tell(out.spec.dataset_id, out.reward)
 
     def _trials_frame(self, done: Sequence[TrialOutcome]) -> pd.DataFrame:
         records = [

@@ -8,10 +8,10 @@ a run's journal can be continued as a study and a study's journal by ``dashsel r
 How it stays consistent with ``select``:
 
 * The policy is rebuilt from the journal for every ask: complete trials told in trial-number
-  order, the ask counter at the number of trials asked. ``ask(n)`` when nothing is pending is
-  then exactly ``select``'s batch of ``n``: a loop that asks ``n``, tells all ``n``, and asks
-  again makes the trials and selection of ``select(..., batch_size=n)`` with the same policy,
-  seed and budget.
+  order, the ask counter at the number of trials asked. A loop that asks ``n``, then tells the
+  oldest pending trial and asks one more, again and again, makes the trials and selection of
+  ``select(..., batch_size=n)`` with the same policy, seed and budget (select's window of
+  ``n`` trials in flight).
 * Trials asked but not told are *pending*: a later ask excludes their datasets while the pool
   has others (``Policy.ask(exclude=...)``), so ten cluster jobs asking one trial each train ten
   different datasets.
@@ -175,8 +175,8 @@ class Study(Closeable):
             engine) then never asks for an evaluated dataset while others remain.
         serial : bool
             Refuse to ask while trials are pending (:class:`TrialsPending`), so the trials
-            depend on the seed and rewards only, never on timing: a loop that asks ``n`` and
-            tells them all makes exactly ``dashsel run --batch-size n``.
+            depend on the seed and rewards only, never on timing: a loop that asks one trial
+            and tells it makes exactly ``dashsel run``.
         """
         from dashsel.policies import make_policy
         from dashsel.run import configure_policy, run_meta, run_scores

@@ -22,8 +22,10 @@ dataset only, overriding what the evaluator says (:attr:`Evaluator.deterministic
 <dashsel.evaluators.base.Evaluator.deterministic>`: ``logistic`` and ``sklearn`` without
 bootstrap and without a seeded estimator, ``table`` with one row per dataset).
 
-Parsing imports nothing heavy (a manifest is checked before scikit-learn or torch load);
-building does.
+Parsing imports nothing heavy (a manifest is checked before scikit-learn or torch load).
+Building ``logistic`` or ``torch`` does not import them either (the estimator or network is
+made where the trials run, so the main process of a run on workers or Ray never imports
+them before its trials start); building ``sklearn`` does (the estimator is checked up front).
 """
 
 from __future__ import annotations
@@ -180,7 +182,14 @@ def _with_common_keys(parse: Parse, build: Build) -> tuple[Parse, Build]:
     return parse_all, build_all
 
 
-_SKLEARN = ("dashsel.evaluators.sklearn",)
+# dashsel.evaluators.sklearn imports scikit-learn only where it is used: workers import it
+# while they wait for the evaluator.
+_SKLEARN = (
+    "dashsel.evaluators.sklearn",
+    "sklearn.linear_model",
+    "sklearn.pipeline",
+    "sklearn.preprocessing",
+)
 for _name, _parse, _build, _trains, _imports in (
     ("logistic", _parse_logistic, _build_logistic, True, _SKLEARN),
     ("sklearn", _parse_sklearn, _build_sklearn, True, _SKLEARN),

@@ -20,22 +20,25 @@ import difflib
 import functools
 import importlib
 import re
+import sys
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone, is_classifier
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
 from dashsel.errors import DashselError, DataError
 from dashsel.evaluators.base import Evaluator, Split, pool_identity
 from dashsel.jsonable import to_jsonable
 from dashsel.pool import ArraySplit, Pool
 from dashsel.trial import TrialSpec
+
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
+
+# scikit-learn is imported where it is used, not with this module: a run whose trials run in
+# worker processes or on Ray never imports it in its main process (see LogisticEvaluator).
 
 
 class SklearnEvaluator(Evaluator):
@@ -77,6 +80,8 @@ class SklearnEvaluator(Evaluator):
         bootstrap: bool = False,
         standardize: bool = True,
     ) -> None:
+        from sklearn.base import is_classifier
+
         if not is_classifier(estimator):
             raise DashselError(f"{type(estimator).__name__} is not a scikit-learn classifier")
         self.pool = pool
@@ -136,6 +141,8 @@ class SklearnEvaluator(Evaluator):
             # Most classifiers refuse one class; the only sensible model predicts it.
             pred = np.full(len(target), classes[0])
         else:
+            from sklearn.exceptions import ConvergenceWarning
+
             model = self.make_model(seed)
             with warnings.catch_warnings():
                 # Trial models are trained many times with a fixed budget; non-convergence is
@@ -147,6 +154,10 @@ class SklearnEvaluator(Evaluator):
 
     def make_model(self, seed: int) -> BaseEstimator:
         """A fresh, unfitted model (scaler + clone of the estimator) seeded with ``seed``."""
+        from sklearn.base import clone
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+
         est = clone(self.estimator)
         seeded = {
             k: int(seed)
@@ -170,16 +181,24 @@ class SklearnEvaluator(Evaluator):
     def describe(self) -> dict[str, Any]:
         """Kind, estimator and its parameters, options, pool name and data fingerprints."""
         if self._description is None:
-            est = self.estimator
+            estimator, params = self._describe_estimator()
             self._description = {
                 "kind": self.kind,
-                "estimator": f"{type(est).__module__}.{type(est).__qualname__}",
-                "params": to_jsonable(est.get_params(deep=False)),
+                "estimator": estimator,
+                "params": params,
                 "bootstrap": self.bootstrap,
                 "standardize": self.standardize,
                 **pool_identity(self.pool),
             }
         return copy.deepcopy(self._description)
+
+    def _describe_estimator(self) -> tuple[str, dict[str, Any]]:
+        """The estimator's class path and parameters, as :meth:`describe` records them."""
+        return describe_estimator(self.estimator)
+
+    def _prepare(self) -> None:
+        """Build what trials need and the main process may not (a worker warming up)."""
+        _ = self.estimator
 
     def __repr__(self) -> str:
         return (
@@ -206,6 +225,14 @@ class LogisticEvaluator(SklearnEvaluator):
 
     The fast default. ``C`` and ``max_iter`` are LogisticRegression's; ``bootstrap`` and
     ``standardize`` as in :class:`SklearnEvaluator`.
+
+    Notes
+    -----
+    The LogisticRegression is made when first used (a trial, :meth:`score`, ``estimator``),
+    not here, and :meth:`describe` reads its parameters from scikit-learn's source without
+    importing it (:func:`logistic_params`): a run whose trials run in worker processes or on
+    Ray does not import scikit-learn in its main process before its trials start. When it is
+    made, its parameters are checked against that description (same scikit-learn version).
     """
 
     kind = "logistic"
@@ -218,18 +245,146 @@ class LogisticEvaluator(SklearnEvaluator):
         bootstrap: bool = False,
         standardize: bool = True,
     ) -> None:
-        super().__init__(
-            pool,
-            LogisticRegression(C=C, max_iter=max_iter),
-            bootstrap=bootstrap,
-            standardize=standardize,
-        )
+        self.pool = pool
         self.C = C
         self.max_iter = max_iter
+        self.bootstrap = bool(bootstrap)
+        self.standardize = bool(standardize)
+        self._estimator: BaseEstimator | None = None
+        self._description = None
+        # Read now, in the process that made the evaluator, and pickled with it: a worker
+        # checks it against the estimator it makes.
+        self._source_params = logistic_params(C=C, max_iter=max_iter)
+
+    @property
+    def estimator(self) -> BaseEstimator:
+        """The LogisticRegression template (made, and scikit-learn imported, on first use)."""
+        if self._estimator is None:
+            from sklearn.linear_model import LogisticRegression
+
+            estimator = LogisticRegression(C=self.C, max_iter=self.max_iter)
+            _check_source_params(self._source_params, estimator)
+            self._estimator = estimator
+        return self._estimator
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # One pickled by an older dashsel held its estimator as ``estimator``.
+        state = dict(state)
+        state.setdefault("_estimator", state.pop("estimator", None))
+        state.setdefault("_source_params", None)
+        self.__dict__.update(state)
+
+    def _describe_estimator(self) -> tuple[str, dict[str, Any]]:
+        if self._estimator is None and self._source_params is not None:
+            return LOGISTIC_PATH, to_jsonable(self._source_params[1])
+        return describe_estimator(self.estimator)
 
     def _is_deterministic(self) -> bool:
         # lbfgs (the default solver) ignores random_state: only bootstrap makes seeds matter.
         return not self.bootstrap
+
+
+def describe_estimator(estimator: BaseEstimator) -> tuple[str, dict[str, Any]]:
+    """An estimator's class path and JSON parameters, as evaluator descriptions hold them."""
+    cls = type(estimator)
+    return f"{cls.__module__}.{cls.__qualname__}", to_jsonable(estimator.get_params(deep=False))
+
+
+#: Where LogisticRegression is defined (its ``__module__``), as descriptions name it.
+LOGISTIC_PATH = "sklearn.linear_model._logistic.LogisticRegression"
+
+
+def logistic_params(**given: Any) -> tuple[str, dict[str, Any]] | None:
+    """``LogisticRegression(**given).get_params(deep=False)`` without importing scikit-learn.
+
+    Reads the constructor's defaults from the installed scikit-learn's source. Returns its
+    version and the parameters (sorted by name, as ``get_params`` gives them), or None when
+    the source cannot be read with certainty: not a plain file, the class or its
+    ``__init__`` not where expected or decorated, ``*args``/``**kwargs``, a default that
+    is not a literal, a parameter the constructor does not store under its own name, or a
+    ``given`` name it does not take. Then the estimator has to be made to describe it.
+    """
+    found = _logistic_defaults()
+    if found is None or not set(given) <= set(found[1]):
+        return None
+    version, defaults = found
+    params = {**defaults, **given}
+    return version, {name: params[name] for name in sorted(params)}
+
+
+@functools.lru_cache(maxsize=1)
+def _logistic_defaults() -> tuple[str, dict[str, Any]] | None:
+    import ast
+    import importlib.util
+
+    module = sys.modules.get("sklearn")
+    try:
+        spec = module.__spec__ if module is not None else importlib.util.find_spec("sklearn")
+        root = Path(next(iter(spec.submodule_search_locations)))  # type: ignore[union-attr]
+        init = (root / "__init__.py").read_text(encoding="utf-8")
+        source = (root / "linear_model" / "_logistic.py").read_text(encoding="utf-8")
+        tree = ast.parse(source)
+    except Exception:  # no scikit-learn, not plain files, unreadable: make the estimator
+        return None
+    version = re.search(r"^__version__\s*=\s*[\"']([^\"']+)[\"']", init, re.MULTILINE)
+    cls = next(
+        (n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "LogisticRegression"),
+        None,
+    )
+    if version is None or cls is None or cls.decorator_list:
+        return None
+    names = {n.name for n in cls.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    init_def = next(
+        (n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None
+    )
+    if init_def is None or init_def.decorator_list or names & {"get_params", "_get_param_names"}:
+        return None
+    args = init_def.args
+    positional = [*args.posonlyargs, *args.args][1:]  # without self
+    if args.vararg is not None or args.kwarg is not None or len(args.defaults) != len(positional):
+        return None
+    pairs = [
+        *zip(positional, args.defaults, strict=True),
+        *zip(args.kwonlyargs, args.kw_defaults, strict=True),
+    ]
+    stored = {  # `self.name = name` statements
+        t.attr
+        for n in init_def.body
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Name)
+        for t in n.targets
+        if isinstance(t, ast.Attribute)
+        and isinstance(t.value, ast.Name)
+        and t.value.id == "self"
+        and t.attr == n.value.id
+    }
+    defaults: dict[str, Any] = {}
+    for arg, default in pairs:
+        if default is None or arg.arg not in stored:
+            return None
+        try:
+            defaults[arg.arg] = ast.literal_eval(default)
+        except ValueError:
+            return None
+    return version.group(1), defaults
+
+
+def _check_source_params(
+    source: tuple[str, dict[str, Any]] | None, estimator: BaseEstimator
+) -> None:
+    """Refuse an estimator whose parameters differ from those read from the same scikit-learn
+    version's source (:func:`logistic_params`): the description journals hold would be wrong."""
+    if source is None:
+        return
+    import sklearn
+
+    version, params = source
+    got = describe_estimator(estimator)
+    if version == sklearn.__version__ and got != (LOGISTIC_PATH, to_jsonable(params)):
+        raise DashselError(
+            f"dashsel read LogisticRegression's parameters from scikit-learn {version}'s "
+            f"source as {to_jsonable(params)} but it has {got[1]} ({got[0]}); please report "
+            "this as a dashsel bug"
+        )
 
 
 # --- estimator allow-list --------------------------------------------------------------------

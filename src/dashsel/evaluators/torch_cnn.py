@@ -20,6 +20,7 @@ and dropped inside it.
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +38,22 @@ _EVAL_BATCH = 1024
 
 def _torch() -> Any:
     return require("torch", "torch", _PURPOSE)
+
+
+def _check_torch() -> None:
+    """Raise the install hint now if torch is missing, without importing it: a run whose
+    trials run in worker processes or on Ray leaves importing it to them."""
+    import importlib.util
+
+    try:
+        module = sys.modules.get("torch", False)
+        found = (
+            module is not None if module is not False else bool(importlib.util.find_spec("torch"))
+        )
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        _torch()  # the MissingExtraError with the hint
 
 
 class TorchCNNEvaluator(Evaluator):
@@ -92,7 +109,7 @@ class TorchCNNEvaluator(Evaluator):
         dropout: float = 0.5,
         threads: int | None = None,
     ) -> None:
-        _torch()  # fail now, with the install hint, rather than in the first trial
+        _check_torch()  # fail now, with the install hint, rather than in the first trial
         hidden_t = (hidden,) if isinstance(hidden, int) else tuple(hidden)
         image_shape = tuple(int(v) for v in image_shape)  # type: ignore[assignment]
         if len(image_shape) != 3 or min(image_shape) < 1:
