@@ -16,7 +16,10 @@ kept as the reproduction), and why:
   top-k sets differ and evaluates a dataset on which they disagree (the leader's or, with
   probability ``top_two``, the challenger's), an untried one if any is disputed: a top-k
   version of top-two Thompson sampling. Evaluations go to the top-k boundary and to untried
-  members of promising groups, not to the current favourite again and again.
+  members of promising groups, not to the current favourite again and again. While the
+  groups are at least as likely to carry no information as some, an untried dataset that its
+  group's credit alone puts into the recommended set is evaluated before it is recommended
+  (look before crediting).
 * **No repeated deterministic evaluations.** With ``deterministic=True`` the engine never asks
   for an evaluated dataset while an unevaluated one remains, and treats its reward as exact.
 * **Datasets, not groups, are selected.** :meth:`HiTS.recommend` ranks every dataset by
