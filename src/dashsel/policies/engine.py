@@ -16,7 +16,10 @@ kept as the reproduction), and why:
   top-k sets differ and evaluates a dataset on which they disagree (the leader's or, with
   probability ``top_two``, the challenger's), an untried one if any is disputed: a top-k
   version of top-two Thompson sampling. Evaluations go to the top-k boundary and to untried
-  members of promising groups, not to the current favourite again and again.
+  members of promising groups, not to the current favourite again and again. While the
+  groups are at least as likely to carry no information as some, an untried dataset that its
+  group's credit alone puts into the recommended set is evaluated before it is recommended
+  (look before crediting).
 * **No repeated deterministic evaluations.** With ``deterministic=True`` the engine never asks
   for an evaluated dataset while an unevaluated one remains, and treats its reward as exact.
 * **Datasets, not groups, are selected.** :meth:`HiTS.recommend` ranks every dataset by
@@ -78,6 +81,11 @@ GROUPED_MIN_DATASETS = 20_000
 # HiTS.selection_means); the plug-in fit alone let a few lucky pairs of uninformative groups
 # rank untried members above evaluated datasets (docs/engine.md, "Selection").
 P_FLAT_GROUPS = 0.5
+# Look before crediting: while the flat hypothesis (groups carry no information) has at
+# least this posterior probability, an untried dataset that its group's credit alone puts into
+# the recommended set, in place of an evaluated one, is evaluated next (HiTS._credited_untried).
+# Above it the groups are trusted and the top-two draws decide. 1.0 turns the rule off.
+VERIFY_FLAT = 0.5
 
 
 def standardize_covariates(covariates: Any, n_datasets: int) -> np.ndarray | None:
@@ -455,6 +463,10 @@ class HiTS(Policy):
             unverified = top[~m.group_evaluated[self._group_of[top]] & allowed[top]]
             if unverified.size:
                 return self._verification(unverified, rng)
+        if k < n:
+            credited = self._credited_untried(allowed, k)
+            if credited is not None:
+                return credited
         if k < n and not grouped:
             draw = self._draw_function(m, rng)
             draw1 = draw()
@@ -541,6 +553,32 @@ class HiTS(Policy):
             return sample_joint(m, self._group_of, rng) + rel @ (chol @ rng.standard_normal(p))
 
         return draw
+
+    def _credited_untried(self, allowed: np.ndarray, k: int) -> int | None:
+        """Look before crediting: while the groups are at least ``VERIFY_FLAT`` likely to carry
+        no information, the best allowed untried dataset of the recommended top k when it
+        stands there in place of an evaluated dataset (only its group's credit can put it
+        there), else None.
+
+        Why: with few pairs per group the share of the spread that groups explain is poorly
+        determined, and on groups that carry nothing the credit of a few lucky rewards put
+        untried members into the final set in place of evaluated datasets that were truly
+        good (the whole of the loss to flat methods at 1/8 of the budget, docs/engine.md). One
+        evaluation replaces the guess by a reward; where groups carry nothing, any untried
+        dataset is a random draw, so looking at this one costs nothing. O(N) per call.
+        """
+        if not self.stats_.total or self.flat_probability() < VERIFY_FLAT:
+            return None
+        rec = self._recommend_indices(k, None)
+        counts = self.stats_.counts
+        untried = rec[(counts[rec] == 0) & allowed[rec]]
+        if not untried.size:
+            return None
+        in_rec = np.zeros(counts.size, dtype=bool)
+        in_rec[rec] = True
+        if in_rec[self.stats_.evaluated()].all():
+            return None  # nothing evaluated is displaced: the set is filling, not crediting
+        return int(untried[0])
 
     def _choose_grouped(self, rng: np.random.Generator, allowed: np.ndarray, k: int) -> int | None:
         """The top-two choice above, by groups (no per-dataset draw; same distribution)."""
@@ -636,7 +674,7 @@ class HiTS(Policy):
         m = self.moments()
         cached = self.__dict__.get("_selection")
         if cached is None or cached[0] is not m:
-            mean, _ = share_averaged_means(
+            mean, pf = share_averaged_means(
                 self.hyper_,
                 self.stats_,
                 self._group_of,
@@ -646,9 +684,17 @@ class HiTS(Policy):
                 p_flat=P_FLAT_GROUPS,
                 direction=self._direction,
             )
-            cached = (m, mean)
+            cached = (m, mean, pf)
             self._selection = cached
         return cached[1]
+
+    def flat_probability(self) -> float:
+        """Posterior probability that the groups carry no information at all (the group
+        share is 0), under the prior ``P_FLAT_GROUPS`` of :meth:`selection_means`; 0 while
+        fewer than three groups hold two evaluated datasets (the share is not identified
+        yet). Cached until the next tell."""
+        self.selection_means()
+        return float(self._selection[2])
 
     def eligible(self) -> np.ndarray:
         """Datasets the final choice may take before the others: those of a group with an
