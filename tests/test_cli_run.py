@@ -60,7 +60,7 @@ def test_json_written_atomically(example, tmp_path) -> None:
     assert [p.name for p in out.parent.iterdir()] == ["result.json"]  # no temporary left
 
 
-HANG = '''
+HANG = """
 import time
 from pathlib import Path
 
@@ -91,13 +91,14 @@ def build(kwargs, pool, base, ctx):
 
 
 register_evaluator(EvaluatorKind("hang", parse, build, trains=False))
-'''
+"""
 
 
 def test_sigint_with_a_hung_trial_exits_130_within_seconds(tmp_path) -> None:
     (tmp_path / "hangmod.py").write_text(textwrap.dedent(HANG))
     marker = tmp_path / "started"
-    (tmp_path / "manifest.toml").write_text(textwrap.dedent(f"""
+    (tmp_path / "manifest.toml").write_text(
+        textwrap.dedent(f"""
         [pool]
         name = "hung"
 
@@ -112,7 +113,8 @@ def test_sigint_with_a_hung_trial_exits_130_within_seconds(tmp_path) -> None:
         [[datasets]]
         id = "d1"
         group = "g"
-    """))
+    """)
+    )
     script = "import hangmod\nfrom dashsel.cli import app\napp()\n"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, str(tmp_path)])}
     journal = tmp_path / "run.db"
@@ -146,7 +148,7 @@ def test_sigint_with_a_hung_trial_exits_130_within_seconds(tmp_path) -> None:
 
 #: Runs `dashsel run ...` and writes, when the first trial is submitted to a worker, which
 #: scikit-learn modules the main process has imported by then.
-FIRST_SUBMIT_PROBE = '''
+FIRST_SUBMIT_PROBE = """
 import json, sys
 
 def patch(out):
@@ -169,7 +171,7 @@ if __name__ == "__main__":  # the forkserver imports this module too
 
     sys.argv = ["dashsel", *sys.argv[2:]]
     app()
-'''
+"""
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the process executor's forkserver")

@@ -74,9 +74,7 @@ def test_set_aside_datasets_are_never_asked_again(tmp_path) -> None:
     _, frame = read_journal(path)
     failed = frame[frame["state"] == "failed"]
     # Each bad dataset failed once: after its batch it was excluded from every ask.
-    assert failed["dataset_id"].value_counts().to_dict() == {
-        d: 1 for d in res.failed_datasets
-    }
+    assert failed["dataset_id"].value_counts().to_dict() == {d: 1 for d in res.failed_datasets}
     assert len(frame) == 24
 
 
