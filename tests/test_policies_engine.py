@@ -249,6 +249,14 @@ def test_recommend_ranks_datasets_across_groups() -> None:
     assert policy.recommend(percentile=50.0).datasets == ("g0d0", "g1d0", "g1d1")
 
 
+def _told_policy(ids: list[str], groups: list[str], told: dict[int, float]) -> HiTS:
+    """HiTS(k=10) on the pool, told one reward per entry of ``told`` (index -> reward)."""
+    policy = HiTS(k=10).reset(Hierarchy(ids, groups), 0)
+    for i, r in told.items():
+        policy.tell(ids[i], r)
+    return policy
+
+
 def _lucky_pair_policy() -> HiTS:
     """24 groups of 8; 25 datasets evaluated once: group 0's two at the top by luck, five
     pairs that barely agree, 14 singletons. The plug-in fit puts the group share near 0.24."""
@@ -261,10 +269,7 @@ def _lucky_pair_policy() -> HiTS:
     singles = [0.76, 0.61, 0.72, 0.67, 0.78, 0.64, 0.71, 0.69, 0.75, 0.63, 0.68, 0.73, 0.66, 0.70]
     for j, r in enumerate(singles):
         told[8 * (6 + j)] = r
-    policy = HiTS(k=10).reset(Hierarchy(ids, groups), 0)
-    for i, r in told.items():
-        policy.tell(ids[i], r)
-    return policy
+    return _told_policy(ids, groups, told)
 
 
 def test_a_lucky_pair_does_not_carry_its_untried_members_into_the_choice() -> None:
@@ -295,10 +300,7 @@ def _lucky_single_policy() -> HiTS:
     singles = [0.76, 0.61, 0.72, 0.67, 0.78, 0.64, 0.71, 0.69, 0.75, 0.63, 0.68, 0.73, 0.66]
     for j, r in enumerate(singles):
         told[8 * (7 + j)] = r
-    policy = HiTS(k=10).reset(Hierarchy(ids, groups), 0)
-    for i, r in told.items():
-        policy.tell(ids[i], r)
-    return policy
+    return _told_policy(ids, groups, told)
 
 
 def test_a_credited_untried_dataset_is_evaluated_before_it_is_recommended() -> None:
