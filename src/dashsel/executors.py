@@ -408,6 +408,23 @@ class Executor(Closeable, ABC):
         return f"{type(self).__name__}(n_workers={self.n_workers})"
 
 
+class _StreamingExecutor(Executor):
+    """An executor whose :meth:`stream` is its own (trials start as they are submitted):
+    :meth:`map_unordered` is then submit every spec, and take the outcomes as they come.
+    Subclasses must override :meth:`stream` (the base one is built on this method)."""
+
+    def map_unordered(
+        self, evaluator: Evaluator, specs: Sequence[TrialSpec]
+    ) -> Iterator[TrialOutcome]:
+        if not specs:
+            return
+        with self.stream(evaluator) as stream:
+            for spec in specs:
+                stream.submit(spec)
+            for _ in specs:
+                yield stream.next()
+
+
 class InProcessExecutor(Executor):
     """Evaluates trials one after the other in this process (the default).
 
@@ -636,7 +653,7 @@ class _Worker:
             self.conn.close()
 
 
-class ProcessExecutor(Executor):
+class ProcessExecutor(_StreamingExecutor):
     """Evaluates trials in a pool of local worker processes.
 
     The workers are started once (on the first batch) and kept for every later batch of the
@@ -788,17 +805,6 @@ class ProcessExecutor(Executor):
         """Trials go to idle workers as they are submitted (queued while all are busy)."""
         self._ensure(evaluator)
         return _ProcessStream(self, evaluator)
-
-    def map_unordered(
-        self, evaluator: Evaluator, specs: Sequence[TrialSpec]
-    ) -> Iterator[TrialOutcome]:
-        if not specs:
-            return
-        with self.stream(evaluator) as stream:
-            for spec in specs:
-                stream.submit(spec)
-            for _ in specs:
-                yield stream.next()
 
     def close(self) -> None:
         # Every idle worker is told to stop first, then waited for: they end side by side.
@@ -964,7 +970,7 @@ def _ray_trial(boxed: list[Any], spec: TrialSpec, threads: int | None) -> TrialO
         return evaluate_spec(evaluator, spec)
 
 
-class RayExecutor(Executor):
+class RayExecutor(_StreamingExecutor):
     """Evaluates trials as Ray tasks (needs the ``ray`` extra).
 
     The evaluator is put in Ray's object store once per evaluator object (``ray.put``) and
@@ -1091,17 +1097,6 @@ class RayExecutor(Executor):
     def stream(self, evaluator: Evaluator) -> TrialStream:
         """Each submitted trial becomes a Ray task at once."""
         return _RayStream(self, evaluator)
-
-    def map_unordered(
-        self, evaluator: Evaluator, specs: Sequence[TrialSpec]
-    ) -> Iterator[TrialOutcome]:
-        if not specs:
-            return
-        with self.stream(evaluator) as stream:
-            for spec in specs:
-                stream.submit(spec)
-            for _ in specs:
-                yield stream.next()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # the cluster may be gone already
