@@ -245,6 +245,71 @@ def test_select_on_replayed_rewards_leaves_the_choice_unless_asked():
         select(pool, "roundrobin", ev, budget=3, k=2, dedupe=True)
 
 
+def test_report_and_study_skip_the_near_copies_the_run_skipped(tmp_path):
+    """`dashsel report`, report_dict and Study.recommend make the run's set-aware choice,
+    from the near-copies kept in the journal header (no arrays needed to read it back)."""
+    from typer.testing import CliRunner
+
+    from dashsel import Study
+    from dashsel.cli import app
+    from dashsel.report import read_journal, replay_posterior, report_dict
+
+    pool = _pool_with_copy()
+    ev = LogisticEvaluator(pool)
+    kw = dict(budget=5, k=3, seed=0, score_final=False, scores=False)
+    res = select(pool, "roundrobin", ev, journal=tmp_path / "run.db", **kw)
+    assert len(res.set_skipped) == 1
+    meta, frame = read_journal(tmp_path / "run.db")
+    assert meta["near_copies"]["pairs"]
+    rep = report_dict(tmp_path / "run.db", meta, frame)
+    assert tuple(rep["selected"]) == res.selected and rep["set_skipped"] == res.set_skipped
+    assert replay_posterior(meta, frame)[1].datasets == res.selected
+    out = CliRunner().invoke(app, ["report", str(tmp_path / "run.db")])
+    assert out.exit_code == 0, out.output
+    (copy,) = res.set_skipped
+    assert f"skipped {copy}" in out.output
+
+    # A study: found once at creation, applied by recommend; --no-dedupe keeps the copy.
+    reward = {"t0": 0.9, "t0copy": 0.85, "t1": 0.8, "o0": 0.1, "o1": 0.1}
+    chosen = {}
+    for name, dedupe in (("on.db", None), ("off.db", False)):
+        with Study.create(tmp_path / name, pool, "roundrobin", k=2, dedupe=dedupe) as study:
+            for _ in range(5):
+                ((number, dataset),) = study.ask()
+                study.tell(number, reward[dataset])
+            chosen[name] = study.recommend().datasets
+    assert chosen["off.db"] == ("t0", "t0copy")
+    assert chosen["on.db"] == ("t0", "t1")
+
+
+def test_near_copies_records_round_trip_and_a_bad_one_is_one_line():
+    red = _red(("b", "a", 0.01), ("d", "c", 0.05))
+    back = Redundancy.from_record(red.to_record())
+    assert back.pairs == red.pairs and back.threshold == red.threshold
+    with pytest.raises(SetError, match="journal header: the near-copies record is not readable"):
+        Redundancy.from_record({"pairs": [["a"]], "threshold": 0.3}, "journal header")
+
+
+def test_dedupe_on_a_pool_without_arrays_fails_before_any_trial():
+    import pandas as pd
+
+    from dashsel.evaluators.table import TableEvaluator
+
+    ids = ["a", "b", "c"]
+    pool = Pool.replay_only(Hierarchy(ids, ["g", "g", "h"]))
+    calls = []
+
+    class Counting(TableEvaluator):
+        def evaluate(self, dataset_id, seed):
+            calls.append(dataset_id)
+            return super().evaluate(dataset_id, seed)
+
+    ev = Counting(pd.DataFrame({"dataset": ids, "reward": [0.3, 0.2, 0.1]}))
+    with pytest.raises(SetError, match="dedupe=False"):
+        select(pool, "roundrobin", ev, budget=3, k=2, dedupe=True)
+    assert calls == []
+
+
 # --- refine_set -------------------------------------------------------------------------------
 class _SetValue:
     """A training evaluator stand-in whose set value is known: +1 per good member, -1 per bad."""
@@ -307,3 +372,21 @@ def test_cli_no_dedupe(tmp_path):
         assert res.exit_code == 0, res.output
         skipped[out] = json.loads((tmp_path / out).read_text())["set_skipped"]
     assert len(skipped["on.json"]) == 1 and skipped["off.json"] == {}
+
+
+def test_cli_study_create_finds_near_copies_unless_no_dedupe(tmp_path):
+    from typer.testing import CliRunner
+
+    from dashsel.cli import app
+    from dashsel.manifest import save_pool
+    from dashsel.report import read_journal
+
+    manifest = save_pool(_pool_with_copy(), tmp_path / "pool", evaluator={"kind": "logistic"})
+    for flag, name in (([], "on.db"), (["--no-dedupe"], "off.db")):
+        args = ["study", "create", str(tmp_path / name), str(manifest), "--top-k", "3", *flag]
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+    assert read_journal(tmp_path / "on.db")[0]["near_copies"]["pairs"]
+    assert read_journal(tmp_path / "off.db")[0]["near_copies"] is None
+    show = CliRunner().invoke(app, ["study", "show", str(tmp_path / "on.db")])
+    assert show.exit_code == 0, show.output

@@ -493,8 +493,9 @@ def report(
     with _user_errors():
         from dashsel.report import (
             describe_rule,
+            final_choice,
             read_journal,
-            replay_posterior,
+            replayed_policy,
             report_dict,
             selection_rule,
         )
@@ -507,13 +508,18 @@ def report(
             f"policy {meta.get('policy', {}).get('name', '?')}, seed {meta.get('seed')}, "
             f"{int((frame['state'] == 'complete').sum()) if len(frame) else 0} complete trials"
         )
-        posterior, rec = replay_posterior(meta, frame, k=top_k, percentile=percentile)
-        if rec is not None:
+        policy = replayed_policy(meta, frame)
+        posterior = rec = None
+        if policy is not None:
+            posterior = policy.posterior()
+            rec, skipped = final_choice(meta, policy, top_k, percentile)
             whose = "as asked" if source == "asked" else "the run's rule"
             console.print(
                 f"selected by {describe_rule(top_k, percentile)} ({whose}): "
                 + ", ".join(rec.datasets)
             )
+            for d, why in skipped.items():
+                console.print(f"  skipped {d}: {why}")
         if json_out is not None:
             from dashsel.jsonable import write_json_atomic
 

@@ -70,6 +70,14 @@ def create(
         list[str] | None,
         typer.Option("--param", "-p", help="Policy parameter key=value (repeatable)."),
     ] = None,
+    no_dedupe: Annotated[
+        bool,
+        typer.Option(
+            "--no-dedupe",
+            help="Keep near-copies of chosen candidates in the selection (by default they "
+            "are skipped when every candidate has arrays, as in `dashsel run`).",
+        ),
+    ] = False,
 ) -> None:
     """Create a study of the pool in MANIFEST in a new JOURNAL."""
     with _errors():
@@ -88,6 +96,7 @@ def create(
             deterministic=deterministic,
             serial=serial,
             policy_params=_parse_params(param, "--param"),
+            dedupe=False if no_dedupe else None,
         ) as study:
             meta = study.meta
         typer.echo(
@@ -192,6 +201,8 @@ def _show(journal: Path, k: int | None, percentile: float | None, json_out: Path
     typer.echo(f"selected by {rule['text']} ({source}):")
     for d in rep["selected"] or []:
         typer.echo(f"  {d}")
+    for d, why in rep["set_skipped"].items():
+        typer.echo(f"  (skipped {d}: {why})")
     if json_out is not None:
         write_json_atomic(rep, json_out)
         typer.echo(f"wrote {json_out}", err=True)

@@ -310,6 +310,9 @@ class InMemoryJournal(Journal):
             for f in adopted_fields(self._meta, meta):
                 _set_field(self._meta, f, meta_field(meta, f))
             self._meta["budget"] = _max_budget(self._meta.get("budget"), meta.get("budget"))
+            for key in ("selection", "near_copies"):  # as SQLiteJournal.open_run
+                if key in meta:
+                    self._meta[key] = meta[key]
         else:
             self._meta = {**meta, "created": meta.get("created", time.time())}
         return self.completed()
@@ -693,10 +696,11 @@ class SQLiteJournal(Journal):
             if budget != stored.get("budget"):
                 stored["budget"] = budget
                 changed = True
-            # the latest run's selection rule is the one a report applies
-            if "selection" in meta and meta["selection"] != stored.get("selection"):
-                stored["selection"] = meta["selection"]
-                changed = True
+            # the latest run's selection rule and near-copies are those a report applies
+            for key in ("selection", "near_copies"):
+                if key in meta and meta[key] != stored.get(key):
+                    stored[key] = meta[key]
+                    changed = True
             if changed:
                 self._writable()
                 if isinstance(stored.get("pool"), dict):

@@ -113,6 +113,22 @@ def replayed_policy(meta: Mapping[str, Any], frame: pd.DataFrame) -> Policy | No
     return policy
 
 
+def final_choice(
+    meta: Mapping[str, Any], policy: Policy, k: int | None, percentile: float | None
+) -> tuple[Recommendation, dict[str, str]]:
+    """The policy's recommendation under the rule, made set-aware with the near-copies the
+    journal header keeps (:func:`dashsel.sets.set_aware`), as the run's own final choice was.
+    Returns it and, for each candidate skipped as a near-copy of a chosen one, why."""
+    from dashsel.sets import Redundancy, set_aware
+
+    rec = policy.recommend(k=k, percentile=percentile)
+    record = meta.get("near_copies")
+    if record is None:
+        return rec, {}
+    red = Redundancy.from_record(record, "journal header")
+    return set_aware(policy, rec, red, policy.hierarchy_)
+
+
 def replay_posterior(
     meta: Mapping[str, Any],
     frame: pd.DataFrame,
@@ -124,14 +140,15 @@ def replay_posterior(
 
     The run's policy is made again from the metadata (``make_policy(name, **params)``), bound
     to the journaled hierarchy with the run's seed, and told the complete trials in number
-    order. Without ``k`` and ``percentile`` the run's own selection rule applies. Returns
+    order. Without ``k`` and ``percentile`` the run's own selection rule applies; near-copies
+    the run found are skipped as the run skipped them (:func:`final_choice`). Returns
     ``(None, None)`` when that is impossible (see :func:`replayed_policy`).
     """
     k, percentile, _ = selection_rule(meta, k, percentile)
     policy = replayed_policy(meta, frame)
     if policy is None:
         return None, None
-    return policy.posterior(), policy.recommend(k=k, percentile=percentile)
+    return policy.posterior(), final_choice(meta, policy, k, percentile)[0]
 
 
 def report_dict(
@@ -145,11 +162,12 @@ def report_dict(
     """What ``dashsel report --json`` / ``dashsel study show --json`` write.
 
     ``selected`` and ``selected_groups`` are those of the run's result JSON when the rule is
-    the run's; ``rule`` says which rule made them.
+    the run's; ``rule`` says which rule made them; ``set_skipped`` maps each candidate passed
+    over as a near-copy of a chosen one to why (as the result JSON's).
     """
     k, percentile, source = selection_rule(meta, k, percentile)
     policy = replayed_policy(meta, frame)
-    rec = None if policy is None else policy.recommend(k=k, percentile=percentile)
+    rec, skipped = (None, {}) if policy is None else final_choice(meta, policy, k, percentile)
     states = frame["state"].value_counts().to_dict() if len(frame) else {}
     return {
         "journal": str(path),
@@ -166,6 +184,7 @@ def report_dict(
         },
         "selected": None if rec is None else list(rec.datasets),
         "selected_groups": None if rec is None else list(rec.groups),
+        "set_skipped": skipped,
         "n_trials": len(frame),
         "n_complete": int(states.get("complete", 0)),
         "n_running": int(states.get("running", 0)),

@@ -61,7 +61,7 @@ from dashsel.policies.base import Policy, validate_selection_rule
 from dashsel.pool import Pool
 from dashsel.random_state import derive_seed
 from dashsel.result import SelectionResult
-from dashsel.sets import check_dedupe, final_set
+from dashsel.sets import Redundancy, check_dedupe, near_copies_for, set_aware
 from dashsel.trial import (
     RESULT_TRIAL_COLUMNS,
     TrialOutcome,
@@ -93,6 +93,7 @@ def run_meta(
     percentile: float | None = None,
     scores: dict[str, Any] | None = None,
     pool_structure: bool = True,
+    near_copies: Redundancy | None = None,
 ) -> dict[str, Any]:
     """The metadata a journal stores for a run (identity fields plus context).
 
@@ -102,7 +103,8 @@ def run_meta(
     describes the prior scores the policy was given (source, columns and a digest of the
     matrix, never the matrix itself), or None. ``pool_structure=False`` leaves out the pool's
     fingerprint, ids and groups (O(N) work at 10^6 datasets), for a journal no one else
-    reads: the in-memory journal of a call that was given none.
+    reads: the in-memory journal of a call that was given none. ``near_copies`` are the pairs
+    the final choice skips (:func:`run_near_copies`), kept so a report skips them too.
     """
     from dashsel import __version__
 
@@ -142,6 +144,7 @@ def run_meta(
             "budget": budget,
             "selection": {"k": k, "percentile": percentile},
             "scores": scores,
+            "near_copies": None if near_copies is None else near_copies.to_record(),
             "created": time.time(),
         }
     )
@@ -337,7 +340,7 @@ def select(
             policy_deterministic=bool(getattr(policy, "deterministic", False)),
             prior=prior,
             stop_delta=None if stop_delta is None else float(stop_delta),
-            dedupe=dedupe,
+            near_copies=run_near_copies(pool, dedupe, k, percentile),
         )
         if setup.stop_delta is not None and not any(
             callable(getattr(policy, m, None)) for m in ("prob_correct", "should_stop")
@@ -622,7 +625,21 @@ class _Setup:
     policy_deterministic: bool
     prior: PriorScores | None
     stop_delta: float | None
-    dedupe: Any = None  # see select(); dashsel.sets.final_set applies it
+    # Found before the first trial (see run_near_copies), kept in the journal header so that
+    # `dashsel report` makes the run's set-aware choice; None: no near-copy skipping.
+    near_copies: Redundancy | None = None
+
+
+def run_near_copies(
+    pool: Pool, dedupe: Any, k: int | None, percentile: float | None
+) -> Redundancy | None:
+    """The near-copies the final choice of a run or study skips (``select(dedupe=...)``):
+    found before any trial, so ``dedupe=True`` on a pool without arrays fails before the
+    budget is spent; None when off or when the rule chooses one dataset."""
+    if (k is None or k < 2) and percentile is None:
+        check_dedupe(dedupe)
+        return None
+    return near_copies_for(pool, dedupe)
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -702,6 +719,7 @@ class _Run:
             percentile=percentile,
             scores=None if self.setup.prior is None else self.setup.prior.describe(),
             pool_structure=not self.private_journal,
+            near_copies=self.setup.near_copies,
         )
         self.journal.open_run(meta)
         log_event(
@@ -738,10 +756,7 @@ class _Run:
             rec = self.policy.recommend(k=k, percentile=percentile)
             posterior = self.policy.posterior()
             # The best set, not the best members: near-copies of chosen datasets give way.
-            chosen, set_skipped = final_set(self.pool, self.policy, rec.datasets, self.setup.dedupe)
-            if set_skipped:
-                groups = tuple(dict.fromkeys(self.hierarchy.group_of(d) for d in chosen))
-                rec = type(rec)(chosen, groups)
+            rec, set_skipped = set_aware(self.policy, rec, self.setup.near_copies, self.hierarchy)
 
         test_acc = local_acc = global_acc = None
         if score_final and getattr(self.evaluator, "can_train", False):

@@ -61,6 +61,8 @@ from dashsel.errors import DashselError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from dashsel.hierarchy import Hierarchy
+    from dashsel.policies.base import Recommendation
     from dashsel.pool import Pool
 
 __all__ = [
@@ -173,6 +175,25 @@ class Redundancy:
         return pd.DataFrame(
             [(p.copy, p.of, p.ratio) for p in self.pairs], columns=["copy", "of", "ratio"]
         )
+
+    def to_record(self) -> dict[str, Any]:
+        """What a journal header keeps: the threshold and the pairs as ``[copy, of, ratio]``
+        (the cost fields are not kept; :meth:`from_record` reads it back)."""
+        return {
+            "threshold": self.threshold,
+            "n_candidates": self.n_candidates,
+            "pairs": [[p.copy, p.of, p.ratio] for p in self.pairs],
+        }
+
+    @classmethod
+    def from_record(cls, record: Any, where: str = "journal") -> Redundancy:
+        """The inverse of :meth:`to_record`; a malformed record is a one-line
+        :class:`SetError` naming ``where``."""
+        try:
+            pairs = tuple(NearCopy(str(c), str(o), float(r)) for c, o, r in record["pairs"])
+            return cls(pairs, float(record["threshold"]), int(record["n_candidates"]), 0, 0.0)
+        except (TypeError, ValueError, KeyError):
+            raise SetError(f"{where}: the near-copies record is not readable") from None
 
 
 # --- detection ------------------------------------------------------------------------------
@@ -585,31 +606,42 @@ def _pool_has_candidate_arrays(pool: Pool) -> bool:
     return bool(pool.any_candidate_arrays) and all(e.has_data for e in pool.entries)
 
 
-def final_set(
-    pool: Pool, policy: Any, datasets: Sequence[str], dedupe: Any, *, seed: int = 0
-) -> tuple[tuple[str, ...], dict[str, str]]:
-    """The run's final choice made set-aware: ``datasets`` (the policy's recommendation, best
-    first) with near-copies of chosen candidates replaced by the next of the policy's ranking.
+def near_copies_for(pool: Pool, dedupe: Any, *, seed: int = 0) -> Redundancy | None:
+    """The near-copies a final choice skips, found once when a run or a study starts.
 
-    ``dedupe``: None (on when every candidate has arrays), True (on; an error without
-    arrays), False (off) or a precomputed :class:`Redundancy`. Returns the datasets and, for
-    each skipped candidate, why.
+    ``dedupe``: None (on when every candidate has arrays), True (on; a :class:`SetError`
+    without arrays, before any trial is spent), False (off) or a precomputed
+    :class:`Redundancy`. Returns None when off.
     """
     check_dedupe(dedupe)
-    if dedupe is False or len(datasets) < 2:
-        return tuple(datasets), {}
+    if dedupe is False:
+        return None
     if isinstance(dedupe, Redundancy):
-        red = dedupe
-    elif dedupe is None and not _pool_has_candidate_arrays(pool):
-        return tuple(datasets), {}
-    else:
-        red = find_near_copies(pool, seed=seed)
-    if not red.pairs:
-        return tuple(datasets), {}
-    n = pool.hierarchy.n_datasets
+        return dedupe
+    if dedupe is None and not _pool_has_candidate_arrays(pool):
+        return None
+    return find_near_copies(pool, seed=seed)
+
+
+def set_aware(
+    policy: Any, rec: Recommendation, redundancy: Redundancy | None, hierarchy: Hierarchy
+) -> tuple[Recommendation, dict[str, str]]:
+    """A final choice made set-aware: ``rec`` (the policy's recommendation, best first) with
+    near-copies of chosen candidates replaced by the next of the policy's ranking.
+
+    What the end of a run, ``dashsel report`` and :meth:`dashsel.Study.recommend` all apply, so
+    they make the same choice. Returns the recommendation (``rec`` itself when nothing is
+    skipped) and, for each skipped candidate, why.
+    """
+    datasets = tuple(rec.datasets)
+    if redundancy is None or not redundancy.pairs or len(datasets) < 2:
+        return rec, {}
     size = len(datasets)
     # Enough of the ranking to refill every slot a near-copy could free.
-    longer = policy.recommend(k=min(n, size + len(red.copies)))
+    longer = policy.recommend(k=min(hierarchy.n_datasets, size + len(redundancy.copies)))
     ranking = [*datasets, *(d for d in longer.datasets if d not in set(datasets))]
-    choice = dedupe_ranking(ranking, size, red)
-    return choice.selected, choice.reasons()
+    choice = dedupe_ranking(ranking, size, redundancy)
+    if not choice.skipped and choice.selected == datasets:
+        return rec, {}
+    groups = tuple(dict.fromkeys(hierarchy.group_of(d) for d in choice.selected))
+    return type(rec)(choice.selected, groups), choice.reasons()

@@ -149,6 +149,7 @@ class Study(Closeable):
         deterministic: bool = False,
         serial: bool = False,
         policy_params: Mapping[str, Any] | None = None,
+        dedupe: Any = None,
     ) -> Study:
         """Create a study in a new journal file.
 
@@ -177,13 +178,22 @@ class Study(Closeable):
             Refuse to ask while trials are pending (:class:`TrialsPending`), so the trials
             depend on the seed and rewards only, never on timing: a loop that asks one trial
             and tells it makes exactly ``dashsel run``.
+        policy_params : mapping, optional
+            Parameters for a policy given by name.
+        dedupe : None, bool or Redundancy, optional
+            As in :func:`dashsel.select`: the selection skips a candidate that nearly copies
+            one already chosen. None (default): on when every candidate has arrays and the
+            rule chooses more than one dataset. The near-copies are found here, once, and
+            kept in the journal for every process.
         """
         from dashsel.policies import make_policy
-        from dashsel.run import configure_policy, run_meta, run_scores
+        from dashsel.run import configure_policy, run_meta, run_near_copies, run_scores
+        from dashsel.sets import check_dedupe
 
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise DashselError(f"seed must be a non-negative integer, got {seed!r}")
         validate_selection_rule(k, percentile)
+        check_dedupe(dedupe)
         if budget is not None:
             budget = check_count("budget", budget)
         if pending_timeout is not None and not (
@@ -217,6 +227,7 @@ class Study(Closeable):
         configure_policy(pol, deterministic=bool(deterministic), k=k, percentile=percentile)
         # The engine's prior, computed once here and kept in the header for every process.
         prior = run_scores(pool, pol, None)
+        near_copies = run_near_copies(pool, dedupe, k, percentile)
         meta = run_meta(
             pool,
             pol,
@@ -227,6 +238,7 @@ class Study(Closeable):
             budget=budget,
             k=k,
             percentile=percentile,
+            near_copies=near_copies,
         )
         meta["study"] = {"pending_timeout": pending_timeout, "serial": bool(serial)}
         journal = SQLiteJournal(path, mode="shared")
@@ -430,12 +442,14 @@ class Study(Closeable):
         return meta, self._policy_for(meta, self.journal.records())
 
     def recommend(self, k: int | None = None, percentile: float | None = None) -> Recommendation:
-        """The selection: by the study's own rule unless ``k`` or ``percentile`` is given."""
-        from dashsel.report import selection_rule
+        """The selection: by the study's own rule unless ``k`` or ``percentile`` is given,
+        skipping near-copies of chosen candidates as ``dashsel run`` does (see ``dedupe`` in
+        :meth:`create`)."""
+        from dashsel.report import final_choice, selection_rule
 
         meta, policy = self._read_policy()
         k, percentile, _ = selection_rule(meta, k, percentile)
-        return policy.recommend(k=k, percentile=percentile)
+        return final_choice(meta, policy, k, percentile)[0]
 
     def posterior(self) -> Posterior:
         """The policy's beliefs after every complete trial."""
