@@ -52,3 +52,22 @@ def test_cells_use_every_pool_that_reached_the_budget_and_target_is_measured() -
     assert res["repeats"]["hits"] == 0.0
     d = res["cells"][0]["engine_minus_best"]
     assert d["se"] >= 0.0
+
+
+def test_verdict_names_losses_and_cells_within_one_standard_error_of_one() -> None:
+    def cell(fraction: float, delta: float, se: float) -> dict:
+        return {
+            "fraction": fraction,
+            "hits": {"mean": 0.5 + delta},
+            "flat": {"mean": 0.5},
+            "best_baseline": "flat",
+            "engine_minus_best": {"mean": delta, "se": se},
+        }
+
+    res = {"uninformative": {"cells": [cell(1 / 16, -0.02, 0.003), cell(1 / 8, -0.009, 0.003),
+                                       cell(1 / 4, +0.01, 0.003)]}}  # fmt: skip
+    text = "\n".join(es._verdict(res))
+    assert "in 2 of 3 cells" in text
+    loss, close = text.split("within one standard error")
+    assert "budget 1/16" in loss and "budget 1/8" not in loss
+    assert "budget 1/8" in close and "budget 1/4" not in close
