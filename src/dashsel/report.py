@@ -123,10 +123,11 @@ def final_choice(
 
     rec = policy.recommend(k=k, percentile=percentile)
     record = meta.get("near_copies")
-    if record is None:
+    hierarchy = getattr(policy, "hierarchy_", None)
+    if record is None or hierarchy is None:  # None: a policy that keeps no pool of its own
         return rec, {}
     red = Redundancy.from_record(record, "journal header")
-    return set_aware(policy, rec, red, policy.hierarchy_)
+    return set_aware(policy, rec, red, hierarchy)
 
 
 def replay_posterior(

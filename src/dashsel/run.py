@@ -104,7 +104,7 @@ def run_meta(
     matrix, never the matrix itself), or None. ``pool_structure=False`` leaves out the pool's
     fingerprint, ids and groups (O(N) work at 10^6 datasets), for a journal no one else
     reads: the in-memory journal of a call that was given none. ``near_copies`` are the pairs
-    the final choice skips (:func:`run_near_copies`), kept so a report skips them too.
+    the final choice skips (:func:`dashsel.sets.near_copies_for`), kept so a report skips them too.
     """
     from dashsel import __version__
 
@@ -340,7 +340,7 @@ def select(
             policy_deterministic=bool(getattr(policy, "deterministic", False)),
             prior=prior,
             stop_delta=None if stop_delta is None else float(stop_delta),
-            near_copies=run_near_copies(pool, dedupe, k, percentile),
+            near_copies=near_copies_for(pool, dedupe, k, percentile),
         )
         if setup.stop_delta is not None and not any(
             callable(getattr(policy, m, None)) for m in ("prob_correct", "should_stop")
@@ -625,21 +625,9 @@ class _Setup:
     policy_deterministic: bool
     prior: PriorScores | None
     stop_delta: float | None
-    # Found before the first trial (see run_near_copies), kept in the journal header so that
-    # `dashsel report` makes the run's set-aware choice; None: no near-copy skipping.
+    # Found before the first trial (dashsel.sets.near_copies_for), kept in the journal header
+    # so that `dashsel report` makes the run's set-aware choice; None: no near-copy skipping.
     near_copies: Redundancy | None = None
-
-
-def run_near_copies(
-    pool: Pool, dedupe: Any, k: int | None, percentile: float | None
-) -> Redundancy | None:
-    """The near-copies the final choice of a run or study skips (``select(dedupe=...)``):
-    found before any trial, so ``dedupe=True`` on a pool without arrays fails before the
-    budget is spent; None when off or when the rule chooses one dataset."""
-    if (k is None or k < 2) and percentile is None:
-        check_dedupe(dedupe)
-        return None
-    return near_copies_for(pool, dedupe)
 
 
 def _positive_int(name: str, value: Any) -> int:

@@ -606,15 +606,19 @@ def _pool_has_candidate_arrays(pool: Pool) -> bool:
     return bool(pool.any_candidate_arrays) and all(e.has_data for e in pool.entries)
 
 
-def near_copies_for(pool: Pool, dedupe: Any, *, seed: int = 0) -> Redundancy | None:
-    """The near-copies a final choice skips, found once when a run or a study starts.
+def near_copies_for(
+    pool: Pool, dedupe: Any, k: int | None, percentile: float | None, *, seed: int = 0
+) -> Redundancy | None:
+    """The near-copies the final choice of a run or a study skips, found once before its
+    first trial (so ``dedupe=True`` on a pool without arrays fails before any budget is
+    spent) and kept in the journal header, so ``dashsel report`` skips them too.
 
     ``dedupe``: None (on when every candidate has arrays), True (on; a :class:`SetError`
-    without arrays, before any trial is spent), False (off) or a precomputed
-    :class:`Redundancy`. Returns None when off.
+    without arrays), False (off) or a precomputed :class:`Redundancy`. Returns None when off
+    or when the rule (``k`` / ``percentile``) chooses a single dataset.
     """
     check_dedupe(dedupe)
-    if dedupe is False:
+    if dedupe is False or ((k is None or k < 2) and percentile is None):
         return None
     if isinstance(dedupe, Redundancy):
         return dedupe

@@ -187,8 +187,8 @@ class Study(Closeable):
             kept in the journal for every process.
         """
         from dashsel.policies import make_policy
-        from dashsel.run import configure_policy, run_meta, run_near_copies, run_scores
-        from dashsel.sets import check_dedupe
+        from dashsel.run import configure_policy, run_meta, run_scores
+        from dashsel.sets import check_dedupe, near_copies_for
 
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise DashselError(f"seed must be a non-negative integer, got {seed!r}")
@@ -227,7 +227,7 @@ class Study(Closeable):
         configure_policy(pol, deterministic=bool(deterministic), k=k, percentile=percentile)
         # The engine's prior, computed once here and kept in the header for every process.
         prior = run_scores(pool, pol, None)
-        near_copies = run_near_copies(pool, dedupe, k, percentile)
+        near_copies = near_copies_for(pool, dedupe, k, percentile)
         meta = run_meta(
             pool,
             pol,
